@@ -1,0 +1,321 @@
+"""The driver interface every TENS device driver implements, and the types it speaks.
+
+A driver is blocking at its public edge (``identify``, ``configure``, ``set_amplitude``,
+``start``, ``stop``, ``close``) and non-blocking underneath (``request_*``), so that code
+running inside clock callbacks (ramps, watchdogs) can command the device without waiting.
+
+``stop()`` and ``close()`` always try to leave every output at 0 mA, never raise for a lost
+link (the device's own watchdog then zeroes the output), and are idempotent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from drivers.clock import Clock
+
+# --------------------------------------------------------------------------- errors
+
+
+class DriverError(Exception):
+    """Base of every error raised by the hardware layer. ``str(e)`` is one clear sentence."""
+
+
+class PortError(DriverError):
+    """A port could not be opened: missing, busy, no permission, or not a TENS unit."""
+
+
+class FramingError(DriverError):
+    """Bytes on the wire are not a valid frame (bad checksum, length, escape or syntax)."""
+
+
+class CommsLostError(DriverError):
+    """The device stopped answering (acknowledgement timeout) or the port vanished."""
+
+
+class IdentityError(DriverError):
+    """The device on the port did not identify as a supported TENS unit."""
+
+
+class ErrorCode(StrEnum):
+    """Typed reasons a device refuses a command (shared by every protocol)."""
+
+    LIMIT = "limit"
+    PARAMETER = "parameter"
+    STATE = "state"
+    CRC = "crc"
+    BUSY = "busy"
+    UNKNOWN_COMMAND = "unknown_command"
+    VERSION = "version"
+
+
+class DeviceRejectedError(DriverError):
+    """The device answered a command with an error acknowledgement."""
+
+    def __init__(self, code: ErrorCode, command: str, detail: str = "") -> None:
+        self.code = code
+        self.command = command
+        self.detail = detail
+        text = f"the device refused {command}: {code.value} error"
+        super().__init__(f"{text} ({detail})" if detail else text)
+
+
+# --------------------------------------------------------------------------- settings
+
+
+class Waveform(StrEnum):
+    SYMMETRIC_BIPHASIC = "symmetric_biphasic"
+    ASYMMETRIC_BIPHASIC = "asymmetric_biphasic"
+
+
+class Pattern(StrEnum):
+    """How pulses are timed. Every pattern is defined by :class:`ChannelSettings`."""
+
+    CONTINUOUS = "continuous"
+    """Pulses at ``frequency_hz``."""
+    BURST = "burst"
+    """Trains of ``pulses_per_burst`` pulses at ``frequency_hz``, ``secondary_hz`` trains/s."""
+    MODULATED = "modulated"
+    """Frequency swept between ``secondary_hz`` and ``frequency_hz`` over ``cycle_s``."""
+    MIXED = "mixed"
+    """``frequency_hz`` and ``secondary_hz`` alternating, each for ``cycle_s`` seconds."""
+
+
+class ChannelSettings(BaseModel):
+    """What one channel delivers, apart from amplitude (which the governor ramps)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    frequency_hz: Annotated[float, Field(gt=0, le=10_000)]
+    pulse_width_us: Annotated[int, Field(gt=0, le=10_000)]
+    waveform: Waveform = Waveform.SYMMETRIC_BIPHASIC
+    pattern: Pattern = Pattern.CONTINUOUS
+    secondary_hz: Annotated[float, Field(gt=0, le=10_000)] | None = None
+    cycle_s: Annotated[float, Field(gt=0, le=3600)] | None = None
+    pulses_per_burst: Annotated[int, Field(ge=1, le=100)] | None = None
+
+    @model_validator(mode="after")
+    def _pattern_fields(self) -> ChannelSettings:
+        needs: dict[Pattern, tuple[str, ...]] = {
+            Pattern.CONTINUOUS: (),
+            Pattern.BURST: ("secondary_hz", "pulses_per_burst"),
+            Pattern.MODULATED: ("secondary_hz", "cycle_s"),
+            Pattern.MIXED: ("secondary_hz", "cycle_s"),
+        }
+        missing = [name for name in needs[self.pattern] if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"pattern {self.pattern.value} needs {', '.join(missing)}")
+        if self.pattern is Pattern.BURST:
+            assert self.secondary_hz is not None
+            assert self.pulses_per_burst is not None
+            train_s = self.pulses_per_burst / self.frequency_hz
+            if train_s * self.secondary_hz >= 1.0:
+                raise ValueError("burst trains overlap: pulses_per_burst/frequency_hz too long")
+        return self
+
+    @property
+    def frequencies_hz(self) -> tuple[float, ...]:
+        """Every pulse frequency the pattern uses (for range checks)."""
+        if self.pattern in (Pattern.MODULATED, Pattern.MIXED) and self.secondary_hz:
+            return (self.secondary_hz, self.frequency_hz)
+        return (self.frequency_hz,)
+
+    @property
+    def max_pulse_rate_hz(self) -> float:
+        """Worst-case pulses per second, over any one second (for dose checks)."""
+        if self.pattern is Pattern.BURST:
+            assert self.secondary_hz is not None
+            assert self.pulses_per_burst is not None
+            return self.secondary_hz * self.pulses_per_burst
+        return max(self.frequencies_hz)
+
+
+# --------------------------------------------------------------------------- identity
+
+
+class DeviceLimits(BaseModel):
+    """The hard limits a device reports about itself (intersected with the profile)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_amplitude_ma: Annotated[float, Field(ge=0)]
+    amplitude_step_ma: Annotated[float, Field(gt=0)]
+    min_frequency_hz: Annotated[float, Field(gt=0)]
+    max_frequency_hz: Annotated[float, Field(gt=0)]
+    min_pulse_width_us: Annotated[int, Field(gt=0)]
+    max_pulse_width_us: Annotated[int, Field(gt=0)]
+
+
+class DeviceInfo(BaseModel):
+    """Who the device says it is."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    protocol: str
+    protocol_version: str
+    model: str
+    serial_number: str
+    firmware: str
+    channels: Annotated[int, Field(ge=1, le=16)]
+    limits: DeviceLimits | None = None
+    """Hard limits reported by the device, or None when the protocol cannot report them."""
+    reports_current: bool
+    reports_impedance: bool
+    is_simulator: bool = False
+
+
+# --------------------------------------------------------------------------- reports
+
+
+@dataclass(frozen=True, slots=True)
+class Telemetry:
+    """One read-back sample of one channel. ``None`` means "not reported by this device"."""
+
+    time: float
+    channel: int
+    set_ma: float
+    measured_ma: float | None
+    impedance_ohm: float | None
+
+
+class DeviceEventKind(StrEnum):
+    LEAD_OFF = "lead_off"
+    FAULT = "fault"
+    WATCHDOG_TRIP = "watchdog_trip"
+    BATTERY_LOW = "battery_low"
+    DEVICE_RESET = "device_reset"
+    EMERGENCY_SWITCH = "emergency_switch"
+    OUTPUT_STOPPED = "output_stopped"
+    COMMS_LOST = "comms_lost"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceEvent:
+    """Something the device reported, or the driver detected (``COMMS_LOST``)."""
+
+    time: float
+    kind: DeviceEventKind
+    channel: int | None = None
+    detail: str = ""
+
+
+Report = Telemetry | DeviceEvent
+ReportHandler = Callable[[Report], None]
+
+
+# --------------------------------------------------------------------------- commands
+
+
+class Pending:
+    """A command sent and awaiting its acknowledgement."""
+
+    __slots__ = ("command", "deadline", "error", "finished")
+
+    def __init__(self, command: str, deadline: float) -> None:
+        self.command = command
+        self.deadline = deadline
+        self.finished = False
+        self.error: DriverError | None = None
+
+    def done(self) -> bool:
+        return self.finished
+
+    def resolve(self, error: DriverError | None = None) -> None:
+        if not self.finished:
+            self.error = error
+            self.finished = True
+
+    def raise_for_error(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+class TensDriver(ABC):
+    """A connected TENS unit. Channels are numbered from 1."""
+
+    ack_timeout_s: float = 1.0
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._report_handlers: list[ReportHandler] = []
+
+    # ---- reports
+    def add_report_handler(self, handler: ReportHandler) -> None:
+        """Receive telemetry and events. Handlers must not block (they may run on I/O threads)."""
+        self._report_handlers.append(handler)
+
+    def remove_report_handler(self, handler: ReportHandler) -> None:
+        if handler in self._report_handlers:
+            self._report_handlers.remove(handler)
+
+    def _emit(self, report: Report) -> None:
+        for handler in list(self._report_handlers):
+            handler(report)
+
+    # ---- non-blocking core, implemented by each protocol
+    @property
+    @abstractmethod
+    def info(self) -> DeviceInfo:
+        """The identity from the last ``identify()``; raises if not identified yet."""
+
+    @abstractmethod
+    def identify(self) -> DeviceInfo:
+        """Handshake and read the device's identity and hard limits (blocking)."""
+
+    @abstractmethod
+    def request_configure(self, channel: int, settings: ChannelSettings) -> Pending:
+        """Send channel settings; the device sets that channel's amplitude to 0."""
+
+    @abstractmethod
+    def request_amplitude(self, channel: int, milliamps: float) -> Pending: ...
+
+    @abstractmethod
+    def request_start(self) -> Pending: ...
+
+    @abstractmethod
+    def request_stop(self) -> Pending:
+        """Every output to 0 mA. Written to the port before this returns."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop (best effort), then close the port. Idempotent; never raises."""
+
+    @property
+    @abstractmethod
+    def connected(self) -> bool:
+        """False once the link is lost or closed."""
+
+    # ---- blocking edge
+    def wait(self, pending: Pending) -> None:
+        """Block until acknowledged; raise the device's error or :class:`CommsLostError`."""
+        timeout = max(0.0, pending.deadline - self.clock.now())
+        if not self.clock.wait_until(pending.done, timeout + 0.001):
+            raise CommsLostError(f"no acknowledgement for {pending.command} within timeout")
+        pending.raise_for_error()
+
+    def configure(self, channel: int, settings: ChannelSettings) -> None:
+        self.wait(self.request_configure(channel, settings))
+
+    def set_amplitude(self, channel: int, milliamps: float) -> None:
+        self.wait(self.request_amplitude(channel, milliamps))
+
+    def start(self) -> None:
+        self.wait(self.request_start())
+
+    def stop(self) -> None:
+        """All outputs to 0 and wait for the acknowledgement; never raises."""
+        with contextlib.suppress(DriverError):
+            self.wait(self.request_stop())
+
+    def __enter__(self) -> TensDriver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""The open TENS Serial Protocol (TSP): framing, codec and host driver. See docs/protocol.md."""

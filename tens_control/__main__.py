@@ -1,0 +1,3 @@
+from tens_control.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""One module per ``tens-control`` command (see ``tens_control.cli``)."""
