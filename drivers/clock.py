@@ -74,25 +74,32 @@ class Clock(ABC):
 
 
 class VirtualClock(Clock):
-    """Deterministic discrete-event time. Single-threaded by contract.
+    """Deterministic discrete-event time.
 
     Time advances only inside :meth:`wait_until`, :meth:`sleep`, :meth:`advance` and
     :meth:`run_until`; each jumps from deadline to deadline, running due callbacks in
     (time, scheduling order). Waiting inside a callback is a programming error and raises.
+
+    Scheduling is safe from any thread (a UI thread may send a stop while a worker waits);
+    one thread at a time advances time (callbacks run one by one under a lock).
+    Determinism holds as long as only one thread drives time at once.
     """
 
     def __init__(self, start: float = 0.0) -> None:
         self._now = start
         self._queue: list[TimerHandle] = []
         self._seq = itertools.count()
-        self._running_callback = False
+        self._callback_thread: int | None = None
+        self._lock = threading.RLock()
+        self._advance_lock = threading.Lock()
 
     def now(self) -> float:
         return self._now
 
     def call_at(self, when: float, callback: Callback) -> TimerHandle:
-        handle = TimerHandle(max(when, self._now), next(self._seq), callback)
-        heapq.heappush(self._queue, handle)
+        with self._lock:
+            handle = TimerHandle(max(when, self._now), next(self._seq), callback)
+            heapq.heappush(self._queue, handle)
         return handle
 
     def notify(self) -> None:
@@ -103,33 +110,38 @@ class VirtualClock(Clock):
         return sum(1 for h in self._queue if not h.cancelled)
 
     def next_deadline(self) -> float | None:
-        while self._queue and self._queue[0].cancelled:
-            heapq.heappop(self._queue)
-        return self._queue[0].when if self._queue else None
+        with self._lock:
+            while self._queue and self._queue[0].cancelled:
+                heapq.heappop(self._queue)
+            return self._queue[0].when if self._queue else None
 
     def _run_one(self, limit: float) -> bool:
         """Run the next callback due at or before ``limit``. False when there is none."""
-        when = self.next_deadline()
-        if when is None or when > limit:
-            return False
-        handle = heapq.heappop(self._queue)
-        self._now = max(self._now, handle.when)
-        self._running_callback = True
+        with self._lock:
+            while self._queue and self._queue[0].cancelled:
+                heapq.heappop(self._queue)
+            if not self._queue or self._queue[0].when > limit:
+                return False
+            handle = heapq.heappop(self._queue)
+            self._now = max(self._now, handle.when)
+        self._callback_thread = threading.get_ident()
         try:
             handle.callback()
         finally:
-            self._running_callback = False
+            self._callback_thread = None
         return True
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        if self._running_callback:
+        if self._callback_thread == threading.get_ident():
             raise RuntimeError("a scheduled callback must not wait on the clock")
-        deadline = self._now + max(0.0, timeout)
-        while not predicate():
-            if not self._run_one(deadline):
-                self._now = max(self._now, deadline)
-                return predicate()
-        return True
+        with self._advance_lock:
+            deadline = self._now + max(0.0, timeout)
+            while not predicate():
+                if not self._run_one(deadline):
+                    with self._lock:
+                        self._now = max(self._now, deadline)
+                    return predicate()
+            return True
 
     def run_until(self, when: float) -> None:
         """Advance to absolute time ``when``, running everything due on the way."""
