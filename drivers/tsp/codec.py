@@ -1,0 +1,688 @@
+"""TSP/1 messages: typed commands (host -> device) and replies/reports (device -> host).
+
+Both directions are here so that the host driver and the simulator share one definition of
+the wire format. Everything is sans-I/O: messages <-> :class:`~drivers.tsp.frame.Frame`.
+
+Decoding never trusts its input: any frame that is not a valid message raises
+:class:`MessageError` (a :class:`~drivers.base.FramingError`) carrying the
+:class:`~drivers.base.ErrorCode` a device answers with (``UNKNOWN_COMMAND`` for an unknown
+verb, ``PARAMETER`` for bad arguments). Encoding refuses values the wire cannot carry with
+:class:`CommandValueError` (a :class:`~drivers.base.DriverError` and a ``ValueError``).
+
+Numbers (docs/protocol.md §3): plain decimal, at most 3 decimals, no sign, no exponent; ``-``
+means "not available". :func:`format_number` writes the shortest such form.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from enum import StrEnum
+
+from pydantic import ValidationError
+
+from drivers.base import (
+    ChannelSettings,
+    DeviceEvent,
+    DeviceEventKind,
+    DeviceInfo,
+    DeviceLimits,
+    DriverError,
+    ErrorCode,
+    FramingError,
+    Pattern,
+    Telemetry,
+    Waveform,
+)
+from drivers.tsp.frame import Frame, encode_frame
+
+PROTOCOL_NAME = "TSP"
+PROTOCOL_MAJOR = 1
+PROTOCOL_MINOR = 0
+DEFAULT_WATCHDOG_MS = 1000
+TELEMETRY_HZ = 10
+"""Telemetry frames per second per channel while RUNNING (minimum)."""
+MAX_CHANNELS = 16
+NOT_AVAILABLE = "-"
+
+
+class MessageError(FramingError):
+    """A well-framed line that is not a valid TSP message.
+
+    ``code`` is what a device answers: ``UNKNOWN_COMMAND`` (unknown verb) or ``PARAMETER``.
+    """
+
+    def __init__(self, code: ErrorCode, detail: str) -> None:
+        self.code = code
+        self.detail = detail
+        super().__init__(f"bad TSP message ({code.value}): {detail}")
+
+
+class CommandValueError(DriverError, ValueError):
+    """A value cannot be written in TSP (negative, not finite, not a token)."""
+
+
+# --------------------------------------------------------------------------- numbers
+
+_NUMBER_RE = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,3})?")
+_INT_RE = re.compile(r"[0-9]{1,9}")
+_MILLI = Decimal("0.001")
+
+
+def _format_decimal(value: float, rounding: str, what: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise CommandValueError(f"{what} {value!r} is not a finite number")
+    if value < 0:
+        raise CommandValueError(f"{what} {value!r} is negative")
+    if value >= 1e9:
+        raise CommandValueError(f"{what} {value!r} is too large for TSP (at most 9 digits)")
+    exact = Decimal(repr(float(value))) if value else Decimal(0)
+    text = format(exact.quantize(_MILLI, rounding=rounding), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+def format_number(value: float, what: str = "value") -> str:
+    """Shortest plain decimal with at most 3 decimals (rounded half-even): 12.5, 80, 0.001."""
+    return _format_decimal(value, ROUND_HALF_EVEN, what)
+
+
+def format_amplitude(milliamps: float) -> str:
+    """An amplitude in mA, rounded *down* to 0.001 mA so that rounding never adds current."""
+    return _format_decimal(milliamps, ROUND_FLOOR, "amplitude")
+
+
+def format_optional(value: float | None, what: str = "value") -> str:
+    return NOT_AVAILABLE if value is None else format_number(value, what)
+
+
+def parse_number(token: str, what: str = "value") -> float:
+    if not _NUMBER_RE.fullmatch(token):
+        raise MessageError(ErrorCode.PARAMETER, f"{what} {token!r} is not a TSP number")
+    return float(token)
+
+
+def parse_optional(token: str, what: str = "value") -> float | None:
+    return None if token == NOT_AVAILABLE else parse_number(token, what)
+
+
+def parse_int(token: str, what: str = "value") -> int:
+    if not _INT_RE.fullmatch(token):
+        raise MessageError(ErrorCode.PARAMETER, f"{what} {token!r} is not a whole number")
+    return int(token)
+
+
+def _parse_channel(token: str) -> int:
+    channel = parse_int(token, "channel")
+    if not 1 <= channel <= MAX_CHANNELS:
+        raise MessageError(ErrorCode.PARAMETER, f"channel {channel} is outside 1-{MAX_CHANNELS}")
+    return channel
+
+
+def _check_channel(channel: int) -> str:
+    if isinstance(channel, bool) or not isinstance(channel, int):
+        raise CommandValueError(f"channel {channel!r} is not a whole number")
+    if not 1 <= channel <= MAX_CHANNELS:
+        raise CommandValueError(f"channel {channel} is outside 1-{MAX_CHANNELS}")
+    return str(channel)
+
+
+def _expect_args(frame: Frame, count: int) -> tuple[str, ...]:
+    if len(frame.args) != count:
+        raise MessageError(
+            ErrorCode.PARAMETER,
+            f"{frame.verb} takes {count} argument(s), got {len(frame.args)}",
+        )
+    return frame.args
+
+
+# --------------------------------------------------------------------------- enums on the wire
+
+WAVEFORM_TOKENS: dict[Waveform, str] = {
+    Waveform.SYMMETRIC_BIPHASIC: "SYM",
+    Waveform.ASYMMETRIC_BIPHASIC: "ASYM",
+}
+PATTERN_TOKENS: dict[Pattern, str] = {
+    Pattern.CONTINUOUS: "CONT",
+    Pattern.BURST: "BURST",
+    Pattern.MODULATED: "MOD",
+    Pattern.MIXED: "MIX",
+}
+ERROR_TOKENS: dict[ErrorCode, str] = {
+    ErrorCode.LIMIT: "LIMIT",
+    ErrorCode.PARAMETER: "PARAM",
+    ErrorCode.STATE: "STATE",
+    ErrorCode.CRC: "CRC",
+    ErrorCode.BUSY: "BUSY",
+    ErrorCode.UNKNOWN_COMMAND: "UNKNOWN",
+    ErrorCode.VERSION: "VERSION",
+}
+_WAVEFORMS = {v: k for k, v in WAVEFORM_TOKENS.items()}
+_PATTERNS = {v: k for k, v in PATTERN_TOKENS.items()}
+_ERRORS = {v: k for k, v in ERROR_TOKENS.items()}
+
+
+# --------------------------------------------------------------------------- host -> device
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """Identify; ``major`` is the protocol major version the host speaks."""
+
+    major: int = PROTOCOL_MAJOR
+    verb = "HELLO"
+
+    def to_args(self) -> tuple[str, ...]:
+        if isinstance(self.major, bool) or not 0 <= self.major <= 999:
+            raise CommandValueError(f"protocol major {self.major!r} is outside 0-999")
+        return (str(self.major),)
+
+
+@dataclass(frozen=True, slots=True)
+class Configure:
+    """Configure one channel; the device sets that channel's amplitude to 0."""
+
+    channel: int
+    settings: ChannelSettings
+    verb = "CFG"
+
+    def to_args(self) -> tuple[str, ...]:
+        s = self.settings
+        cycle_ms = None if s.cycle_s is None else s.cycle_s * 1000.0
+        return (
+            _check_channel(self.channel),
+            format_number(s.frequency_hz, "frequency"),
+            format_number(s.pulse_width_us, "pulse width"),
+            WAVEFORM_TOKENS[s.waveform],
+            PATTERN_TOKENS[s.pattern],
+            format_optional(s.secondary_hz, "secondary frequency"),
+            format_optional(cycle_ms, "cycle"),
+            NOT_AVAILABLE if s.pulses_per_burst is None else str(s.pulses_per_burst),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SetAmplitude:
+    """Set one channel's amplitude in mA (only while RUNNING)."""
+
+    channel: int
+    milliamps: float
+    verb = "AMP"
+
+    def to_args(self) -> tuple[str, ...]:
+        return (_check_channel(self.channel), format_amplitude(self.milliamps))
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Output on; every amplitude starts at 0."""
+
+    verb = "START"
+
+    def to_args(self) -> tuple[str, ...]:
+        return ()
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Every amplitude to 0, output off. Always acknowledged; idempotent."""
+
+    verb = "STOP"
+
+    def to_args(self) -> tuple[str, ...]:
+        return ()
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """Keep-alive."""
+
+    verb = "PING"
+
+    def to_args(self) -> tuple[str, ...]:
+        return ()
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """Ask for state, battery and every channel's amplitude."""
+
+    verb = "STATUS"
+
+    def to_args(self) -> tuple[str, ...]:
+        return ()
+
+
+Command = Hello | Configure | SetAmplitude | Start | Stop | Ping | Status
+COMMAND_VERBS: tuple[str, ...] = ("HELLO", "CFG", "AMP", "START", "STOP", "PING", "STATUS")
+
+
+def command_frame(seq: int, command: Command) -> Frame:
+    return Frame(seq, command.verb, command.to_args())
+
+
+def encode_command(seq: int, command: Command) -> bytes:
+    """The wire bytes of ``command`` with sequence number ``seq``."""
+    try:
+        return encode_frame(seq, command.verb, command.to_args())
+    except CommandValueError:
+        raise
+    except ValueError as error:
+        raise CommandValueError(str(error)) from None
+
+
+def _decode_configure(frame: Frame) -> Configure:
+    ch, hz, us, wave, pattern, f2, cycle, pulses = _expect_args(frame, 8)
+    channel = _parse_channel(ch)
+    if wave not in _WAVEFORMS:
+        raise MessageError(ErrorCode.PARAMETER, f"waveform {wave!r} is not SYM or ASYM")
+    if pattern not in _PATTERNS:
+        raise MessageError(ErrorCode.PARAMETER, f"pattern {pattern!r} is not CONT/BURST/MOD/MIX")
+    cycle_ms = parse_optional(cycle, "cycle")
+    try:
+        settings = ChannelSettings(
+            frequency_hz=parse_number(hz, "frequency"),
+            pulse_width_us=parse_int(us, "pulse width"),
+            waveform=_WAVEFORMS[wave],
+            pattern=_PATTERNS[pattern],
+            secondary_hz=parse_optional(f2, "secondary frequency"),
+            cycle_s=None if cycle_ms is None else cycle_ms / 1000.0,
+            pulses_per_burst=None if pulses == NOT_AVAILABLE else parse_int(pulses, "pulses"),
+        )
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        raise MessageError(ErrorCode.PARAMETER, f"{where}: {first['msg']}") from None
+    return Configure(channel, settings)
+
+
+def decode_command(frame: Frame) -> Command:
+    """A host command from a frame (device side). Raises :class:`MessageError`."""
+    verb = frame.verb
+    if verb == "HELLO":
+        (major,) = _expect_args(frame, 1)
+        return Hello(parse_int(major, "protocol major"))
+    if verb == "CFG":
+        return _decode_configure(frame)
+    if verb == "AMP":
+        ch, ma = _expect_args(frame, 2)
+        return SetAmplitude(_parse_channel(ch), parse_number(ma, "amplitude"))
+    simple: dict[str, Command] = {
+        "START": Start(),
+        "STOP": Stop(),
+        "PING": Ping(),
+        "STATUS": Status(),
+    }
+    if verb in simple:
+        _expect_args(frame, 0)
+        return simple[verb]
+    raise MessageError(ErrorCode.UNKNOWN_COMMAND, f"unknown verb {verb}")
+
+
+# --------------------------------------------------------------------------- device -> host
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """``<seq> ACK [args]``: the command with this ``seq`` was executed."""
+
+    seq: int
+    args: tuple[str, ...] = ()
+    verb = "ACK"
+
+    def to_args(self) -> tuple[str, ...]:
+        return self.args
+
+    @property
+    def positional(self) -> tuple[str, ...]:
+        """Arguments without ``=`` (for HELLO: the version token)."""
+        return tuple(a for a in self.args if "=" not in a)
+
+    @property
+    def fields(self) -> dict[str, str]:
+        """``key=value`` arguments. Unknown keys are kept (and ignored by parsers)."""
+        out: dict[str, str] = {}
+        for arg in self.args:
+            key, sep, value = arg.partition("=")
+            if sep and key and key not in out:
+                out[key] = value
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Err:
+    """``<seq> ERR <CODE> [detail]``: the command with this ``seq`` was NOT executed."""
+
+    seq: int
+    code: ErrorCode
+    detail: str = ""
+    verb = "ERR"
+
+    def to_args(self) -> tuple[str, ...]:
+        return (ERROR_TOKENS[self.code], *self.detail.split())
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryFrame:
+    """``<seq> TEL <ch> <set_mA> <measured_mA|-> <impedance_ohm|->``."""
+
+    seq: int
+    channel: int
+    set_ma: float
+    measured_ma: float | None
+    impedance_ohm: float | None
+    verb = "TEL"
+
+    def to_args(self) -> tuple[str, ...]:
+        return (
+            _check_channel(self.channel),
+            format_number(self.set_ma, "set current"),
+            format_optional(self.measured_ma, "measured current"),
+            format_optional(self.impedance_ohm, "impedance"),
+        )
+
+    def to_report(self, time: float) -> Telemetry:
+        return Telemetry(time, self.channel, self.set_ma, self.measured_ma, self.impedance_ohm)
+
+
+class EventName(StrEnum):
+    LEADOFF = "LEADOFF"
+    WDT = "WDT"
+    FAULT = "FAULT"
+    BATLOW = "BATLOW"
+    RESET = "RESET"
+
+
+_EVENT_KINDS: dict[EventName, DeviceEventKind] = {
+    EventName.LEADOFF: DeviceEventKind.LEAD_OFF,
+    EventName.WDT: DeviceEventKind.WATCHDOG_TRIP,
+    EventName.FAULT: DeviceEventKind.FAULT,
+    EventName.BATLOW: DeviceEventKind.BATTERY_LOW,
+    EventName.RESET: DeviceEventKind.DEVICE_RESET,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EventFrame:
+    """``<seq> EVT <NAME> [arg]``.
+
+    LEADOFF needs ``channel``; FAULT needs ``code`` (a token); BATLOW needs ``battery_pct``.
+    """
+
+    seq: int
+    name: EventName
+    channel: int | None = None
+    code: str | None = None
+    battery_pct: int | None = None
+    verb = "EVT"
+
+    def to_args(self) -> tuple[str, ...]:
+        if self.name is EventName.LEADOFF:
+            if self.channel is None:
+                raise CommandValueError("EVT LEADOFF needs a channel")
+            return (self.name.value, _check_channel(self.channel))
+        if self.name is EventName.FAULT:
+            if not self.code:
+                raise CommandValueError("EVT FAULT needs a code")
+            return (self.name.value, self.code)
+        if self.name is EventName.BATLOW:
+            if self.battery_pct is None or not 0 <= self.battery_pct <= 100:
+                raise CommandValueError("EVT BATLOW needs a battery percentage 0-100")
+            return (self.name.value, str(self.battery_pct))
+        return (self.name.value,)
+
+    def to_report(self, time: float) -> DeviceEvent:
+        detail = ""
+        if self.name is EventName.FAULT:
+            detail = self.code or ""
+        elif self.name is EventName.BATLOW:
+            detail = f"battery {self.battery_pct}%"
+        return DeviceEvent(time, _EVENT_KINDS[self.name], self.channel, detail)
+
+
+DeviceMessage = Ack | Err | TelemetryFrame | EventFrame
+DEVICE_VERBS: tuple[str, ...] = ("ACK", "ERR", "TEL", "EVT")
+
+
+def device_frame(message: DeviceMessage) -> Frame:
+    return Frame(message.seq, message.verb, message.to_args())
+
+
+def encode_device_message(message: DeviceMessage) -> bytes:
+    """The wire bytes of a device reply or report."""
+    try:
+        return encode_frame(message.seq, message.verb, message.to_args())
+    except CommandValueError:
+        raise
+    except ValueError as error:
+        raise CommandValueError(str(error)) from None
+
+
+def _decode_event(frame: Frame) -> EventFrame:
+    if not frame.args:
+        raise MessageError(ErrorCode.PARAMETER, "EVT without an event name")
+    name_token, *rest = frame.args
+    try:
+        name = EventName(name_token)
+    except ValueError:
+        raise MessageError(ErrorCode.UNKNOWN_COMMAND, f"unknown event {name_token}") from None
+    wants_arg = name in (EventName.LEADOFF, EventName.FAULT, EventName.BATLOW)
+    if len(rest) != (1 if wants_arg else 0):
+        raise MessageError(ErrorCode.PARAMETER, f"EVT {name.value}: wrong number of arguments")
+    if name is EventName.LEADOFF:
+        return EventFrame(frame.seq, name, channel=_parse_channel(rest[0]))
+    if name is EventName.FAULT:
+        return EventFrame(frame.seq, name, code=rest[0])
+    if name is EventName.BATLOW:
+        pct = parse_int(rest[0], "battery")
+        if pct > 100:
+            raise MessageError(ErrorCode.PARAMETER, f"battery {pct}% is above 100")
+        return EventFrame(frame.seq, name, battery_pct=pct)
+    return EventFrame(frame.seq, name)
+
+
+def decode_device_message(frame: Frame) -> DeviceMessage:
+    """A device reply or report from a frame (host side). Raises :class:`MessageError`."""
+    verb = frame.verb
+    if verb == "ACK":
+        return Ack(frame.seq, frame.args)
+    if verb == "ERR":
+        if not frame.args:
+            raise MessageError(ErrorCode.PARAMETER, "ERR without an error code")
+        code_token, *detail = frame.args
+        if code_token not in _ERRORS:
+            raise MessageError(ErrorCode.PARAMETER, f"unknown error code {code_token}")
+        return Err(frame.seq, _ERRORS[code_token], " ".join(detail))
+    if verb == "TEL":
+        ch, set_ma, measured, impedance = _expect_args(frame, 4)
+        return TelemetryFrame(
+            frame.seq,
+            _parse_channel(ch),
+            parse_number(set_ma, "set current"),
+            parse_optional(measured, "measured current"),
+            parse_optional(impedance, "impedance"),
+        )
+    if verb == "EVT":
+        return _decode_event(frame)
+    raise MessageError(ErrorCode.UNKNOWN_COMMAND, f"unknown device verb {verb}")
+
+
+# --------------------------------------------------------------------------- HELLO identity
+
+_TOKEN_RE = re.compile(r"[\x21-\x29\x2b-\x7e]+")
+_VERSION_RE = re.compile(r"TSP/([0-9]{1,3})\.([0-9]{1,3})")
+
+
+@dataclass(frozen=True, slots=True)
+class HelloIdentity:
+    """What a ``HELLO`` acknowledgement says."""
+
+    major: int
+    minor: int
+    info: DeviceInfo
+    watchdog_ms: int = DEFAULT_WATCHDOG_MS
+    extra: dict[str, str] = field(default_factory=dict)
+    """Fields this host does not know (added by later minor versions)."""
+
+
+def _token(value: str, what: str) -> str:
+    if not _TOKEN_RE.fullmatch(value) or "=" in value:
+        raise CommandValueError(
+            f"{what} {value!r} must be printable ASCII without spaces, '*' or '='"
+        )
+    return value
+
+
+def hello_ack(
+    seq: int,
+    info: DeviceInfo,
+    *,
+    watchdog_ms: int = DEFAULT_WATCHDOG_MS,
+    minor: int = PROTOCOL_MINOR,
+) -> Ack:
+    """The ``ACK`` a device sends for ``HELLO`` (used by the simulator and the docs)."""
+    limits = info.limits
+    if limits is None:
+        raise CommandValueError("a TSP device must report its hard limits")
+    flag = {True: "1", False: "0"}
+    return Ack(
+        seq,
+        (
+            f"{PROTOCOL_NAME}/{PROTOCOL_MAJOR}.{minor}",
+            f"model={_token(info.model, 'model')}",
+            f"serial={_token(info.serial_number, 'serial number')}",
+            f"fw={_token(info.firmware, 'firmware')}",
+            f"ch={info.channels}",
+            f"maxma={format_number(limits.max_amplitude_ma)}",
+            f"stepma={format_number(limits.amplitude_step_ma)}",
+            f"fmin={format_number(limits.min_frequency_hz)}",
+            f"fmax={format_number(limits.max_frequency_hz)}",
+            f"pwmin={limits.min_pulse_width_us}",
+            f"pwmax={limits.max_pulse_width_us}",
+            f"wdms={watchdog_ms}",
+            f"current={flag[info.reports_current]}",
+            f"impedance={flag[info.reports_impedance]}",
+            f"sim={flag[info.is_simulator]}",
+        ),
+    )
+
+
+_HELLO_KEYS = (
+    "model",
+    "serial",
+    "fw",
+    "ch",
+    "maxma",
+    "stepma",
+    "fmin",
+    "fmax",
+    "pwmin",
+    "pwmax",
+    "wdms",
+    "current",
+    "impedance",
+    "sim",
+)
+
+
+def _flag(fields: dict[str, str], key: str) -> bool:
+    value = fields[key]
+    if value not in ("0", "1"):
+        raise MessageError(ErrorCode.PARAMETER, f"HELLO field {key}={value!r} is not 0 or 1")
+    return value == "1"
+
+
+def parse_hello_ack(ack: Ack) -> HelloIdentity:
+    """Parse the identity in a ``HELLO`` acknowledgement. Raises :class:`MessageError`."""
+    positional = ack.positional
+    match = _VERSION_RE.fullmatch(positional[0]) if positional else None
+    if match is None:
+        raise MessageError(ErrorCode.PARAMETER, "HELLO reply has no TSP/<major>.<minor> version")
+    fields = ack.fields
+    missing = [key for key in _HELLO_KEYS if key not in fields]
+    if missing:
+        raise MessageError(ErrorCode.PARAMETER, f"HELLO reply lacks {', '.join(missing)}")
+    major, minor = int(match.group(1)), int(match.group(2))
+    channels = parse_int(fields["ch"], "ch")
+    watchdog_ms = parse_int(fields["wdms"], "wdms")
+    if watchdog_ms < 30:
+        raise MessageError(ErrorCode.PARAMETER, f"watchdog {watchdog_ms} ms is below 30 ms")
+    try:
+        limits = DeviceLimits(
+            max_amplitude_ma=parse_number(fields["maxma"], "maxma"),
+            amplitude_step_ma=parse_number(fields["stepma"], "stepma"),
+            min_frequency_hz=parse_number(fields["fmin"], "fmin"),
+            max_frequency_hz=parse_number(fields["fmax"], "fmax"),
+            min_pulse_width_us=parse_int(fields["pwmin"], "pwmin"),
+            max_pulse_width_us=parse_int(fields["pwmax"], "pwmax"),
+        )
+        info = DeviceInfo(
+            protocol=PROTOCOL_NAME,
+            protocol_version=f"{major}.{minor}",
+            model=fields["model"],
+            serial_number=fields["serial"],
+            firmware=fields["fw"],
+            channels=channels,
+            limits=limits,
+            reports_current=_flag(fields, "current"),
+            reports_impedance=_flag(fields, "impedance"),
+            is_simulator=_flag(fields, "sim"),
+        )
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "identity"
+        raise MessageError(ErrorCode.PARAMETER, f"HELLO reply {where}: {first['msg']}") from None
+    extra = {k: v for k, v in fields.items() if k not in _HELLO_KEYS}
+    return HelloIdentity(major, minor, info, watchdog_ms, extra)
+
+
+# --------------------------------------------------------------------------- STATUS
+
+
+class DeviceState(StrEnum):
+    IDLE = "IDLE"
+    RUNNING = "RUNNING"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    """What a ``STATUS`` acknowledgement says."""
+
+    state: DeviceState
+    battery_pct: int | None
+    amplitudes_ma: dict[int, float] = field(default_factory=dict)
+
+
+def status_ack(seq: int, status: DeviceStatus) -> Ack:
+    """The ``ACK`` a device sends for ``STATUS``."""
+    bat = NOT_AVAILABLE if status.battery_pct is None else str(status.battery_pct)
+    amps = tuple(
+        f"a{ch}={format_number(ma, 'amplitude')}" for ch, ma in sorted(status.amplitudes_ma.items())
+    )
+    return Ack(seq, (f"state={status.state.value}", f"bat={bat}", *amps))
+
+
+_AMP_KEY_RE = re.compile(r"a([1-9][0-9]?)")
+
+
+def parse_status_ack(ack: Ack) -> DeviceStatus:
+    fields = ack.fields
+    if "state" not in fields or "bat" not in fields:
+        raise MessageError(ErrorCode.PARAMETER, "STATUS reply lacks state or bat")
+    try:
+        state = DeviceState(fields["state"])
+    except ValueError:
+        raise MessageError(
+            ErrorCode.PARAMETER, f"STATUS state {fields['state']!r} is not IDLE or RUNNING"
+        ) from None
+    bat = fields["bat"]
+    battery = None if bat == NOT_AVAILABLE else parse_int(bat, "battery")
+    amplitudes: dict[int, float] = {}
+    for key, value in fields.items():
+        match = _AMP_KEY_RE.fullmatch(key)
+        if match:
+            amplitudes[int(match.group(1))] = parse_number(value, key)
+    return DeviceStatus(state, battery, amplitudes)

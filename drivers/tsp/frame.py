@@ -1,0 +1,232 @@
+"""TSP/1 framing: one ASCII line per frame, protected by CRC-16/CCITT-FALSE.
+
+Wire format (docs/protocol.md §2)::
+
+    <seq> SP <VERB> *( SP <arg> ) "*" <CRC4> [CR] LF
+
+* ``seq``: decimal 0-65535 without leading zeros.
+* ``VERB``: 1-16 upper-case letters A-Z.
+* ``arg``: 1+ printable ASCII bytes 0x21-0x7E other than ``*``; single spaces between tokens.
+* ``CRC4``: exactly four upper-case hex digits, CRC-16/CCITT-FALSE over every byte before ``*``.
+* At most :data:`MAX_FRAME_LEN` bytes per line, counting the ``CR`` (if any) and the ``LF``.
+
+This module is sans-I/O: :class:`FrameDecoder` takes bytes in and gives frames and errors out.
+A bad line is reported as one :class:`TspFramingError` and never yields a frame; the decoder
+then resynchronises at the next ``LF``. Empty lines (a bare ``LF`` or ``CR LF``) are ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from drivers.base import FramingError
+
+MAX_FRAME_LEN = 256
+"""Longest frame in bytes, including the trailing ``CR`` (if sent) and ``LF``.
+
+256, not 128: the ``HELLO`` acknowledgement with every identity field is ~160 bytes."""
+MAX_SEQ = 65535
+MAX_VERB_LEN = 16
+
+_SEQ_RE = re.compile(rb"(?:0|[1-9][0-9]{0,4})")
+_VERB_RE = re.compile(rb"[A-Z]{1,16}")
+_ARG_RE = re.compile(rb"[\x21-\x29\x2b-\x7e]+")
+_CRC_RE = re.compile(rb"[0-9A-F]{4}")
+_LEADING_SEQ_RE = re.compile(rb"(0|[1-9][0-9]{0,4}) ")
+
+
+def _make_table() -> tuple[int, ...]:
+    table = []
+    for byte in range(256):
+        crc = byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
+        table.append(crc & 0xFFFF)
+    return tuple(table)
+
+
+_CRC_TABLE = _make_table()
+
+
+def crc16_ccitt_false(data: bytes, crc: int = 0xFFFF) -> int:
+    """CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, xorout 0.
+
+    ``crc16_ccitt_false(b"123456789") == 0x29B1``.
+    """
+    for byte in data:
+        crc = ((crc << 8) & 0xFFFF) ^ _CRC_TABLE[((crc >> 8) ^ byte) & 0xFF]
+    return crc
+
+
+class FrameErrorReason(StrEnum):
+    """Why a line was not a frame."""
+
+    CRC = "crc"
+    """The four hex digits are present but do not match the line."""
+    SYNTAX = "syntax"
+    """Missing ``*CRC``, bad sequence number, verb or argument, or a byte outside the charset."""
+    LENGTH = "length"
+    """More than :data:`MAX_FRAME_LEN` bytes without a line end."""
+
+
+class TspFramingError(FramingError):
+    """One bad line on the wire. ``seq`` is the line's sequence number when readable."""
+
+    def __init__(self, reason: FrameErrorReason, detail: str, seq: int | None, raw: bytes):
+        self.reason = reason
+        self.detail = detail
+        self.seq = seq
+        self.raw = raw
+        super().__init__(f"bad TSP frame ({reason.value}): {detail}")
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One decoded frame: sequence number, verb and argument tokens (still text)."""
+
+    seq: int
+    verb: str
+    args: tuple[str, ...] = ()
+
+    def encode(self) -> bytes:
+        return encode_frame(self.seq, self.verb, self.args)
+
+
+def _check_fields(seq: int, verb: str, args: Iterable[str]) -> bytes:
+    if not 0 <= seq <= MAX_SEQ:
+        raise ValueError(f"sequence number {seq} is outside 0-{MAX_SEQ}")
+    parts = [str(seq).encode("ascii")]
+    if not isinstance(verb, str) or not verb.isascii() or not _VERB_RE.fullmatch(verb.encode()):
+        raise ValueError(f"verb {verb!r} must be 1-{MAX_VERB_LEN} letters A-Z")
+    parts.append(verb.encode("ascii"))
+    for arg in args:
+        raw = arg.encode("ascii", "replace") if isinstance(arg, str) else b""
+        if not isinstance(arg, str) or not arg.isascii() or not _ARG_RE.fullmatch(raw):
+            raise ValueError(f"argument {arg!r} must be printable ASCII without spaces or '*'")
+        parts.append(raw)
+    return b" ".join(parts)
+
+
+def encode_frame(seq: int, verb: str, args: Iterable[str] = ()) -> bytes:
+    """The wire bytes of one frame, ending in ``LF``. ``ValueError`` if it cannot be framed."""
+    body = _check_fields(seq, verb, args)
+    line = body + b"*%04X\n" % crc16_ccitt_false(body)
+    if len(line) > MAX_FRAME_LEN:
+        raise ValueError(f"frame is {len(line)} bytes, more than the {MAX_FRAME_LEN} allowed")
+    return line
+
+
+def _readable_seq(line: bytes) -> int | None:
+    match = _LEADING_SEQ_RE.match(line)
+    if match is None:
+        return None
+    value = int(match.group(1))
+    return value if value <= MAX_SEQ else None
+
+
+def decode_line(line: bytes) -> Frame:
+    """Decode one line without its ``LF`` (a trailing ``CR`` is allowed).
+
+    Raises :class:`TspFramingError` for anything that is not exactly one valid frame.
+    """
+    raw = line
+    if line.endswith(b"\r"):
+        line = line[:-1]
+    if len(raw) + 1 > MAX_FRAME_LEN:
+        raise TspFramingError(
+            FrameErrorReason.LENGTH,
+            f"line is longer than {MAX_FRAME_LEN} bytes",
+            _readable_seq(line),
+            raw,
+        )
+    star = line.rfind(b"*")
+    if star < 0 or not _CRC_RE.fullmatch(line[star + 1 :]):
+        raise TspFramingError(
+            FrameErrorReason.SYNTAX, "no '*' and 4 upper-case hex digits at the end", None, raw
+        )
+    body = line[:star]
+    seq_hint = _readable_seq(body)
+    if crc16_ccitt_false(body) != int(line[star + 1 :], 16):
+        raise TspFramingError(
+            FrameErrorReason.CRC,
+            f"checksum {line[star + 1 :].decode()} does not match {crc16_ccitt_false(body):04X}",
+            seq_hint,
+            raw,
+        )
+    tokens = body.split(b" ")
+    if len(tokens) < 2:
+        raise TspFramingError(FrameErrorReason.SYNTAX, "no verb", seq_hint, raw)
+    seq_raw, verb_raw, *arg_raw = tokens
+    if not _SEQ_RE.fullmatch(seq_raw) or int(seq_raw) > MAX_SEQ:
+        raise TspFramingError(FrameErrorReason.SYNTAX, "bad sequence number", None, raw)
+    seq = int(seq_raw)
+    if not _VERB_RE.fullmatch(verb_raw):
+        raise TspFramingError(FrameErrorReason.SYNTAX, "verb must be letters A-Z", seq, raw)
+    for token in arg_raw:
+        if not _ARG_RE.fullmatch(token):
+            raise TspFramingError(
+                FrameErrorReason.SYNTAX,
+                "empty argument or byte outside printable ASCII",
+                seq,
+                raw,
+            )
+    return Frame(seq, verb_raw.decode("ascii"), tuple(t.decode("ascii") for t in arg_raw))
+
+
+class FrameDecoder:
+    """Incremental decoder: feed any chunks, get frames and per-line errors in order."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._discarding = False
+        self.frames_decoded = 0
+        self.errors = 0
+
+    def reset(self) -> None:
+        """Forget any partial line (for example after a reconnect)."""
+        self._buffer.clear()
+        self._discarding = False
+
+    def feed(self, data: bytes) -> list[Frame | FramingError]:
+        out: list[Frame | FramingError] = []
+        start = 0
+        while start < len(data):
+            newline = data.find(b"\n", start)
+            end = len(data) if newline < 0 else newline
+            chunk = data[start:end]
+            if self._discarding:
+                if newline >= 0:
+                    self._discarding = False
+            else:
+                self._buffer += chunk
+                if len(self._buffer) + 1 > MAX_FRAME_LEN:
+                    # Too long: report once, then skip to the next LF.
+                    head = bytes(self._buffer[:MAX_FRAME_LEN])
+                    out.append(
+                        TspFramingError(
+                            FrameErrorReason.LENGTH,
+                            f"line is longer than {MAX_FRAME_LEN} bytes",
+                            _readable_seq(head),
+                            head,
+                        )
+                    )
+                    self.errors += 1
+                    self._buffer.clear()
+                    self._discarding = newline < 0
+                elif newline >= 0:
+                    line = bytes(self._buffer)
+                    self._buffer.clear()
+                    if line not in (b"", b"\r"):
+                        try:
+                            out.append(decode_line(line))
+                            self.frames_decoded += 1
+                        except TspFramingError as error:
+                            out.append(error)
+                            self.errors += 1
+            if newline < 0:
+                break
+            start = newline + 1
+        return out
