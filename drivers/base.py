@@ -216,13 +216,14 @@ ReportHandler = Callable[[Report], None]
 class Pending:
     """A command sent and awaiting its acknowledgement."""
 
-    __slots__ = ("command", "deadline", "error", "finished")
+    __slots__ = ("_callbacks", "command", "deadline", "error", "finished")
 
     def __init__(self, command: str, deadline: float) -> None:
         self.command = command
         self.deadline = deadline
         self.finished = False
         self.error: DriverError | None = None
+        self._callbacks: list[Callable[[Pending], None]] = []
 
     def done(self) -> bool:
         return self.finished
@@ -231,6 +232,26 @@ class Pending:
         if not self.finished:
             self.error = error
             self.finished = True
+            self._run_callbacks()
+
+    def add_done_callback(self, callback: Callable[[Pending], None]) -> None:
+        """Call ``callback(self)`` once, when resolved (at once if already resolved).
+
+        It runs on whichever thread resolves the command (an I/O thread or a clock callback),
+        so it must not block. Each callback runs exactly once, also under a race with
+        :meth:`resolve` (``list.pop`` is atomic).
+        """
+        self._callbacks.append(callback)
+        if self.finished:
+            self._run_callbacks()
+
+    def _run_callbacks(self) -> None:
+        while self._callbacks:
+            try:
+                callback = self._callbacks.pop(0)
+            except IndexError:  # another thread took the last one
+                return
+            callback(self)
 
     def raise_for_error(self) -> None:
         if self.error is not None:
