@@ -102,13 +102,8 @@ GOLDEN_COMMANDS: list[tuple[int, Command, bytes]] = [
         Configure(1, ChannelSettings(frequency_hz=80, pulse_width_us=200)),
         b"2 CFG 1 80 200 SYM CONT - - -*2525\n",
     ),
-    (3, Start(), b"3 START*59D2\n"),
-    (4, SetAmplitude(1, 12.5), b"4 AMP 1 12.5*139F\n"),
-    (5, Ping(), b"5 PING*8ACE\n"),
-    (6, Status(), b"6 STATUS*BA65\n"),
-    (7, Stop(), b"7 STOP*CA87\n"),
     (
-        8,
+        3,
         Configure(
             2,
             ChannelSettings(
@@ -119,10 +114,10 @@ GOLDEN_COMMANDS: list[tuple[int, Command, bytes]] = [
                 pulses_per_burst=7,
             ),
         ),
-        b"8 CFG 2 100 150 SYM BURST 2 - 7*7F2E\n",
+        b"3 CFG 2 100 150 SYM BURST 2 - 7*CCB8\n",
     ),
     (
-        9,
+        4,
         Configure(
             1,
             ChannelSettings(
@@ -134,9 +129,31 @@ GOLDEN_COMMANDS: list[tuple[int, Command, bytes]] = [
                 cycle_s=3,
             ),
         ),
-        b"9 CFG 1 100 200 ASYM MIX 2 3000 -*6998\n",
+        b"4 CFG 1 100 200 ASYM MIX 2 3000 -*DD12\n",
     ),
+    (
+        5,
+        Configure(
+            2,
+            ChannelSettings(
+                frequency_hz=150,
+                pulse_width_us=250,
+                pattern=Pattern.MODULATED,
+                secondary_hz=80,
+                cycle_s=5,
+            ),
+        ),
+        b"5 CFG 2 150 250 SYM MOD 80 5000 -*FB10\n",
+    ),
+    (6, Start(), b"6 START*2075\n"),
+    (7, SetAmplitude(1, 12.5), b"7 AMP 1 12.5*1600\n"),
+    (8, SetAmplitude(2, 0), b"8 AMP 2 0*4635\n"),
+    (9, Ping(), b"9 PING*812D\n"),
+    (10, Status(), b"10 STATUS*0CC3\n"),
+    (11, Stop(), b"11 STOP*5954\n"),
+    (65535, Ping(), b"65535 PING*B760\n"),
 ]
+"""Host commands exactly as in docs/protocol.md §12 (checked there by test_tsp_protocol_doc)."""
 
 
 @pytest.mark.parametrize(("seq", "command", "wire"), GOLDEN_COMMANDS)
@@ -256,9 +273,10 @@ def test_parse_number_rejects_non_tsp_numbers(token: str) -> None:
     ("line", "reason", "seq"),
     [
         (b"7 AMP 1 12.5*1601", FrameErrorReason.CRC, 7),
-        (b"7 AMP 1 12.5*1600 ", FrameErrorReason.SYNTAX, None),
-        (b"7 AMP 1 12.5*160a", FrameErrorReason.SYNTAX, None),
-        (b"7 AMP 1 12.5", FrameErrorReason.SYNTAX, None),
+        (b"7 AMP 1 12.5*1600 ", FrameErrorReason.CRC, 7),
+        (b"7 AMP 1 12.5*160a", FrameErrorReason.CRC, 7),
+        (b"7 AMP 1 12.5", FrameErrorReason.CRC, 7),
+        (b"PING", FrameErrorReason.CRC, None),
         (b"xx AMP 1*0000", FrameErrorReason.CRC, None),
     ],
 )
@@ -287,8 +305,8 @@ def test_syntax_errors_with_a_valid_crc_are_still_errors(body: bytes) -> None:
 
 def test_cr_before_lf_is_tolerated_and_blank_lines_are_ignored() -> None:
     decoder = FrameDecoder()
-    out = decoder.feed(b"\n\r\n5 PING*8ACE\r\n")
-    assert out == [Frame(5, "PING")]
+    out = decoder.feed(b"\n\r\n9 PING*812D\r\n")
+    assert out == [Frame(9, "PING")]
 
 
 def test_unknown_verbs_and_bad_arguments_carry_the_device_error_code() -> None:
@@ -322,11 +340,11 @@ def test_encoder_refuses_unframeable_fields() -> None:
 def test_overlong_line_is_one_error_then_resync() -> None:
     decoder = FrameDecoder()
     junk = b"9" * (MAX_FRAME_LEN * 3)
-    out = decoder.feed(junk[:100]) + decoder.feed(junk[100:]) + decoder.feed(b"\n5 PING*8ACE\n")
+    out = decoder.feed(junk[:100]) + decoder.feed(junk[100:]) + decoder.feed(b"\n9 PING*812D\n")
     assert len(out) == 2
     assert isinstance(out[0], TspFramingError)
     assert out[0].reason is FrameErrorReason.LENGTH
-    assert out[1] == Frame(5, "PING")
+    assert out[1] == Frame(9, "PING")
 
 
 def test_line_of_exactly_max_length_is_accepted() -> None:

@@ -36,7 +36,7 @@ from drivers.base import (
     Telemetry,
     Waveform,
 )
-from drivers.tsp.frame import Frame, encode_frame
+from drivers.tsp.frame import Frame, FrameErrorReason, TspFramingError, encode_frame
 
 PROTOCOL_NAME = "TSP"
 PROTOCOL_MAJOR = 1
@@ -686,3 +686,27 @@ def parse_status_ack(ack: Ack) -> DeviceStatus:
         if match:
             amplitudes[int(match.group(1))] = parse_number(value, key)
     return DeviceStatus(state, battery, amplitudes)
+
+
+# --------------------------------------------------------------------------- device error replies
+
+
+def framing_error_reply(error: FramingError) -> Err:
+    """What a device answers to a line that failed framing (docs/protocol.md §7).
+
+    A checksum or length failure is ``ERR CRC`` (the host retransmits); a line whose checksum
+    matches but whose grammar does not is ``ERR PARAM``. The seq is the line's own when
+    readable, else 0.
+    """
+    if isinstance(error, TspFramingError):
+        seq = error.seq if error.seq is not None else 0
+        if error.reason is FrameErrorReason.SYNTAX:
+            return Err(seq, ErrorCode.PARAMETER, "bad frame syntax")
+        return Err(seq, ErrorCode.CRC)
+    return Err(0, ErrorCode.CRC)
+
+
+def message_error_reply(seq: int, error: MessageError) -> Err:
+    """What a device answers to a well-framed line that is not a valid command."""
+    text = "".join(c if " " < c <= "~" and c != "*" else " " for c in error.detail)
+    return Err(seq, error.code, " ".join(text.split())[:80].strip())

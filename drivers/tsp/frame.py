@@ -65,11 +65,13 @@ class FrameErrorReason(StrEnum):
     """Why a line was not a frame."""
 
     CRC = "crc"
-    """The four hex digits are present but do not match the line."""
+    """No ``*`` and four upper-case hex digits at the end, or they do not match the line.
+    A device answers ``ERR CRC``; the host retransmits."""
     SYNTAX = "syntax"
-    """Missing ``*CRC``, bad sequence number, verb or argument, or a byte outside the charset."""
+    """The checksum matches but the grammar does not (sequence number, verb, empty argument,
+    byte outside the charset). A device answers ``ERR PARAM``; retransmitting cannot help."""
     LENGTH = "length"
-    """More than :data:`MAX_FRAME_LEN` bytes without a line end."""
+    """More than :data:`MAX_FRAME_LEN` bytes without a line end. A device answers ``ERR CRC``."""
 
 
 class TspFramingError(FramingError):
@@ -145,7 +147,10 @@ def decode_line(line: bytes) -> Frame:
     star = line.rfind(b"*")
     if star < 0 or not _CRC_RE.fullmatch(line[star + 1 :]):
         raise TspFramingError(
-            FrameErrorReason.SYNTAX, "no '*' and 4 upper-case hex digits at the end", None, raw
+            FrameErrorReason.CRC,
+            "no '*' and 4 upper-case hex digits at the end",
+            _readable_seq(line),
+            raw,
         )
     body = line[:star]
     seq_hint = _readable_seq(body)
