@@ -1,0 +1,232 @@
+"""The TSP/1 front-end of the simulated firmware (docs/protocol.md).
+
+Bytes in -> :class:`~drivers.tsp.frame.FrameDecoder` -> :func:`~drivers.tsp.codec.decode_command`
+-> :class:`~simulator.firmware.Firmware` -> ``ACK``/``ERR`` frames out. Plus, unsolicited:
+``TEL`` at 10 Hz per configured channel while RUNNING and ``EVT`` for every firmware event.
+The framing and message codec are the host driver's own (``drivers/tsp``): one definition of
+the wire format for both ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from drivers.base import DeviceEvent, DeviceEventKind, DeviceInfo, ErrorCode, FramingError
+from drivers.clock import TimerHandle
+from drivers.tsp.codec import (
+    PROTOCOL_MAJOR,
+    PROTOCOL_MINOR,
+    TELEMETRY_HZ,
+    Ack,
+    Configure,
+    DeviceMessage,
+    DeviceState,
+    DeviceStatus,
+    Err,
+    EventFrame,
+    EventName,
+    Hello,
+    MessageError,
+    Ping,
+    SetAmplitude,
+    Start,
+    Status,
+    Stop,
+    TelemetryFrame,
+    decode_command,
+    encode_device_message,
+    hello_ack,
+    status_ack,
+)
+from drivers.tsp.frame import MAX_SEQ, FrameDecoder, FrameErrorReason, TspFramingError
+from simulator.firmware import OutputState, Refused
+from simulator.frontends import FrontEndContext
+
+log = logging.getLogger(__name__)
+
+_UNSAFE = re.compile(r"[^\x21-\x29\x2b-\x7e ]+")
+
+
+def _detail(text: str) -> str:
+    """An error detail that is always a valid run of TSP tokens."""
+    return " ".join(_UNSAFE.sub("?", text).split())[:120]
+
+
+def _token(text: str) -> str:
+    return _UNSAFE.sub("-", text).replace(" ", "-").replace("=", "-") or "-"
+
+
+class TspFrontEnd:
+    """One TSP/1 device: answers every command, streams telemetry, reports events."""
+
+    def __init__(self, context: FrontEndContext) -> None:
+        self.firmware = context.firmware
+        self.clock = context.clock
+        self._send = context.send
+        self._decoder = FrameDecoder()
+        self._seq = 0
+        self._tel_timer: TimerHandle | None = None
+        self._closed = False
+        fw = self.firmware
+        identity = fw.identity
+        self.info = DeviceInfo(
+            protocol="TSP",
+            protocol_version=f"{PROTOCOL_MAJOR}.{PROTOCOL_MINOR}",
+            model=_token(identity.model),
+            serial_number=_token(identity.serial_number),
+            firmware=_token(identity.firmware),
+            channels=identity.channels,
+            limits=fw.limits,
+            reports_current=fw.profile.reports_current,
+            reports_impedance=fw.profile.lead_off_detection,
+            is_simulator=True,
+        )
+        self._watchdog_ms = round(fw.watchdog_s * 1000)
+        self._tel_period = 1.0 / TELEMETRY_HZ
+        fw.add_event_handler(self._on_event)
+
+    # ------------------------------------------------------------------ output
+    def _emit(self, message: DeviceMessage) -> None:
+        self._send(encode_device_message(message))
+
+    def _next_seq(self) -> int:
+        seq = self._seq
+        self._seq = 0 if seq >= MAX_SEQ else seq + 1
+        return seq
+
+    # ------------------------------------------------------------------ input
+    def receive(self, data: bytes) -> None:
+        if self._closed:
+            return
+        for item in self._decoder.feed(data):
+            if isinstance(item, FramingError):
+                self._bad_line(item)
+                continue
+            # any valid frame feeds the watchdog, even one we then refuse
+            self.firmware.feed()
+            try:
+                command = decode_command(item)
+            except MessageError as error:
+                self._emit(Err(item.seq, error.code, _detail(error.detail)))
+                continue
+            try:
+                reply = self._execute(item.seq, command)
+            except Refused as refusal:
+                self._emit(Err(item.seq, refusal.code, _detail(refusal.detail)))
+                continue
+            self._emit(reply)
+
+    def _bad_line(self, error: FramingError) -> None:
+        seq: int | None = None
+        code = ErrorCode.CRC
+        if isinstance(error, TspFramingError):
+            seq = error.seq
+            if error.reason is not FrameErrorReason.CRC and seq is not None:
+                # the checksum matched (or was not reached) but the line is malformed
+                code = ErrorCode.PARAMETER
+            if error.reason is FrameErrorReason.LENGTH:
+                code = ErrorCode.PARAMETER
+        log.debug("bad line from host: %s", error)
+        self._emit(Err(seq or 0, code))
+
+    def _execute(self, seq: int, command: object) -> Ack | Err:
+        fw = self.firmware
+        if isinstance(command, SetAmplitude):
+            fw.set_amplitude(command.channel, command.milliamps)
+            return Ack(seq)
+        if isinstance(command, Ping):
+            return Ack(seq)
+        if isinstance(command, Configure):
+            fw.configure(command.channel, command.settings)
+            return Ack(seq)
+        if isinstance(command, Start):
+            fw.start()
+            self._start_telemetry()
+            return Ack(seq)
+        if isinstance(command, Stop):
+            fw.stop()
+            self._stop_telemetry()
+            return Ack(seq)
+        if isinstance(command, Status):
+            running = fw.state is OutputState.RUNNING
+            status = DeviceStatus(
+                DeviceState.RUNNING if running else DeviceState.IDLE,
+                round(fw.battery_pct()),
+                {ch: fw.set_amplitude_of(ch) for ch in range(1, fw.channel_count + 1)},
+            )
+            return status_ack(seq, status)
+        if isinstance(command, Hello):
+            if command.major != PROTOCOL_MAJOR:
+                return Err(seq, ErrorCode.VERSION, f"TSP/{PROTOCOL_MAJOR} only")
+            return hello_ack(seq, self.info, watchdog_ms=self._watchdog_ms)
+        return Err(seq, ErrorCode.UNKNOWN_COMMAND)
+
+    # ------------------------------------------------------------------ telemetry
+    def _start_telemetry(self) -> None:
+        if self._tel_timer is None:
+            self._tel_timer = self.clock.call_later(self._tel_period, self._telemetry)
+
+    def _stop_telemetry(self) -> None:
+        if self._tel_timer is not None:
+            self._tel_timer.cancel()
+            self._tel_timer = None
+
+    def _telemetry(self) -> None:
+        self._tel_timer = None
+        fw = self.firmware
+        if self._closed or fw.state is not OutputState.RUNNING:
+            return
+        for channel in fw.configured_channels():
+            sample = fw.read_back(channel)
+            self._emit(
+                TelemetryFrame(
+                    self._next_seq(),
+                    channel,
+                    sample.set_ma,
+                    sample.measured_ma,
+                    sample.impedance_ohm,
+                )
+            )
+        self._tel_timer = self.clock.call_later(self._tel_period, self._telemetry)
+
+    # ------------------------------------------------------------------ events
+    def _on_event(self, event: DeviceEvent) -> None:
+        if self._closed:
+            return
+        kind = event.kind
+        if kind is DeviceEventKind.DEVICE_RESET:
+            # a restart forgets partial input and counts its own frames from 0 again
+            self._decoder.reset()
+            self._seq = 0
+            self._stop_telemetry()
+            self._emit(EventFrame(self._next_seq(), EventName.RESET))
+            return
+        if kind is DeviceEventKind.LEAD_OFF:
+            frame = EventFrame(self._next_seq(), EventName.LEADOFF, channel=event.channel)
+        elif kind is DeviceEventKind.WATCHDOG_TRIP:
+            self._stop_telemetry()
+            frame = EventFrame(self._next_seq(), EventName.WDT)
+        elif kind is DeviceEventKind.BATTERY_LOW:
+            pct = round(self.firmware.battery_pct())
+            frame = EventFrame(
+                self._next_seq(), EventName.BATLOW, battery_pct=max(0, min(100, pct))
+            )
+        elif kind is DeviceEventKind.FAULT:
+            self._stop_telemetry()
+            frame = EventFrame(
+                self._next_seq(), EventName.FAULT, code=_token(event.detail or "internal")
+            )
+        elif kind is DeviceEventKind.EMERGENCY_SWITCH:
+            self._stop_telemetry()
+            frame = EventFrame(self._next_seq(), EventName.FAULT, code="estop")
+        else:
+            return
+        self._emit(frame)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._stop_telemetry()
+        self.firmware.remove_event_handler(self._on_event)
