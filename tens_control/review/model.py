@@ -1,0 +1,180 @@
+"""Plain input types of the clinician review (DESIGN.md §9).
+
+Analytics, reports and exports read these small frozen dataclasses, never the store's tables.
+One adapter (:mod:`tens_control.review.source`) builds them from the store; tests build them by
+hand. Everything here is data only.
+
+Times are timezone-aware datetimes (a naive one is read as UTC). A pain rating's ``value`` is an
+NRS integer 0–10, or ``None`` when the patient skipped it: missing, never 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Literal, get_args
+
+When = Literal["before", "during", "after", "plus_30_min", "diary"]
+"""When a rating was taken, relative to a session (``diary``: outside any session)."""
+PainKind = Literal["phantom", "residual_limb", "other"]
+"""Which pain was rated."""
+Posture = Literal["rest", "movement"]
+"""Whether the pain was rated at rest or on movement."""
+EventKind = Literal["fault", "rejection"]
+"""A device/safety fault (lead-off, comms lost, watchdog, mismatch, ...) or a refused request."""
+
+WHENS: tuple[When, ...] = get_args(When)
+PAIN_KINDS: tuple[PainKind, ...] = get_args(PainKind)
+POSTURES: tuple[Posture, ...] = get_args(Posture)
+
+SeriesKey = tuple[PainKind, Posture]
+"""One pain series: which pain, at rest or on movement."""
+
+PAIN_LABELS: dict[PainKind, str] = {
+    "phantom": "phantom-limb pain",
+    "residual_limb": "residual-limb pain",
+    "other": "other pain",
+}
+POSTURE_LABELS: dict[Posture, str] = {"rest": "at rest", "movement": "on movement"}
+WHEN_LABELS: dict[When, str] = {
+    "before": "before session",
+    "during": "during session",
+    "after": "after session",
+    "plus_30_min": "30 min after session",
+    "diary": "diary",
+}
+
+
+def series_label(key: SeriesKey) -> str:
+    """``phantom-limb pain at rest``."""
+    return f"{PAIN_LABELS[key[0]]} {POSTURE_LABELS[key[1]]}"
+
+
+@dataclass(frozen=True, slots=True)
+class PatientRow:
+    """A patient as the review sees them: a key and a pseudonym, nothing identifying."""
+
+    id: str
+    pseudonym: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRow:
+    """A stimulator a patient used."""
+
+    id: str
+    model: str
+    serial: str
+    firmware: str
+    manufacturer: str | None = None
+    simulated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PrescriptionRow:
+    """The prescribed schedule in force from ``valid_from`` until the next prescription.
+
+    ``minutes_per_day`` is the prescribed daily stimulation time; ``None`` means
+    ``sessions_per_day × session_minutes``.
+    """
+
+    valid_from: datetime
+    sessions_per_day: int
+    session_minutes: float
+    minutes_per_day: float | None = None
+
+    @property
+    def daily_minutes(self) -> float:
+        if self.minutes_per_day is not None:
+            return self.minutes_per_day
+        return self.sessions_per_day * self.session_minutes
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    """One session.
+
+    ``stim_minutes`` is the time stimulation ran (pauses excluded where the store knows them).
+    ``mean_amplitude_ma`` is the time-weighted mean set amplitude while stimulating, averaged
+    over the channels in use; ``None`` when the session never stimulated.
+    """
+
+    id: str
+    start: datetime
+    end: datetime | None
+    end_reason: str | None
+    stim_minutes: float
+    program: str | None = None
+    device_id: str | None = None
+    mean_amplitude_ma: float | None = None
+    max_amplitude_ma: float | None = None
+    electrode_site: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RatingRow:
+    """One pain rating (NRS 0–10, or ``None`` = skipped)."""
+
+    id: str
+    at: datetime
+    when: When
+    pain: PainKind
+    posture: Posture
+    value: int | None
+    session_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """A fault or a rejected request (S4), with the session it happened in, if any."""
+
+    id: str
+    at: datetime
+    kind: EventKind
+    code: str
+    detail: str = ""
+    session_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AdverseEventRow:
+    """An adverse event the patient or clinician recorded (skin redness, burn, headache, ...)."""
+
+    id: str
+    at: datetime
+    kind: str
+    note: str = ""
+    severity: str | None = None
+    session_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TreatmentRow:
+    """Another treatment from the diary (medication change, ketamine infusion, mirror therapy,
+    physiotherapy, ...), on the days ``start`` to ``end`` (``None``: one day, or ongoing)."""
+
+    id: str
+    start: date
+    kind: str
+    description: str = ""
+    end: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PatientData:
+    """Everything the review reads for one patient over one period."""
+
+    patient: PatientRow
+    sessions: tuple[SessionRow, ...] = ()
+    ratings: tuple[RatingRow, ...] = ()
+    prescriptions: tuple[PrescriptionRow, ...] = ()
+    devices: tuple[DeviceRow, ...] = ()
+    events: tuple[EventRow, ...] = ()
+    adverse_events: tuple[AdverseEventRow, ...] = ()
+    treatments: tuple[TreatmentRow, ...] = ()
+    period_from: date | None = None
+    """First day asked for (``--from``), or ``None`` for "from the first record"."""
+    period_to: date | None = None
+    """Last day asked for (``--to``), or ``None`` for "to the last record"."""
+    extra: dict[str, str] = field(default_factory=dict)
+    """Free-form context the adapter adds (e.g. the store file), shown in reports' footers."""
