@@ -84,7 +84,12 @@ class PrescriptionError(TensControlError):
     """A prescription is malformed, breaks a rule, or does not fit the device."""
 
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+_ONE_LINE = r"^[^\x00-\x1f\x7f]*$"
+_IDENTIFIER = r"^[a-z0-9][a-z0-9-]*$"
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=_ONE_LINE),
+]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000)]
 Milliamps = Annotated[float, Field(ge=0, le=200, allow_inf_nan=False)]
 
@@ -123,7 +128,7 @@ class Prescription(BaseModel):
     written_by: Name
     written_at: AwareDatetime
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
-    device_profile: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$")] | None = None
+    device_profile: Annotated[str, Field(pattern=_IDENTIFIER)] | None = None
     """The device profile this was written for, if any (checked on import)."""
 
     programs: Annotated[tuple[ProgramName, ...], Field(min_length=1)]
@@ -454,8 +459,14 @@ def _message(error: ErrorDetails) -> str:
         return "unknown field (not part of the prescription format; check the spelling)"
     if kind == "missing":
         return "required field is missing"
-    if kind == "timezone_naive":
+    if kind in ("timezone_aware", "timezone_naive"):
         return "give a time zone, e.g. 2026-03-01T09:30:00Z"
+    if kind == "string_pattern_mismatch":
+        pattern = str(error.get("ctx", {}).get("pattern", ""))
+        if pattern == _ONE_LINE:
+            return "must be one line of text (no tabs, line breaks or control characters)"
+        if pattern == _IDENTIFIER:
+            return "use lower-case letters, digits and '-' only, starting with a letter or digit"
     msg = str(error["msg"])
     return msg.removeprefix("Value error, ")
 
@@ -603,7 +614,7 @@ def dump_prescription(rx: Prescription) -> str:
     ]
     lines = [
         f"# tens-control prescription, format {FORMAT_VERSION}",
-        f"# version {rx.version}, written by {rx.written_by} at {rx.written_at.isoformat()}",
+        f"# version {rx.version}",
         "",
     ]
     _emit_table(lines, "", data)

@@ -155,8 +155,8 @@ ACUPUNCTURE_LIKE = Program(
     name="acupuncture-like",
     title="Acupuncture-like",
     description=(
-        "Slow, separate pulses, like tapping. Turn it up until it is strong and you may see "
-        "small muscle twitches, but it must not hurt."
+        "Slow, separate pulses, like tapping. Turn it up until it is strong but still "
+        "comfortable; small muscle twitches are fine, pain is not."
     ),
     settings=ChannelSettings(frequency_hz=2, pulse_width_us=250, waveform=_SYM),
 )

@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -219,13 +220,20 @@ class PadSize(BaseModel):
 
     @classmethod
     def _from_text(cls, text: str) -> PadSize:
-        rect = _RECT.match(text)
-        if rect:
-            scale = _unit_scale(rect.group("unit"))
-            return cls.rectangle(float(rect.group("w")) * scale, float(rect.group("h")) * scale)
-        rnd = _ROUND.match(text)
-        if rnd:
-            return cls.round(float(rnd.group("d")) * _unit_scale(rnd.group("unit")))
+        try:
+            rect = _RECT.match(text)
+            if rect:
+                scale = _unit_scale(rect.group("unit"))
+                w, h = float(rect.group("w")) * scale, float(rect.group("h")) * scale
+                return cls.rectangle(w, h)
+            rnd = _ROUND.match(text)
+            if rnd:
+                return cls.round(float(rnd.group("d")) * _unit_scale(rnd.group("unit")))
+        except ValidationError as error:
+            first = error.errors()[0]
+            msg = str(first["msg"]).removeprefix("Value error, ")
+            field = ".".join(str(p) for p in first["loc"])
+            raise ValueError(f"pad size {text!r}: {field + ': ' if field else ''}{msg}") from None
         raise ValueError(
             f'pad size {text!r} not understood: write width x height in cm (e.g. "5x5 cm") '
             'or "round D cm" for a round pad of diameter D'
