@@ -37,7 +37,8 @@ def nrs(value: object) -> int:
         raise PainRatingError(f"a pain rating must be a whole number from 0 to 10 (got {value!r})")
     if not NRS_MIN <= value <= NRS_MAX:
         raise PainRatingError(
-            f"a pain rating must be from 0 (no pain) to 10 (worst pain you can think of); "
+            "a pain rating must be a whole number from 0 (no pain) to 10 (worst pain you can "
+            f"think of); "
             f"got {value}"
         )
     return value

@@ -1,0 +1,159 @@
+"""The contraindication screen (S12): every "yes" blocks until a clinician override."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from tens_control.screening import (
+    QUESTIONS,
+    SHORT_LABELS,
+    ClinicianOverride,
+    Question,
+    Screening,
+    ScreeningError,
+    ScreeningMethod,
+    from_answers,
+    none_reported,
+    screening_gate,
+    screening_log_note,
+)
+
+NOW = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+LATER = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
+
+
+def _answers(*yes: Question) -> dict[Question, bool]:
+    return {q: q in yes for q in Question}
+
+
+def test_every_design_question_is_asked_in_plain_words() -> None:
+    assert list(QUESTIONS) == list(Question)
+    assert set(SHORT_LABELS) == set(Question)
+    text = " ".join(QUESTIONS.values()).lower()
+    for word in (
+        "pacemaker",
+        "defibrillator",
+        "pregnant",
+        "epilepsy",
+        "heart",
+        "cancer",
+        "blood clot",
+        "bleeding",
+        "broken",
+        "numb",
+        "switch it off",
+    ):
+        assert word in text, word
+    for question in QUESTIONS.values():
+        assert question.endswith("?")
+
+
+def test_no_screening_blocks_a_real_device() -> None:
+    reason = screening_gate(None, device_is_simulator=False)
+    assert reason is not None
+    assert "tens-control screening" in reason
+
+
+def test_the_simulator_may_run_without_screening_and_the_log_says_so() -> None:
+    assert screening_gate(None, device_is_simulator=True) is None
+    note = screening_log_note(None, device_is_simulator=True)
+    assert note == "simulator: running without contraindication screening"
+    blocked = from_answers(_answers(Question.PREGNANCY), at=NOW)
+    assert screening_gate(blocked, device_is_simulator=True) is None
+    assert "blocks" in (screening_log_note(blocked, device_is_simulator=True) or "")
+    assert screening_log_note(none_reported(NOW), device_is_simulator=True) is None
+
+
+def test_none_reported_passes() -> None:
+    screening = none_reported(at=NOW)
+    assert screening.method is ScreeningMethod.NONE_REPORTED
+    assert screening.positives == ()
+    assert not screening.blocks
+    assert screening_gate(screening, device_is_simulator=False) is None
+    assert screening_log_note(screening, device_is_simulator=False) is None
+
+
+def test_all_no_answers_pass() -> None:
+    screening = from_answers(_answers(), at=NOW)
+    assert screening.method is ScreeningMethod.INTERACTIVE
+    assert screening_gate(screening, device_is_simulator=False) is None
+
+
+@pytest.mark.parametrize("question", list(Question))
+def test_each_yes_blocks_until_a_clinician_override(question: Question) -> None:
+    screening = from_answers(_answers(question), at=NOW)
+    assert screening.positives == (question,)
+    reason = screening_gate(screening, device_is_simulator=False)
+    assert reason is not None
+    assert SHORT_LABELS[question] in reason
+    assert "--override" in reason
+    overridden = screening.with_override(
+        "Dr A. Example, cardiology", "reviewed; pads far from the chest", at=LATER
+    )
+    assert screening_gate(overridden, device_is_simulator=False) is None
+    assert overridden.override is not None
+    assert overridden.override.covers == (question,)
+    assert overridden.answers == screening.answers
+    note = screening_log_note(overridden, device_is_simulator=False)
+    assert note is not None
+    assert "Dr A. Example" in note
+    assert "reviewed" in note
+
+
+def test_an_override_covers_only_the_answers_it_was_given_for() -> None:
+    first = from_answers(_answers(Question.ACTIVE_IMPLANT), at=NOW)
+    overridden = first.with_override("Dr A", "pacemaker: cardiologist agrees", at=LATER)
+    # a new screening with another "yes", carrying the old override over, blocks again
+    again = Screening(
+        answered_at=LATER,
+        answers=_answers(Question.ACTIVE_IMPLANT, Question.PREGNANCY),
+        override=overridden.override,
+    )
+    assert again.uncovered == (Question.PREGNANCY,)
+    reason = screening_gate(again, device_is_simulator=False)
+    assert reason is not None
+    assert "pregnancy" in reason
+    assert "pacemaker" not in reason
+
+
+def test_override_needs_who_and_why() -> None:
+    screening = from_answers(_answers(Question.EPILEPSY), at=NOW)
+    with pytest.raises(ScreeningError, match=r"override --by NAME"):
+        screening.with_override("  ", "reason given here")
+    with pytest.raises(ScreeningError, match=r"override --reason TEXT"):
+        screening.with_override("Dr A", "")
+    with pytest.raises(ValidationError, match="timezone"):
+        ClinicianOverride.model_validate(
+            {"by": "Dr A", "at": "2026-03-01T10:00:00", "reason": "why not"}
+        )
+
+
+def test_override_without_a_yes_is_refused() -> None:
+    with pytest.raises(ScreeningError, match="nothing to override"):
+        none_reported(NOW).with_override("Dr A", "just in case")
+
+
+def test_screening_must_answer_every_question() -> None:
+    partial = {Question.PREGNANCY: False}
+    with pytest.raises(ScreeningError, match="screening incomplete: .*no answer to: active"):
+        from_answers(partial, at=NOW)
+    with pytest.raises(ValidationError, match="cannot have a yes"):
+        Screening(
+            answered_at=NOW,
+            answers=_answers(Question.THROMBOSIS),
+            method=ScreeningMethod.NONE_REPORTED,
+        )
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        Screening.model_validate({"answered_at": NOW, "answers": _answers(), "colour": "red"})
+
+
+def test_screening_round_trips_through_json() -> None:
+    screening = from_answers(_answers(Question.HEART_DISEASE), at=NOW).with_override(
+        "Dr A", "stable, reviewed", at=LATER
+    )
+    back = Screening.model_validate_json(screening.model_dump_json())
+    assert back == screening
+    assert not back.blocks
