@@ -138,7 +138,7 @@ def test_override_without_a_yes_is_refused() -> None:
 
 def test_screening_must_answer_every_question() -> None:
     partial = {Question.PREGNANCY: False}
-    with pytest.raises(ScreeningError, match="screening incomplete: .*no answer to: active"):
+    with pytest.raises(ScreeningError, match=r"screening incomplete: .*no answer to: active"):
         from_answers(partial, at=NOW)
     with pytest.raises(ValidationError, match="cannot have a yes"):
         Screening(
