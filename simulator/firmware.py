@@ -656,14 +656,16 @@ class Firmware:
         """An internal fault: output off at once, then ``EVT FAULT``."""
         self._all_off()
         self._set_state(OutputState.IDLE)
-        self._disarm_watchdog()
+        if not self.watchdog_always:
+            self._disarm_watchdog()
         self._event(DeviceEventKind.FAULT, detail=code)
 
     def emergency_switch(self) -> None:
         """The device's own emergency switch was pressed: output off, an event."""
         self._all_off()
         self._set_state(OutputState.IDLE)
-        self._disarm_watchdog()
+        if not self.watchdog_always:
+            self._disarm_watchdog()
         self._event(DeviceEventKind.EMERGENCY_SWITCH)
 
     def reset(self) -> None:

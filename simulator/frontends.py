@@ -52,9 +52,9 @@ class FrontEndSpec:
     """``"package.module:Attribute"`` (imported lazily) or a callable taking the context."""
     default_profile: str
     default_watchdog_ms: int
-    watchdog_always: bool = False
-    """True: the watchdog runs whenever a host has spoken (ScienceMode2); False: only while the
-    output is on (TSP)."""
+    watchdog_always: bool = True
+    """True: the watchdog is armed by any valid frame and trips even while idle (TSP and
+    ScienceMode2); False: it is armed only while the output is on."""
     options: frozenset[str] = frozenset()
     """Extra option names this front-end accepts (passed through in the context)."""
     description: str = ""
@@ -104,6 +104,7 @@ register_front_end(
         factory="simulator.tsp:TspFrontEnd",
         default_profile="tens-sim",
         default_watchdog_ms=1000,
+        watchdog_always=True,
         description="the open TENS Serial Protocol, TSP/1",
     )
 )

@@ -19,6 +19,7 @@ from drivers.tsp.codec import (
     PROTOCOL_MINOR,
     TELEMETRY_HZ,
     Ack,
+    Command,
     Configure,
     DeviceMessage,
     DeviceState,
@@ -36,10 +37,12 @@ from drivers.tsp.codec import (
     TelemetryFrame,
     decode_command,
     encode_device_message,
+    framing_error_reply,
     hello_ack,
+    message_error_reply,
     status_ack,
 )
-from drivers.tsp.frame import MAX_SEQ, FrameDecoder, FrameErrorReason, TspFramingError
+from drivers.tsp.frame import MAX_SEQ, Frame, FrameDecoder
 from simulator.firmware import OutputState, Refused
 from simulator.frontends import FrontEndContext
 
@@ -67,6 +70,7 @@ class TspFrontEnd:
         self._decoder = FrameDecoder()
         self._seq = 0
         self._tel_timer: TimerHandle | None = None
+        self._last: tuple[Frame, bytes] | None = None
         self._closed = False
         fw = self.firmware
         identity = fw.identity
@@ -84,6 +88,7 @@ class TspFrontEnd:
         )
         self._watchdog_ms = round(fw.watchdog_s * 1000)
         self._tel_period = 1.0 / TELEMETRY_HZ
+        self._channels = range(1, fw.channel_count + 1)
         fw.add_event_handler(self._on_event)
 
     # ------------------------------------------------------------------ output
@@ -101,36 +106,28 @@ class TspFrontEnd:
             return
         for item in self._decoder.feed(data):
             if isinstance(item, FramingError):
-                self._bad_line(item)
+                log.debug("bad line from host: %s", item)
+                self._last = None
+                self._emit(framing_error_reply(item))
                 continue
             # any valid frame feeds the watchdog, even one we then refuse
             self.firmware.feed()
+            last = self._last
+            if last is not None and last[0] == item:
+                # a byte-identical repeat of the last command: answer again, do not execute
+                self._send(last[1])
+                continue
             try:
-                command = decode_command(item)
+                reply = self._execute(item.seq, decode_command(item))
             except MessageError as error:
-                self._emit(Err(item.seq, error.code, _detail(error.detail)))
-                continue
-            try:
-                reply = self._execute(item.seq, command)
+                reply = message_error_reply(item.seq, error)
             except Refused as refusal:
-                self._emit(Err(item.seq, refusal.code, _detail(refusal.detail)))
-                continue
-            self._emit(reply)
+                reply = Err(item.seq, refusal.code, _detail(refusal.detail))
+            encoded = encode_device_message(reply)
+            self._last = (item, encoded)
+            self._send(encoded)
 
-    def _bad_line(self, error: FramingError) -> None:
-        seq: int | None = None
-        code = ErrorCode.CRC
-        if isinstance(error, TspFramingError):
-            seq = error.seq
-            if error.reason is not FrameErrorReason.CRC and seq is not None:
-                # the checksum matched (or was not reached) but the line is malformed
-                code = ErrorCode.PARAMETER
-            if error.reason is FrameErrorReason.LENGTH:
-                code = ErrorCode.PARAMETER
-        log.debug("bad line from host: %s", error)
-        self._emit(Err(seq or 0, code))
-
-    def _execute(self, seq: int, command: object) -> Ack | Err:
+    def _execute(self, seq: int, command: Command) -> Ack | Err:
         fw = self.firmware
         if isinstance(command, SetAmplitude):
             fw.set_amplitude(command.channel, command.milliamps)
@@ -158,9 +155,9 @@ class TspFrontEnd:
             return status_ack(seq, status)
         if isinstance(command, Hello):
             if command.major != PROTOCOL_MAJOR:
-                return Err(seq, ErrorCode.VERSION, f"TSP/{PROTOCOL_MAJOR} only")
+                return Err(seq, ErrorCode.VERSION, str(PROTOCOL_MAJOR))
             return hello_ack(seq, self.info, watchdog_ms=self._watchdog_ms)
-        return Err(seq, ErrorCode.UNKNOWN_COMMAND)
+        return Err(seq, ErrorCode.UNKNOWN_COMMAND)  # pragma: no cover - every Command is handled
 
     # ------------------------------------------------------------------ telemetry
     def _start_telemetry(self) -> None:
@@ -177,7 +174,7 @@ class TspFrontEnd:
         fw = self.firmware
         if self._closed or fw.state is not OutputState.RUNNING:
             return
-        for channel in fw.configured_channels():
+        for channel in self._channels:
             sample = fw.read_back(channel)
             self._emit(
                 TelemetryFrame(
@@ -198,6 +195,7 @@ class TspFrontEnd:
         if kind is DeviceEventKind.DEVICE_RESET:
             # a restart forgets partial input and counts its own frames from 0 again
             self._decoder.reset()
+            self._last = None
             self._seq = 0
             self._stop_telemetry()
             self._emit(EventFrame(self._next_seq(), EventName.RESET))
