@@ -1,9 +1,11 @@
 """Pain ratings, the weekly PEG, diary entries and adverse events (DESIGN.md §7).
 
-Plain data, no storage code: ``tens_control.store`` persists these models.
+Plain data, no storage code. The field names and values are those of the store's records
+(``tens_control.store.records``), so ``Record.model_validate(model.model_dump())`` turns one of
+these into the stored record (the store adds the ``uid`` and, where relevant, the session).
 
 A pain rating is an NRS 0–10 whole number. A rating the patient skipped is *missing*
-(``score=None``), never 0: 0 means "no pain", which is an answer. Times carry a time zone.
+(``nrs=None``), never 0: 0 means "no pain", which is an answer. Times carry a time zone.
 
 The PEG items below are our own short wording of the three PEG domains (average pain,
 interference with enjoyment of life, interference with general activity). We do not ship the
@@ -12,9 +14,9 @@ Brief Pain Inventory's wording, which is licensed.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -23,8 +25,10 @@ from tens_control.errors import TensControlError
 NRS_MIN = 0
 NRS_MAX = 10
 
-NrsScore = Annotated[int, Field(ge=NRS_MIN, le=NRS_MAX, strict=True)]
+Nrs = Annotated[int, Field(ge=NRS_MIN, le=NRS_MAX, strict=True)]
 """An NRS 0–10 rating: a whole number (3.5, "7" and True are refused)."""
+
+Notes = Annotated[str, Field(max_length=10_000)]
 
 
 class PainRatingError(TensControlError):
@@ -38,8 +42,7 @@ def nrs(value: object) -> int:
     if not NRS_MIN <= value <= NRS_MAX:
         raise PainRatingError(
             "a pain rating must be a whole number from 0 (no pain) to 10 (worst pain you can "
-            f"think of); "
-            f"got {value}"
+            f"think of); got {value}"
         )
     return value
 
@@ -52,13 +55,11 @@ def parse_nrs(text: str) -> int | None:
     cleaned = text.strip().lower()
     if cleaned in SKIP_WORDS:
         return None
-    try:
-        value = int(cleaned, 10)
-    except ValueError:
+    if not cleaned.isascii() or not cleaned.lstrip("+-").isdigit():
         raise PainRatingError(
             f"a pain rating must be a whole number from 0 to 10, or 'skip' (got {text!r})"
-        ) from None
-    return nrs(value)
+        )
+    return nrs(int(cleaned, 10))
 
 
 class RatingTime(StrEnum):
@@ -69,32 +70,35 @@ class RatingTime(StrEnum):
     DIARY = "diary"
 
 
-class PainKind(StrEnum):
+class PainSite(StrEnum):
+    """Which pain a rating is about."""
+
     PHANTOM = "phantom"
     RESIDUAL_LIMB = "residual_limb"
     OTHER = "other"
 
 
-class Activity(StrEnum):
+class PainContext(StrEnum):
+    """At rest or on movement."""
+
     REST = "rest"
     MOVEMENT = "movement"
 
 
-PAIN_KIND_WORDS: dict[PainKind, str] = {
-    PainKind.PHANTOM: "pain in the missing limb (phantom pain)",
-    PainKind.RESIDUAL_LIMB: "pain in the remaining limb (stump pain)",
-    PainKind.OTHER: "other pain",
+PAIN_SITE_WORDS: dict[PainSite, str] = {
+    PainSite.PHANTOM: "pain in the missing limb (phantom pain)",
+    PainSite.RESIDUAL_LIMB: "pain in the remaining limb (stump pain)",
+    PainSite.OTHER: "other pain",
 }
 
-NRS_QUESTION = (
-    "How bad is your {pain} right now{activity}? 0 = no pain, 10 = worst you can think of"
-)
 
-
-def rating_prompt(pain: PainKind, activity: Activity) -> str:
+def rating_prompt(pain: PainSite, context: PainContext = PainContext.REST) -> str:
     """The question shown before a rating."""
-    where = " when you move" if activity is Activity.MOVEMENT else " at rest"
-    return NRS_QUESTION.format(pain=PAIN_KIND_WORDS[pain], activity=where)
+    where = "when you move" if context is PainContext.MOVEMENT else "at rest"
+    return (
+        f"How bad is your {PAIN_SITE_WORDS[pain]} right now, {where}? "
+        "0 = no pain, 10 = worst you can think of"
+    )
 
 
 class _Frozen(BaseModel):
@@ -102,31 +106,34 @@ class _Frozen(BaseModel):
 
 
 class PainRating(_Frozen):
-    """One NRS rating. ``score=None`` is a skipped (missing) rating."""
+    """One NRS rating. ``nrs=None`` is a skipped (missing) rating, never 0."""
 
     at: AwareDatetime
     when: RatingTime
-    pain: PainKind = PainKind.PHANTOM
-    activity: Activity = Activity.REST
-    score: NrsScore | None
-    """0–10, or None when the patient skipped it (missing, never 0)."""
+    pain: PainSite = PainSite.PHANTOM
+    context: PainContext = PainContext.REST
+    nrs: Nrs | None
+    """0–10, or None when the patient skipped it. Required, so missing is always explicit."""
+    note: Notes = ""
 
     @property
     def missing(self) -> bool:
-        return self.score is None
+        return self.nrs is None
 
 
 # --------------------------------------------------------------------------- PEG
 
 
 class PegItem(StrEnum):
-    PAIN_AVERAGE = "pain_average"
+    """The three PEG items (values are the :class:`PegScore` field names)."""
+
+    PAIN = "pain"
     ENJOYMENT = "enjoyment"
-    GENERAL_ACTIVITY = "general_activity"
+    ACTIVITY = "activity"
 
 
 PEG_ITEMS: dict[PegItem, str] = {
-    PegItem.PAIN_AVERAGE: (
+    PegItem.PAIN: (
         "Over the last 7 days, how bad was your pain on average? "
         "0 = no pain, 10 = worst you can think of"
     ),
@@ -134,7 +141,7 @@ PEG_ITEMS: dict[PegItem, str] = {
         "Over the last 7 days, how much did pain spoil your enjoyment of life? "
         "0 = not at all, 10 = it took all enjoyment away"
     ),
-    PegItem.GENERAL_ACTIVITY: (
+    PegItem.ACTIVITY: (
         "Over the last 7 days, how much did pain get in the way of your everyday activities? "
         "0 = not at all, 10 = it stopped them completely"
     ),
@@ -142,26 +149,29 @@ PEG_ITEMS: dict[PegItem, str] = {
 """Our own wording of the three PEG domains (not the licensed BPI wording)."""
 
 
-class PegRating(_Frozen):
-    """The weekly three-item PEG. An item the patient skipped is None."""
+class PegScore(_Frozen):
+    """The weekly three-item PEG, each item 0–10. An item the patient skipped is None."""
 
     at: AwareDatetime
-    pain_average: NrsScore | None
-    enjoyment: NrsScore | None
-    general_activity: NrsScore | None
+    pain: Nrs | None
+    """Average pain over the last week."""
+    enjoyment: Nrs | None
+    """Interference with enjoyment of life."""
+    activity: Nrs | None
+    """Interference with general activity."""
 
     @property
     def items(self) -> dict[PegItem, int | None]:
         return {
-            PegItem.PAIN_AVERAGE: self.pain_average,
+            PegItem.PAIN: self.pain,
             PegItem.ENJOYMENT: self.enjoyment,
-            PegItem.GENERAL_ACTIVITY: self.general_activity,
+            PegItem.ACTIVITY: self.activity,
         }
 
     @property
     def score(self) -> float | None:
         """The PEG score: the mean of the three items, or None if any item is missing."""
-        values = [self.pain_average, self.enjoyment, self.general_activity]
+        values = (self.pain, self.enjoyment, self.activity)
         if any(v is None for v in values):
             return None
         return sum(v for v in values if v is not None) / 3.0
@@ -169,32 +179,16 @@ class PegRating(_Frozen):
     @property
     def interference(self) -> float | None:
         """Mean of the two interference items, or None if either is missing."""
-        if self.enjoyment is None or self.general_activity is None:
+        if self.enjoyment is None or self.activity is None:
             return None
-        return (self.enjoyment + self.general_activity) / 2.0
+        return (self.enjoyment + self.activity) / 2.0
 
 
 # --------------------------------------------------------------------------- diary
 
 
-def _needs_notes(kind: Any, other: Any, notes: str, what: str) -> None:
-    if kind == other and not notes.strip():
-        raise ValueError(f"{what} 'other' needs notes saying what it was")
-
-
-class PainEpisode(_Frozen):
-    """A pain episode outside a session, entered in the diary."""
-
-    started_at: AwareDatetime
-    duration_minutes: Annotated[float, Field(ge=0, le=7 * 24 * 60)] | None = None
-    """How long it lasted, if known."""
-    severity: NrsScore | None = None
-    """Worst NRS 0–10 during the episode, if given (missing is not 0)."""
-    pain: PainKind = PainKind.PHANTOM
-    notes: Annotated[str, Field(max_length=4000)] = ""
-
-
-class TreatmentKind(StrEnum):
+class DiaryKind(StrEnum):
+    PAIN_EPISODE = "pain_episode"
     MEDICATION_CHANGE = "medication_change"
     KETAMINE_INFUSION = "ketamine_infusion"
     MIRROR_THERAPY = "mirror_therapy"
@@ -202,24 +196,82 @@ class TreatmentKind(StrEnum):
     OTHER = "other"
 
 
-class OtherTreatment(_Frozen):
-    """Another treatment in the diary (a change of medication, a ketamine infusion, ...)."""
+TREATMENT_KINDS: tuple[DiaryKind, ...] = (
+    DiaryKind.MEDICATION_CHANGE,
+    DiaryKind.KETAMINE_INFUSION,
+    DiaryKind.MIRROR_THERAPY,
+    DiaryKind.PHYSIOTHERAPY,
+    DiaryKind.OTHER,
+)
+"""Other treatments recorded in the diary (every kind except a pain episode)."""
 
-    kind: TreatmentKind
-    started_on: date
-    ended_on: date | None = None
-    """Last day, for treatments over several days (None: a single day, or ongoing)."""
-    notes: Annotated[str, Field(max_length=4000)] = ""
+
+class DiaryEntry(_Frozen):
+    """A pain episode outside a session, or another treatment, with its dates and notes.
+
+    A pain episode has a start, optionally an end (its duration), its severity (``nrs``, worst
+    NRS during the episode; None if not given) and which pain it was. A treatment has a start,
+    optionally an end (for treatments over several days), and notes; ``other`` needs notes.
+    """
+
+    kind: DiaryKind
+    start: AwareDatetime
+    end: AwareDatetime | None = None
+    nrs: Nrs | None = None
+    pain: PainSite | None = None
+    notes: Notes = ""
 
     @model_validator(mode="after")
-    def _check(self) -> OtherTreatment:
-        if self.ended_on is not None and self.ended_on < self.started_on:
-            raise ValueError("ended_on is before started_on")
-        _needs_notes(self.kind, TreatmentKind.OTHER, self.notes, "treatment")
+    def _check(self) -> DiaryEntry:
+        if self.end is not None and self.end < self.start:
+            raise ValueError("end must not be before start")
+        if self.kind is DiaryKind.PAIN_EPISODE:
+            if self.pain is None:
+                raise ValueError("a pain episode needs pain (phantom, residual_limb or other)")
+        elif self.nrs is not None or self.pain is not None:
+            raise ValueError("nrs and pain belong to pain episodes, not to treatments")
+        if self.kind is DiaryKind.OTHER and not self.notes.strip():
+            raise ValueError("a diary entry of kind 'other' needs notes saying what it was")
         return self
 
+    @property
+    def duration(self) -> timedelta | None:
+        return None if self.end is None else self.end - self.start
 
-class AdverseEventKind(StrEnum):
+    @classmethod
+    def pain_episode(
+        cls,
+        start: datetime,
+        *,
+        duration_minutes: float | None = None,
+        severity: int | None = None,
+        pain: PainSite = PainSite.PHANTOM,
+        notes: str = "",
+    ) -> DiaryEntry:
+        """A pain episode: when it started, how long it lasted, how bad it was (NRS)."""
+        if duration_minutes is not None and not 0 <= duration_minutes <= 7 * 24 * 60:
+            raise ValueError("duration_minutes must be between 0 and one week")
+        end = None if duration_minutes is None else start + timedelta(minutes=duration_minutes)
+        return cls(
+            kind=DiaryKind.PAIN_EPISODE,
+            start=start,
+            end=end,
+            nrs=severity,
+            pain=pain,
+            notes=notes,
+        )
+
+    @classmethod
+    def treatment(
+        cls, kind: DiaryKind, start: datetime, *, end: datetime | None = None, notes: str = ""
+    ) -> DiaryEntry:
+        """Another treatment (medication change, ketamine infusion, mirror therapy, ...)."""
+        if kind is DiaryKind.PAIN_EPISODE:
+            raise ValueError("use DiaryEntry.pain_episode for pain episodes")
+        return cls(kind=kind, start=start, end=end, notes=notes)
+
+
+class AdverseKind(StrEnum):
     SKIN_REDNESS = "skin_redness"
     BURN = "burn"
     HEADACHE = "headache"
@@ -236,12 +288,12 @@ class AdverseEvent(_Frozen):
     """Something unwanted the patient noticed (during or after a session, or in the diary)."""
 
     at: AwareDatetime
-    kind: AdverseEventKind
+    kind: AdverseKind
     severity: Severity
-    channel: Annotated[int, Field(ge=1, le=16)] | None = None
-    notes: Annotated[str, Field(max_length=4000)] = ""
+    notes: Notes = ""
 
     @model_validator(mode="after")
     def _check(self) -> AdverseEvent:
-        _needs_notes(self.kind, AdverseEventKind.OTHER, self.notes, "adverse event")
+        if self.kind is AdverseKind.OTHER and not self.notes.strip():
+            raise ValueError("an adverse event of kind 'other' needs notes saying what it was")
         return self

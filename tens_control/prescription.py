@@ -717,9 +717,9 @@ note = "over the common peroneal nerve"
 # To allow r.m.s. current density above 2 mA/cm² (small pads, high output), record who
 # decided, when and why. Power density of 0.25 W/cm² or more is refused regardless.
 # [current_density_override]
-# by = "Dr A. Example"
+# who = "Dr A. Example"
 # at = {written_at}
-# reason = "2x2 cm pads needed over the nerve; density reviewed"
+# why = "2x2 cm pads needed over the nerve; density reviewed"
 
 # A program of your own (list its name in programs too):
 # [[custom_programs]]

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import (
     AwareDatetime,
     BaseModel,
     ConfigDict,
-    Field,
     StringConstraints,
     ValidationError,
     model_validator,
@@ -41,11 +40,11 @@ class ClinicianOverride(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    by: Name
+    who: Name
     """Who decided (name and role, e.g. "Dr A. Smith, pain clinic")."""
     at: AwareDatetime
     """When (with a time zone)."""
-    reason: Reason
+    why: Reason
     """Why it is safe for this patient."""
 
 
@@ -108,37 +107,37 @@ CONTACT_CLINICIAN = (
 )
 
 
-class ScreeningMethod(StrEnum):
-    INTERACTIVE = "interactive"
-    """The patient answered each question."""
-    NONE_REPORTED = "none_reported"
-    """The patient reported none of the conditions (``tens-control screening --none``)."""
+NONE_REPORTED_NOTE = "the patient reports none of the conditions (tens-control screening --none)"
 
 
 class ScreeningOverride(ClinicianOverride):
-    """A clinician override of a screening, covering the answers listed in ``covers``."""
+    """A clinician's override of one "yes" answer (field names as in the store's record)."""
 
-    covers: Annotated[tuple[Question, ...], Field(min_length=1)]
+    question: Question
 
 
 class Screening(BaseModel):
-    """One completed screening: an answer to every question, and any clinician override."""
+    """One completed screening: an answer to every question, and any clinician overrides.
+
+    Field names are those of the store's record (``tens_control.store.records.Screening``).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    answered_at: AwareDatetime
+    at: AwareDatetime
     answers: dict[Question, bool]
-    method: ScreeningMethod = ScreeningMethod.INTERACTIVE
-    answered_by: Literal["patient", "clinician"] = "patient"
-    override: ScreeningOverride | None = None
+    overrides: tuple[ScreeningOverride, ...] = ()
+    recorded_by: Name = "patient"
+    notes: Annotated[str, StringConstraints(max_length=10_000)] = ""
 
     @model_validator(mode="after")
     def _complete(self) -> Screening:
         missing = [q.value for q in Question if q not in self.answers]
         if missing:
             raise ValueError(f"no answer to: {', '.join(missing)}")
-        if self.method is ScreeningMethod.NONE_REPORTED and self.positives:
-            raise ValueError("a 'none reported' screening cannot have a yes answer")
+        for o in self.overrides:
+            if not self.answers[o.question]:
+                raise ValueError(f"override for {o.question.value}, which was answered no")
         return self
 
     @property
@@ -149,61 +148,62 @@ class Screening(BaseModel):
     @property
     def uncovered(self) -> tuple[Question, ...]:
         """ "Yes" answers no clinician override covers."""
-        covered = set(self.override.covers) if self.override is not None else set()
+        covered = {o.question for o in self.overrides}
         return tuple(q for q in self.positives if q not in covered)
 
     @property
     def blocks(self) -> bool:
         return bool(self.uncovered)
 
-    def with_override(self, by: str, reason: str, at: datetime | None = None) -> Screening:
-        """This screening with a clinician override covering every current "yes".
+    def with_override(self, who: str, why: str, at: datetime | None = None) -> Screening:
+        """This screening with a clinician override of every "yes" not yet overridden.
 
         Raises :class:`ScreeningError` if there is nothing to override.
         """
-        if not self.positives:
+        todo = self.uncovered
+        if not todo:
             raise ScreeningError(
-                "this screening has no 'yes' answer, so there is nothing to override"
+                "this screening has no 'yes' answer without an override, so there is "
+                "nothing to override"
             )
+        when = at or datetime.now(UTC)
         try:
-            override = ScreeningOverride(
-                by=by, reason=reason, at=at or datetime.now(UTC), covers=self.positives
-            )
-        except ValueError as error:
+            added = tuple(ScreeningOverride(who=who, why=why, at=when, question=q) for q in todo)
+        except ValidationError as error:
             raise ScreeningError(_first_problem(error)) from None
         return Screening(
-            answered_at=self.answered_at,
+            at=self.at,
             answers=dict(self.answers),
-            method=self.method,
-            answered_by=self.answered_by,
-            override=override,
+            overrides=self.overrides + added,
+            recorded_by=self.recorded_by,
+            notes=self.notes,
         )
 
 
-def _first_problem(error: ValueError) -> str:
-    if isinstance(error, ValidationError):
-        first = error.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        what = {"by": "--by NAME", "reason": "--reason TEXT"}.get(field, field)
-        return f"override {what}: {first['msg']}"
-    return str(error)
+def _first_problem(error: ValidationError) -> str:
+    first = error.errors()[0]
+    field = ".".join(str(p) for p in first["loc"])
+    what = {"who": "--by NAME", "why": "--reason TEXT"}.get(field, field)
+    return f"override {what}: {first['msg']}"
 
 
 def none_reported(at: datetime | None = None) -> Screening:
-    """The patient reports none of the conditions."""
+    """The patient reports none of the conditions (``tens-control screening --none``)."""
     return Screening(
-        answered_at=at or datetime.now(UTC),
+        at=at or datetime.now(UTC),
         answers={q: False for q in Question},
-        method=ScreeningMethod.NONE_REPORTED,
+        notes=NONE_REPORTED_NOTE,
     )
 
 
 def from_answers(answers: dict[Question, bool], at: datetime | None = None) -> Screening:
     """A screening from the patient's answer to every question."""
     try:
-        return Screening(answered_at=at or datetime.now(UTC), answers=answers)
-    except ValueError as error:
-        raise ScreeningError(f"screening incomplete: {_first_problem(error)}") from None
+        return Screening(at=at or datetime.now(UTC), answers=answers)
+    except ValidationError as error:
+        first = error.errors()[0]
+        msg = str(first["msg"]).removeprefix("Value error, ")
+        raise ScreeningError(f"screening incomplete: {msg}") from None
 
 
 def screening_gate(screening: Screening | None, device_is_simulator: bool) -> str | None:
@@ -232,10 +232,12 @@ def screening_gate(screening: Screening | None, device_is_simulator: bool) -> st
 
 def screening_log_note(screening: Screening | None, device_is_simulator: bool) -> str | None:
     """The line the session log records about screening, or None when nothing needs saying."""
-    if screening is not None and screening.override is not None and not screening.uncovered:
-        o = screening.override
-        labels = ", ".join(SHORT_LABELS[q] for q in o.covers)
-        return f"screening override by {o.by} at {o.at.isoformat()} ({labels}): {o.reason}"
+    if screening is not None and screening.overrides and not screening.uncovered:
+        parts = [
+            f"{SHORT_LABELS[o.question]} by {o.who} at {o.at.isoformat()}: {o.why}"
+            for o in screening.overrides
+        ]
+        return "screening overrides: " + "; ".join(parts)
     if device_is_simulator and screening_gate(screening, False) is not None:
         if screening is None:
             return "simulator: running without contraindication screening"

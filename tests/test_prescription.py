@@ -122,7 +122,7 @@ def test_toml_round_trip_of_a_full_prescription(tmp_path: Path) -> None:
         programs=("han", "conventional"),
         custom_programs=(custom,),
         current_density_override=ClinicianOverride(
-            by="Dr B \\ Clinic", at=WHEN, reason="small pads over the nerve; reviewed"
+            who="Dr B \\ Clinic", at=WHEN, why="small pads over the nerve; reviewed"
         ),
         habituation_prompt=False,
         rate_on_movement=True,

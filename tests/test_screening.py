@@ -8,13 +8,13 @@ import pytest
 from pydantic import ValidationError
 
 from tens_control.screening import (
+    NONE_REPORTED_NOTE,
     QUESTIONS,
     SHORT_LABELS,
     ClinicianOverride,
     Question,
     Screening,
     ScreeningError,
-    ScreeningMethod,
     from_answers,
     none_reported,
     screening_gate,
@@ -69,7 +69,7 @@ def test_the_simulator_may_run_without_screening_and_the_log_says_so() -> None:
 
 def test_none_reported_passes() -> None:
     screening = none_reported(at=NOW)
-    assert screening.method is ScreeningMethod.NONE_REPORTED
+    assert screening.notes == NONE_REPORTED_NOTE
     assert screening.positives == ()
     assert not screening.blocks
     assert screening_gate(screening, device_is_simulator=False) is None
@@ -78,7 +78,7 @@ def test_none_reported_passes() -> None:
 
 def test_all_no_answers_pass() -> None:
     screening = from_answers(_answers(), at=NOW)
-    assert screening.method is ScreeningMethod.INTERACTIVE
+    assert screening.recorded_by == "patient"
     assert screening_gate(screening, device_is_simulator=False) is None
 
 
@@ -94,8 +94,8 @@ def test_each_yes_blocks_until_a_clinician_override(question: Question) -> None:
         "Dr A. Example, cardiology", "reviewed; pads far from the chest", at=LATER
     )
     assert screening_gate(overridden, device_is_simulator=False) is None
-    assert overridden.override is not None
-    assert overridden.override.covers == (question,)
+    assert [o.question for o in overridden.overrides] == [question]
+    assert overridden.overrides[0].who == "Dr A. Example, cardiology"
     assert overridden.answers == screening.answers
     note = screening_log_note(overridden, device_is_simulator=False)
     assert note is not None
@@ -108,15 +108,22 @@ def test_an_override_covers_only_the_answers_it_was_given_for() -> None:
     overridden = first.with_override("Dr A", "pacemaker: cardiologist agrees", at=LATER)
     # a new screening with another "yes", carrying the old override over, blocks again
     again = Screening(
-        answered_at=LATER,
+        at=LATER,
         answers=_answers(Question.ACTIVE_IMPLANT, Question.PREGNANCY),
-        override=overridden.override,
+        overrides=overridden.overrides,
     )
     assert again.uncovered == (Question.PREGNANCY,)
     reason = screening_gate(again, device_is_simulator=False)
     assert reason is not None
     assert "pregnancy" in reason
     assert "pacemaker" not in reason
+    # overriding again adds only the new answer
+    both = again.with_override("Dr B", "pregnancy: obstetrician agrees, pads on the arm")
+    assert [o.question for o in both.overrides] == [Question.ACTIVE_IMPLANT, Question.PREGNANCY]
+    assert [o.who for o in both.overrides] == ["Dr A", "Dr B"]
+    assert screening_gate(both, device_is_simulator=False) is None
+    with pytest.raises(ScreeningError, match="nothing to override"):
+        both.with_override("Dr C", "again")
 
 
 def test_override_needs_who_and_why() -> None:
@@ -127,7 +134,7 @@ def test_override_needs_who_and_why() -> None:
         screening.with_override("Dr A", "")
     with pytest.raises(ValidationError, match="timezone"):
         ClinicianOverride.model_validate(
-            {"by": "Dr A", "at": "2026-03-01T10:00:00", "reason": "why not"}
+            {"who": "Dr A", "at": "2026-03-01T10:00:00", "why": "why not"}
         )
 
 
@@ -140,14 +147,11 @@ def test_screening_must_answer_every_question() -> None:
     partial = {Question.PREGNANCY: False}
     with pytest.raises(ScreeningError, match=r"screening incomplete: .*no answer to: active"):
         from_answers(partial, at=NOW)
-    with pytest.raises(ValidationError, match="cannot have a yes"):
-        Screening(
-            answered_at=NOW,
-            answers=_answers(Question.THROMBOSIS),
-            method=ScreeningMethod.NONE_REPORTED,
-        )
+    override = {"question": "epilepsy", "who": "Dr A", "at": NOW, "why": "not needed"}
+    with pytest.raises(ValidationError, match="which was answered no"):
+        Screening.model_validate({"at": NOW, "answers": _answers(), "overrides": [override]})
     with pytest.raises(ValidationError, match="Extra inputs"):
-        Screening.model_validate({"answered_at": NOW, "answers": _answers(), "colour": "red"})
+        Screening.model_validate({"at": NOW, "answers": _answers(), "colour": "red"})
 
 
 def test_screening_round_trips_through_json() -> None:
