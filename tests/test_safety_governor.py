@@ -1,0 +1,914 @@
+"""Unit tests of the SafetyGovernor (S1-S10) against a small fake driver, in virtual time.
+
+The fake driver records every request the governor makes and models a minimal device (it
+applies each command when it acknowledges it and keeps a record of the output it delivered),
+so the tests assert both "nothing was sent" and "what the device delivered".
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from drivers.base import (
+    ChannelSettings,
+    CommsLostError,
+    DeviceEvent,
+    DeviceEventKind,
+    DeviceInfo,
+    DeviceLimits,
+    DeviceRejectedError,
+    DriverError,
+    ErrorCode,
+    Pattern,
+    Pending,
+    Telemetry,
+    TensDriver,
+    Waveform,
+)
+from drivers.clock import VirtualClock
+from drivers.limits import CapLayer, CapSource, DeviceProfile, get_profile
+from drivers.safety import (
+    GovernorState,
+    GovernorStateError,
+    SafetyEvent,
+    SafetyEventKind,
+    SafetyGovernor,
+    SafetyRejection,
+    StopReason,
+)
+
+CONVENTIONAL = ChannelSettings(frequency_hz=100, pulse_width_us=200)
+AREAS = {1: 25.0, 2: 25.0}
+
+Request = tuple[object, ...]
+
+
+class FakeDriver(TensDriver):
+    """Records every request; acknowledges after ``latency`` and applies it to a tiny device."""
+
+    def __init__(
+        self,
+        clock: VirtualClock,
+        *,
+        channels: int = 2,
+        max_ma: float = 100.0,
+        step_ma: float = 0.5,
+        reports_current: bool = True,
+        latency: float = 0.005,
+    ) -> None:
+        super().__init__(clock)
+        self.vclock = clock
+        self.latency = latency
+        self.requests: list[Request] = []
+        self.auto_ack = True
+        self.unanswered: list[Pending] = []
+        self.fail_next: dict[str, DriverError] = {}
+        self.raise_on_request: DriverError | None = None
+        self._connected = True
+        self._info = DeviceInfo(
+            protocol="fake",
+            protocol_version="1.0",
+            model="FAKE",
+            serial_number="F-1",
+            firmware="1",
+            channels=channels,
+            limits=DeviceLimits(
+                max_amplitude_ma=max_ma,
+                amplitude_step_ma=step_ma,
+                min_frequency_hz=1,
+                max_frequency_hz=150,
+                min_pulse_width_us=50,
+                max_pulse_width_us=400,
+            ),
+            reports_current=reports_current,
+            reports_impedance=True,
+            is_simulator=True,
+        )
+        self.running = False
+        self.output = dict.fromkeys(range(1, channels + 1), 0.0)
+        self.delivered: dict[int, list[tuple[float, float]]] = {
+            ch: [(clock.now(), 0.0)] for ch in self.output
+        }
+
+    # ---- device model
+    def _set(self, channel: int, value: float) -> None:
+        if self.output[channel] != value:
+            self.output[channel] = value
+            self.delivered[channel].append((self.vclock.now(), value))
+
+    def _apply(self, request: Request) -> DriverError | None:
+        verb = request[0]
+        if verb == "STOP":
+            self.running = False
+            for ch in self.output:
+                self._set(ch, 0.0)
+        elif verb == "START":
+            self.running = True
+            for ch in self.output:
+                self._set(ch, 0.0)
+        elif verb == "CFG":
+            self._set(int(str(request[1])), 0.0)
+        elif verb == "AMP":
+            if not self.running:
+                return DeviceRejectedError(ErrorCode.STATE, "AMP")
+            value = request[2]
+            assert isinstance(value, float)
+            self._set(int(str(request[1])), value)
+        return None
+
+    def _pend(self, request: Request) -> Pending:
+        if self.raise_on_request is not None:
+            raise self.raise_on_request
+        self.requests.append(request)
+        verb = str(request[0])
+        pending = Pending(verb, self.vclock.now() + self.ack_timeout_s)
+        if not self.auto_ack:
+            self.unanswered.append(pending)
+            return pending
+        failure = self.fail_next.pop(verb, None)
+
+        def answer() -> None:
+            error = failure if failure is not None else self._apply(request)
+            pending.resolve(error)
+
+        self.vclock.call_later(self.latency, answer)
+        return pending
+
+    # ---- TensDriver
+    @property
+    def info(self) -> DeviceInfo:
+        return self._info
+
+    def identify(self) -> DeviceInfo:
+        self.requests.append(("HELLO",))
+        return self._info
+
+    def request_configure(self, channel: int, settings: ChannelSettings) -> Pending:
+        return self._pend(("CFG", channel, settings))
+
+    def request_amplitude(self, channel: int, milliamps: float) -> Pending:
+        return self._pend(("AMP", channel, float(milliamps)))
+
+    def request_start(self) -> Pending:
+        return self._pend(("START",))
+
+    def request_stop(self) -> Pending:
+        return self._pend(("STOP",))
+
+    def close(self) -> None:
+        if self._connected:
+            self.requests.append(("CLOSE",))
+        self._connected = False
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    # ---- helpers for tests
+    def report(self, report: Telemetry | DeviceEvent) -> None:
+        self._emit(report)
+
+    def amps(self, channel: int | None = None) -> list[float]:
+        return [
+            float(str(r[2]))
+            for r in self.requests
+            if r[0] == "AMP" and (channel is None or r[1] == channel)
+        ]
+
+    def verbs(self) -> list[str]:
+        return [str(r[0]) for r in self.requests]
+
+
+class Rig:
+    """A governor on a fake driver with its event log."""
+
+    def __init__(
+        self,
+        profile: DeviceProfile | None = None,
+        *,
+        layers: tuple[CapLayer, ...] = (),
+        areas: dict[int, float] | None = None,
+        dose_override: bool = False,
+        **driver_args: float | bool | int,
+    ) -> None:
+        self.clock = VirtualClock()
+        self.driver = FakeDriver(self.clock, **driver_args)  # type: ignore[arg-type]
+        self.events: list[SafetyEvent] = []
+        self.gov = SafetyGovernor(
+            self.driver,
+            profile or get_profile("tens-sim"),
+            self.clock,
+            on_event=self.events.append,
+            layers=layers,
+            electrode_areas_cm2=AREAS if areas is None else areas,
+            dose_override=dose_override,
+        )
+
+    def running(self, *channels: int, duration_s: float = 1800.0) -> Rig:
+        self.gov.connect()
+        for ch in channels or (1,):
+            self.gov.configure(ch, CONVENTIONAL)
+        self.gov.start(duration_s)
+        return self
+
+    def kinds(self) -> list[SafetyEventKind]:
+        return [e.kind for e in self.events]
+
+    def last(self, kind: SafetyEventKind) -> SafetyEvent:
+        return [e for e in self.events if e.kind is kind][-1]
+
+    def ramp_to(self, channel: int, ma: float) -> None:
+        self.gov.set_target(channel, ma)
+        self.clock.wait_until(lambda: self.driver.output[channel] >= ma, 600)
+        assert self.driver.output[channel] == ma
+
+
+@pytest.fixture
+def rig() -> Rig:
+    return Rig()
+
+
+def max_rise(record: list[tuple[float, float]], step: float, rate: float) -> float:
+    """The largest excess of out(t2) - out(t1) over step + rate·(t2 - t1) on a record."""
+    worst = -math.inf
+    for i, (t1, v1) in enumerate(record):
+        for t2, v2 in record[i + 1 :]:
+            worst = max(worst, (v2 - v1) - (step + rate * (t2 - t1)))
+    return worst
+
+
+# ----------------------------------------------------------------------------- connect, S1, S3
+
+
+def test_connect_identifies_zeroes_every_output_and_reports_caps(rig: Rig) -> None:
+    info = rig.gov.connect()
+    assert info.model == "FAKE"
+    assert rig.driver.verbs() == ["HELLO", "STOP"]
+    assert rig.gov.state is GovernorState.IDLE
+    assert rig.kinds() == [SafetyEventKind.CONNECTED]
+    connected = rig.events[0]
+    assert connected.data["max_ma_1"] == 100.0
+    assert connected.data["max_session_min"] == 60.0
+    assert rig.gov.channels == (1, 2)
+
+
+def test_caps_intersect_profile_device_and_layers_with_the_binding_source() -> None:
+    prescription = CapLayer(source=CapSource.PRESCRIPTION, channel_max_amplitude_ma={2: 30.0})
+    r = Rig(layers=(prescription,), max_ma=60.0)
+    r.gov.connect()
+    assert (r.gov.caps.channel(1).max_amplitude.value, r.gov.max_amplitude(1).source) == (
+        60.0,
+        CapSource.DEVICE,
+    )
+    assert r.gov.max_amplitude(2).value == 30.0
+    assert r.gov.max_amplitude(2).source is CapSource.PRESCRIPTION
+
+
+def test_devices_without_readback_or_lead_off_detection_are_flagged() -> None:
+    r = Rig(get_profile("rehastim2"), reports_current=False, channels=8, max_ma=130, step_ma=1)
+    r.gov.connect()
+    assert SafetyEventKind.NO_READBACK in r.kinds()
+    assert r.gov.readback is False
+    no_lead_off = get_profile("tens-sim").model_copy(update={"lead_off_detection": False})
+    r2 = Rig(no_lead_off)
+    r2.gov.connect()
+    assert SafetyEventKind.NO_LEAD_OFF_DETECTION in r2.kinds()
+    assert r2.gov.lead_off_detection is False
+
+
+def test_a_device_step_coarser_than_the_ramp_step_is_refused() -> None:
+    r = Rig(max_ma=100.0, step_ma=2.0)
+    with pytest.raises(DriverError, match="cannot be ramped safely"):
+        r.gov.connect()
+    assert r.gov.state is GovernorState.DISCONNECTED
+
+
+def test_every_session_starts_at_zero(rig: Rig) -> None:
+    rig.running(1)
+    assert rig.driver.verbs() == ["HELLO", "STOP", "CFG", "START"]
+    assert rig.gov.channel_status(1).target_ma == 0.0
+    assert rig.driver.output == {1: 0.0, 2: 0.0}
+    assert rig.last(SafetyEventKind.STARTED).data["duration_s"] == 1800.0
+
+
+# ----------------------------------------------------------------------------- S4 rejections
+
+
+def test_amplitude_above_the_prescription_cap_is_rejected_and_nothing_is_written() -> None:
+    prescription = CapLayer(source=CapSource.PRESCRIPTION, max_amplitude_ma=40.0)
+    r = Rig(layers=(prescription,)).running(1)
+    before = list(r.driver.requests)
+    with pytest.raises(SafetyRejection) as caught:
+        r.gov.set_target(1, 45.0, who="patient", why="stronger")
+    error = caught.value
+    assert str(error) == (
+        "amplitude 45 mA on channel 1 is above the prescription cap of 40 mA; nothing was sent"
+    )
+    assert (error.parameter, error.value, error.limit, error.source, error.channel) == (
+        "amplitude",
+        45.0,
+        40.0,
+        CapSource.PRESCRIPTION,
+        1,
+    )
+    r.clock.advance(5)
+    assert r.driver.requests == before
+    rejected = r.last(SafetyEventKind.REJECTED)
+    assert rejected.data["source"] == "prescription"
+    assert rejected.data["who"] == "patient"
+    assert rejected.data["why"] == "stronger"
+    assert rejected.channel == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "parameter"),
+    [
+        (-1.0, "amplitude"),
+        (math.nan, "amplitude"),
+        (math.inf, "amplitude"),
+        (10.25, "amplitude step"),
+    ],
+)
+def test_invalid_amplitudes_are_rejected_not_rounded(
+    rig: Rig, value: float, parameter: str
+) -> None:
+    rig.running(1)
+    before = list(rig.driver.requests)
+    with pytest.raises(SafetyRejection) as caught:
+        rig.gov.set_target(1, value)
+    assert caught.value.parameter == parameter
+    assert "nothing was sent" in str(caught.value)
+    rig.clock.advance(2)
+    assert rig.driver.requests == before
+
+
+def test_a_channel_the_device_does_not_have_is_rejected(rig: Rig) -> None:
+    rig.running(1)
+    with pytest.raises(SafetyRejection, match="channel 3 does not exist"):
+        rig.gov.set_target(3, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("settings", "parameter", "source"),
+    [
+        (ChannelSettings(frequency_hz=151, pulse_width_us=200), "frequency", CapSource.PROFILE),
+        (ChannelSettings(frequency_hz=100, pulse_width_us=401), "pulse width", CapSource.DEVICE),
+        (ChannelSettings(frequency_hz=100, pulse_width_us=20), "pulse width", CapSource.PROFILE),
+        (
+            ChannelSettings(frequency_hz=100, pulse_width_us=200),
+            "frequency",
+            CapSource.PRESCRIPTION,
+        ),
+        (
+            ChannelSettings(
+                frequency_hz=100,
+                pulse_width_us=200,
+                pattern=Pattern.MIXED,
+                secondary_hz=0.5,
+                cycle_s=3,
+            ),
+            "frequency",
+            CapSource.PROFILE,
+        ),
+    ],
+)
+def test_program_settings_outside_the_caps_are_rejected_before_any_byte(
+    settings: ChannelSettings, parameter: str, source: CapSource
+) -> None:
+    prescription = CapLayer(source=CapSource.PRESCRIPTION, max_frequency_hz=80)
+    profile = get_profile("tens-sim").model_copy(
+        update={
+            "pulse_width": get_profile("tens-sim").pulse_width.model_copy(update={"max_us": 500})
+        }
+    )
+    r = Rig(profile, layers=(prescription,) if source is CapSource.PRESCRIPTION else ())
+    r.gov.connect()
+    before = list(r.driver.requests)
+    with pytest.raises(SafetyRejection) as caught:
+        r.gov.configure(1, settings)
+    assert (caught.value.parameter, caught.value.source) == (parameter, source)
+    assert r.driver.requests == before
+    assert r.last(SafetyEventKind.REJECTED).data["parameter"] == parameter
+
+
+def test_a_waveform_or_pattern_the_device_lacks_is_rejected() -> None:
+    r = Rig(get_profile("rehastim2"), channels=8, max_ma=130, step_ma=1)
+    r.gov.connect()
+    asym = ChannelSettings(
+        frequency_hz=100, pulse_width_us=200, waveform=Waveform.ASYMMETRIC_BIPHASIC
+    )
+    with pytest.raises(SafetyRejection, match="waveform asymmetric_biphasic"):
+        r.gov.configure(1, asym)
+    modulated = ChannelSettings(
+        frequency_hz=100,
+        pulse_width_us=200,
+        pattern=Pattern.MODULATED,
+        secondary_hz=50,
+        cycle_s=2,
+    )
+    with pytest.raises(SafetyRejection, match="pattern modulated"):
+        r.gov.configure(1, modulated)
+    assert r.driver.verbs() == ["HELLO", "STOP"]
+
+
+def test_state_errors_are_refused_logged_and_send_nothing(rig: Rig) -> None:
+    rig.gov.connect()
+    with pytest.raises(GovernorStateError):
+        rig.gov.set_target(1, 1.0)
+    with pytest.raises(GovernorStateError, match="no channel is configured"):
+        rig.gov.start(60)
+    assert rig.driver.verbs() == ["HELLO", "STOP"]
+    assert rig.kinds().count(SafetyEventKind.REJECTED) == 2
+
+
+def test_the_rejected_event_is_delivered_before_the_error_is_raised(rig: Rig) -> None:
+    rig.running(1)
+    seen: list[int] = []
+    try:
+        rig.gov.set_target(1, 500.0)
+    except SafetyRejection:
+        seen.append(rig.kinds().count(SafetyEventKind.REJECTED))
+    assert seen == [1]
+
+
+# ----------------------------------------------------------------------------- S5 dose
+
+
+def test_the_dose_limit_binds_on_small_electrodes_and_is_reported_as_the_cap() -> None:
+    # 100 Hz, 200 µs on 4 cm²: 2 mA/cm² r.m.s. is reached at 40 mA peak
+    r = Rig(areas={1: 4.0}).running(1)
+    bound = r.gov.max_amplitude(1)
+    assert (bound.value, bound.source) == (40.0, CapSource.DOSE)
+    assert r.gov.channel_status(1).cap == bound
+    r.gov.set_target(1, 40.0)
+    with pytest.raises(SafetyRejection) as caught:
+        r.gov.set_target(1, 40.5)
+    assert caught.value.parameter == "current density"
+    assert caught.value.source is CapSource.DOSE
+    assert "needs a recorded clinician override" in str(caught.value)
+
+
+def test_a_clinician_override_lifts_the_current_density_level_but_never_the_power_limit() -> None:
+    settings = ChannelSettings(frequency_hz=150, pulse_width_us=400)
+    r = Rig(areas={1: 0.5}, dose_override=True)
+    r.gov.connect()
+    r.gov.configure(1, settings)
+    r.gov.start(600)
+    bound = r.gov.max_amplitude(1)
+    assert bound.source is CapSource.DOSE
+    r.gov.set_target(1, bound.value)
+    with pytest.raises(SafetyRejection) as caught:
+        r.gov.set_target(1, bound.value + 0.5)
+    assert caught.value.parameter == "power density"
+    assert "0.25 W/cm²" in str(caught.value)
+
+
+def test_without_an_electrode_area_on_record_no_current_is_allowed() -> None:
+    r = Rig(areas={}).running(1)
+    assert r.gov.max_amplitude(1).value == 0.0
+    with pytest.raises(SafetyRejection, match="no electrode area on record"):
+        r.gov.set_target(1, 0.5)
+    assert r.driver.amps() == []
+
+
+# ----------------------------------------------------------------------------- S2 ramp
+
+
+def test_increases_ramp_in_steps_at_the_profile_rate_and_decreases_are_immediate(
+    rig: Rig,
+) -> None:
+    rig.running(1)
+    rig.gov.set_target(1, 10.0, who="patient", why="stronger")
+    assert rig.driver.amps(1) == [1.0]  # the first step goes at once
+    rig.clock.advance(30)
+    assert rig.driver.amps(1) == [float(v) for v in range(1, 11)]
+    record = rig.driver.delivered[1]
+    assert max_rise(record, step=1.0, rate=2.0) <= 1e-9
+    # 0 -> 10 mA at 2 mA/s takes at least 4.5 s after the first step
+    assert record[-1][0] - record[1][0] >= 4.5
+    steps = [e for e in rig.events if e.kind is SafetyEventKind.AMPLITUDE_SET]
+    assert [(e.data["from_ma"], e.data["to_ma"]) for e in steps][:2] == [(0.0, 1.0), (1.0, 2.0)]
+    assert all(e.data["who"] == "patient" and e.data["why"] == "stronger" for e in steps)
+    sent = len(rig.driver.requests)
+    rig.gov.set_target(1, 2.0)
+    assert rig.driver.requests[sent:] == [("AMP", 1, 2.0)]  # written before set_target returns
+
+
+def test_a_decrease_during_a_ramp_is_sent_at_once_and_the_ramp_stops(rig: Rig) -> None:
+    rig.running(1)
+    rig.gov.set_target(1, 20.0)
+    rig.clock.advance(2.2)
+    level = rig.driver.output[1]
+    assert 3.0 <= level <= 6.0
+    rig.gov.set_target(1, 1.0)
+    rig.clock.advance(0.01)
+    assert rig.driver.output[1] == 1.0
+    rig.clock.advance(20)
+    assert rig.driver.output[1] == 1.0
+
+
+def test_step_up_and_down_move_one_amplitude_step_and_stop_at_the_cap() -> None:
+    comfort_capped = Rig()
+    r = comfort_capped.running(1)
+    r.gov.set_comfort_cap(1, 1.0)
+    assert r.gov.step_up(1) == 0.5
+    assert r.gov.step_up(1) == 1.0
+    with pytest.raises(SafetyRejection) as caught:
+        r.gov.step_up(1)
+    assert caught.value.source is CapSource.COMFORT
+    assert "your comfort cap of 1 mA" in str(caught.value)
+    assert r.gov.step_down(1) == 0.5
+    assert r.gov.step_down(1) == 0.0
+    assert r.gov.step_down(1) == 0.0
+
+
+def test_the_ramp_rate_holds_across_pause_and_resume(rig: Rig) -> None:
+    rig.running(1)
+    rig.gov.set_target(1, 3.0)
+    rig.clock.advance(0.1)
+    rig.gov.pause()
+    rig.gov.resume()
+    rig.gov.set_target(1, 3.0)
+    rig.clock.advance(10)
+    assert max_rise(rig.driver.delivered[1], step=1.0, rate=2.0) <= 1e-9
+
+
+# ----------------------------------------------------------------------------- caps changing
+
+
+def test_lowering_the_comfort_cap_below_the_output_lowers_it_at_once(rig: Rig) -> None:
+    rig.running(1)
+    rig.ramp_to(1, 6.0)
+    sent = len(rig.driver.requests)
+    rig.gov.set_comfort_cap(1, 4.0)
+    assert rig.driver.requests[sent:] == [("AMP", 1, 4.0)]
+    assert rig.gov.channel_status(1).target_ma == 4.0
+    assert rig.gov.max_amplitude(1).source is CapSource.COMFORT
+    changed = rig.last(SafetyEventKind.TARGET_CHANGED)
+    assert (changed.data["to_ma"], changed.data["who"]) == (4.0, "governor")
+    rig.gov.set_comfort_cap(1, None)
+    rig.clock.advance(5)
+    assert rig.driver.output[1] == 4.0  # widening a cap never raises output
+
+
+def test_a_tighter_prescription_that_forbids_the_program_zeroes_the_channel(rig: Rig) -> None:
+    rig.running(1)
+    rig.ramp_to(1, 3.0)
+    rig.gov.set_layers((CapLayer(source=CapSource.PRESCRIPTION, max_frequency_hz=50),))
+    rig.clock.advance(0.1)
+    assert rig.driver.output[1] == 0.0
+    assert rig.gov.channel_status(1).settings is None
+    with pytest.raises(GovernorStateError, match="configure it first"):
+        rig.gov.set_target(1, 1.0)
+
+
+# ----------------------------------------------------------------------------- program change
+
+
+def test_a_program_change_while_running_zeroes_the_channel_first(rig: Rig) -> None:
+    rig.running(1)
+    rig.ramp_to(1, 3.0)
+    sent = len(rig.driver.requests)
+    other = ChannelSettings(frequency_hz=4, pulse_width_us=250)
+    rig.gov.configure(1, other)
+    assert [r[0] for r in rig.driver.requests[sent:]] == ["AMP", "CFG"]
+    assert rig.driver.requests[sent] == ("AMP", 1, 0.0)
+    status = rig.gov.channel_status(1)
+    assert (status.settings, status.target_ma, status.set_ma) == (other, 0.0, 0.0)
+    rig.gov.set_target(1, 2.0)
+    rig.clock.advance(0.6)
+    assert rig.driver.amps(1)[-1] == 1.0  # ramps again from 0
+
+
+# ----------------------------------------------------------------------------- pause, stop, S6
+
+
+def test_pause_zeroes_everything_at_once_and_resume_starts_from_zero(rig: Rig) -> None:
+    rig.running(1, 2)
+    rig.ramp_to(1, 4.0)
+    rig.ramp_to(2, 2.0)
+    sent = len(rig.driver.requests)
+    rig.gov.pause()
+    assert rig.driver.requests[sent:] == [("STOP",)]
+    assert rig.gov.state is GovernorState.PAUSED
+    rig.clock.advance(0.01)
+    assert rig.driver.output == {1: 0.0, 2: 0.0}
+    with pytest.raises(GovernorStateError):
+        rig.gov.set_target(1, 1.0)
+    rig.gov.resume()
+    assert rig.gov.state in (GovernorState.RUNNING,)
+    rig.clock.advance(5)
+    assert rig.driver.output == {1: 0.0, 2: 0.0}  # nothing restored automatically
+    assert rig.gov.channel_status(1).target_ma == 0.0
+
+
+def test_stop_writes_stop_before_returning_and_ends_the_session(rig: Rig) -> None:
+    rig.running(1)
+    rig.ramp_to(1, 3.0)
+    sent = len(rig.driver.requests)
+    rig.gov.stop()
+    assert rig.driver.requests[sent:] == [("STOP",)]
+    assert (rig.gov.state, rig.gov.end_reason) == (GovernorState.ENDED, StopReason.USER)
+    assert rig.last(SafetyEventKind.STOPPED).reason is StopReason.USER
+    rig.clock.advance(1)
+    assert rig.driver.output[1] == 0.0
+    with pytest.raises(GovernorStateError):
+        rig.gov.resume()
+    rig.gov.stop()  # idempotent: STOP again, reason kept
+    assert rig.driver.verbs()[-1] == "STOP"
+    assert rig.gov.end_reason is StopReason.USER
+
+
+def test_emergency_stop_from_every_state_writes_stop_first(rig: Rig) -> None:
+    rig.gov.emergency_stop()  # before connect: nothing to send, never raises
+    rig.running(1)
+    rig.ramp_to(1, 3.0)
+    sent = len(rig.driver.requests)
+    rig.gov.emergency_stop()
+    assert rig.driver.requests[sent:] == [("STOP",)]
+    assert rig.kinds()[-2:] == [SafetyEventKind.EMERGENCY_STOP, SafetyEventKind.STOPPED]
+    assert rig.gov.end_reason is StopReason.EMERGENCY
+    rig.clock.advance(0.05)
+    assert rig.driver.output[1] == 0.0
+    rig.driver.raise_on_request = CommsLostError("gone")
+    rig.gov.emergency_stop()  # a dead link must not make it raise
+
+
+def test_the_session_stops_at_its_planned_duration_and_pauses_do_not_count(rig: Rig) -> None:
+    rig.running(1, duration_s=60)
+    t0 = rig.clock.now()
+    rig.ramp_to(1, 2.0)
+    rig.clock.run_until(t0 + 20)
+    rig.gov.pause()
+    rig.clock.run_until(t0 + 50)
+    assert rig.gov.remaining_s() == pytest.approx(40.0, abs=0.01)
+    remaining = rig.gov.remaining_s()
+    assert remaining is not None
+    resumed = rig.clock.now()
+    rig.gov.resume()
+    rig.gov.set_target(1, 2.0)
+    rig.clock.run_until(resumed + remaining - 0.1)
+    assert rig.gov.state is GovernorState.RUNNING
+    assert rig.driver.output[1] == 2.0
+    rig.clock.run_until(resumed + remaining + 1e-6)
+    assert (rig.gov.state, rig.gov.end_reason) == (GovernorState.ENDED, StopReason.DURATION)
+    assert rig.driver.verbs()[-1] == "STOP"
+    rig.clock.advance(0.01)
+    assert rig.driver.output[1] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("layers", "source"),
+    [
+        ((), CapSource.PROFILE),
+        (
+            (CapLayer(source=CapSource.PRESCRIPTION, max_session_minutes=30),),
+            CapSource.PRESCRIPTION,
+        ),
+    ],
+)
+def test_a_duration_above_the_maximum_is_rejected(
+    layers: tuple[CapLayer, ...], source: CapSource
+) -> None:
+    r = Rig(layers=layers)
+    r.gov.connect()
+    r.gov.configure(1, CONVENTIONAL)
+    limit = 60 if source is CapSource.PROFILE else 30
+    with pytest.raises(SafetyRejection) as caught:
+        r.gov.start(limit * 60 + 1)
+    assert caught.value.source is source
+    assert "START" not in r.driver.verbs()
+    r.gov.start(limit * 60)
+    assert r.gov.state is GovernorState.RUNNING
+
+
+# ----------------------------------------------------------------------------- S7 lead-off
+
+
+def test_a_lead_off_event_pauses_and_resuming_starts_from_zero(rig: Rig) -> None:
+    rig.running(1, 2)
+    rig.ramp_to(1, 4.0)
+    rig.ramp_to(2, 2.0)
+    sent = len(rig.driver.requests)
+    rig.driver.report(DeviceEvent(rig.clock.now(), DeviceEventKind.LEAD_OFF, channel=1))
+    assert rig.driver.requests[sent:] == [("STOP",)]
+    assert rig.gov.state is GovernorState.PAUSED
+    assert rig.gov.channel_status(1).lead_off
+    paused = rig.last(SafetyEventKind.PAUSED)
+    assert paused.reason is StopReason.LEAD_OFF
+    assert rig.last(SafetyEventKind.LEAD_OFF).channel == 1
+    rig.clock.advance(0.1)
+    assert rig.driver.output == {1: 0.0, 2: 0.0}
+    rig.gov.resume()
+    assert not rig.gov.channel_status(1).lead_off
+    rig.clock.advance(3)
+    assert rig.driver.output == {1: 0.0, 2: 0.0}
+
+
+def test_impedance_over_threshold_in_telemetry_is_a_lead_off(rig: Rig) -> None:
+    rig.running(1)
+    rig.ramp_to(1, 2.0)
+    rig.driver.report(Telemetry(rig.clock.now(), 1, 2.0, 2.0, 25_000.0))
+    assert rig.gov.state is GovernorState.PAUSED
+    assert rig.last(SafetyEventKind.LEAD_OFF).data["impedance_ohm"] == 25_000.0
+
+
+# ----------------------------------------------------------------------------- S8 comms
+
+
+def test_comms_lost_from_the_driver_ends_the_session_for_good(rig: Rig) -> None:
+    rig.running(1)
+    rig.ramp_to(1, 2.0)
+    rig.driver.report(DeviceEvent(rig.clock.now(), DeviceEventKind.COMMS_LOST, detail="silent"))
+    assert (rig.gov.state, rig.gov.end_reason) == (GovernorState.ENDED, StopReason.COMMS_LOST)
+    assert rig.kinds()[-2:] == [SafetyEventKind.COMMS_LOST, SafetyEventKind.STOPPED]
+    assert rig.driver.verbs()[-1] == "STOP"
+    with pytest.raises(GovernorStateError):
+        rig.gov.resume()
+    with pytest.raises(GovernorStateError):
+        rig.gov.start(60)
+
+
+def test_a_command_unacknowledged_for_one_second_is_comms_loss(rig: Rig) -> None:
+    rig.running(1)
+    rig.driver.auto_ack = False
+    rig.gov.set_target(1, 2.0)
+    rig.clock.advance(0.99)
+    assert rig.gov.state is GovernorState.RUNNING
+    rig.clock.advance(0.02)
+    assert rig.gov.end_reason is StopReason.COMMS_LOST
+    assert "no acknowledgement" in rig.last(SafetyEventKind.COMMS_LOST).detail
+
+
+def test_a_dead_port_while_sending_is_comms_loss(rig: Rig) -> None:
+    rig.running(1)
+    rig.driver.raise_on_request = CommsLostError("port write failed")
+    rig.gov.set_target(1, 2.0)
+    assert rig.gov.end_reason is StopReason.COMMS_LOST
+
+
+# ----------------------------------------------------------------------------- S9 read-back
+
+
+def test_two_consecutive_read_back_mismatches_stop_the_session(rig: Rig) -> None:
+    rig.running(1)
+    rig.ramp_to(1, 10.0)
+    now = rig.clock.now
+    rig.driver.report(Telemetry(now(), 1, 10.0, 10.9, 800.0))  # within 10 %
+    rig.driver.report(Telemetry(now(), 1, 10.0, 11.2, 800.0))  # off
+    rig.driver.report(Telemetry(now(), 1, 10.0, 10.1, 800.0))  # fine again: count resets
+    rig.driver.report(Telemetry(now(), 1, 10.0, 11.2, 800.0))
+    assert rig.gov.state is GovernorState.RUNNING
+    rig.driver.report(Telemetry(now(), 1, 10.0, 11.2, 800.0))
+    assert (rig.gov.state, rig.gov.end_reason) == (GovernorState.ENDED, StopReason.OUTPUT_MISMATCH)
+    mismatch = rig.last(SafetyEventKind.OUTPUT_MISMATCH)
+    assert (mismatch.channel, mismatch.data["measured_ma"]) == (1, 11.2)
+
+
+def test_read_back_tolerance_is_the_stricter_of_ten_percent_and_two_milliamps(rig: Rig) -> None:
+    rig.running(1)
+    rig.ramp_to(1, 40.0)
+    for _ in range(3):
+        rig.driver.report(Telemetry(rig.clock.now(), 1, 40.0, 41.9, 800.0))
+    assert rig.gov.state is GovernorState.RUNNING
+    for _ in range(2):
+        rig.driver.report(Telemetry(rig.clock.now(), 1, 40.0, 42.1, 800.0))
+    assert rig.gov.end_reason is StopReason.OUTPUT_MISMATCH
+
+
+def test_readings_during_a_change_in_flight_are_not_mismatches(rig: Rig) -> None:
+    rig.running(1)
+    rig.ramp_to(1, 5.0)
+    rig.driver.auto_ack = False
+    rig.gov.set_target(1, 1.0)  # in flight: the device may be at 5 or at 1
+    for measured in (5.0, 1.0, 5.0):
+        rig.driver.report(Telemetry(rig.clock.now(), 1, measured, measured, 800.0))
+    assert rig.gov.state is GovernorState.RUNNING
+
+
+def test_output_measured_while_paused_is_a_mismatch(rig: Rig) -> None:
+    rig.running(1)
+    rig.ramp_to(1, 5.0)
+    rig.gov.pause()
+    rig.clock.advance(0.1)
+    for _ in range(2):
+        rig.driver.report(Telemetry(rig.clock.now(), 1, 0.0, 5.0, 800.0))
+    assert rig.gov.end_reason is StopReason.OUTPUT_MISMATCH
+
+
+# ----------------------------------------------------------------------------- device events
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        (DeviceEventKind.FAULT, StopReason.DEVICE_FAULT),
+        (DeviceEventKind.DEVICE_RESET, StopReason.DEVICE_RESET),
+        (DeviceEventKind.WATCHDOG_TRIP, StopReason.WATCHDOG),
+        (DeviceEventKind.EMERGENCY_SWITCH, StopReason.EMERGENCY_SWITCH),
+        (DeviceEventKind.OUTPUT_STOPPED, StopReason.DEVICE_FAULT),
+    ],
+)
+def test_device_events_end_the_session_with_the_matching_reason(
+    rig: Rig, kind: DeviceEventKind, reason: StopReason
+) -> None:
+    rig.running(1)
+    rig.ramp_to(1, 2.0)
+    rig.driver.report(DeviceEvent(rig.clock.now(), kind, detail="x"))
+    assert (rig.gov.state, rig.gov.end_reason) == (GovernorState.ENDED, reason)
+    assert rig.last(SafetyEventKind.DEVICE_EVENT).data["device_kind"] == kind.value
+    assert rig.driver.verbs()[-1] == "STOP"
+
+
+def test_battery_low_is_reported_and_nothing_else(rig: Rig) -> None:
+    rig.running(1)
+    rig.driver.report(DeviceEvent(rig.clock.now(), DeviceEventKind.BATTERY_LOW, detail="15"))
+    assert rig.gov.state is GovernorState.RUNNING
+    assert rig.last(SafetyEventKind.DEVICE_EVENT).data["device_kind"] == "battery_low"
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        (ErrorCode.LIMIT, StopReason.LIMIT),
+        (ErrorCode.STATE, StopReason.DEVICE_FAULT),
+        (ErrorCode.CRC, StopReason.COMMS_LOST),
+    ],
+)
+def test_a_device_error_on_an_amplitude_ends_the_session(
+    rig: Rig, code: ErrorCode, reason: StopReason
+) -> None:
+    rig.running(1)
+    rig.driver.fail_next["AMP"] = DeviceRejectedError(code, "AMP")
+    rig.gov.set_target(1, 1.0)
+    rig.clock.advance(0.1)
+    assert rig.gov.end_reason is reason
+    assert SafetyEventKind.DEVICE_REJECTED in rig.kinds()
+
+
+def test_a_device_error_on_configure_is_raised_and_leaves_the_channel_unconfigured(
+    rig: Rig,
+) -> None:
+    rig.gov.connect()
+    rig.driver.fail_next["CFG"] = DeviceRejectedError(ErrorCode.PARAMETER, "CFG")
+    with pytest.raises(DeviceRejectedError):
+        rig.gov.configure(1, CONVENTIONAL)
+    assert rig.gov.channel_status(1).settings is None
+    assert rig.gov.state is GovernorState.IDLE
+
+
+# ----------------------------------------------------------------------------- lifecycle
+
+
+def test_close_stops_a_running_session_then_closes_the_port(rig: Rig) -> None:
+    rig.running(1)
+    rig.ramp_to(1, 2.0)
+    rig.gov.close()
+    assert rig.driver.verbs()[-2:] == ["STOP", "CLOSE"]
+    assert rig.gov.state is GovernorState.DISCONNECTED
+    assert rig.last(SafetyEventKind.STOPPED).reason is StopReason.CLOSED
+    assert rig.kinds()[-1] is SafetyEventKind.CLOSED
+    rig.gov.close()  # idempotent
+    with pytest.raises(GovernorStateError):
+        rig.gov.connect()
+
+
+def test_reconnect_after_a_session_needs_a_fresh_program_and_never_resumes(rig: Rig) -> None:
+    rig.running(1)
+    rig.ramp_to(1, 3.0)
+    rig.gov.stop()
+    rig.gov.connect()
+    assert rig.gov.state is GovernorState.IDLE
+    assert rig.gov.channel_status(1).settings is None
+    rig.clock.advance(5)
+    assert rig.driver.output[1] == 0.0
+
+
+def test_an_event_handler_may_call_the_governor() -> None:
+    r = Rig()
+    calls: list[SafetyEventKind] = []
+
+    def handler(event: SafetyEvent) -> None:
+        calls.append(event.kind)
+        if event.kind is SafetyEventKind.LEAD_OFF:
+            r.gov.stop()
+
+    r.gov._on_event = handler
+    r.running(1)
+    r.driver.report(DeviceEvent(r.clock.now(), DeviceEventKind.LEAD_OFF, channel=1))
+    assert r.gov.end_reason is StopReason.USER
+    assert calls[-3:] == [SafetyEventKind.LEAD_OFF, SafetyEventKind.PAUSED, SafetyEventKind.STOPPED]
+
+
+def test_a_failing_event_handler_does_not_break_the_safety_path() -> None:
+    r = Rig()
+
+    def broken(event: SafetyEvent) -> None:
+        raise RuntimeError("disk full")
+
+    r.gov._on_event = broken
+    r.running(1)
+    r.gov.emergency_stop()
+    assert r.gov.end_reason is StopReason.EMERGENCY
