@@ -19,6 +19,8 @@ from tens_control.errors import TensControlError
 # command name -> module implementing it (imported lazily, so `--help` stays fast)
 COMMANDS: dict[str, str] = {
     "devices": "tens_control.commands.devices",
+    "prescription": "tens_control.commands.prescription",
+    "screening": "tens_control.commands.screening",
 }
 
 

@@ -67,6 +67,7 @@ __all__ = [
     "save_prescription",
     "sessions_limit_reason",
     "template",
+    "write_new_file",
 ]
 
 FORMAT_VERSION = 1
@@ -623,10 +624,11 @@ def dump_prescription(rx: Prescription) -> str:
 
 def save_prescription(rx: Prescription, path: Path, overwrite: bool = False) -> None:
     """Write ``rx`` to ``path``; refuses to replace an existing file unless ``overwrite``."""
-    _write_new(path, dump_prescription(rx), overwrite)
+    write_new_file(path, dump_prescription(rx), overwrite)
 
 
-def _write_new(path: Path, text: str, overwrite: bool) -> None:
+def write_new_file(path: Path, text: str, overwrite: bool = False) -> None:
+    """Write ``text`` to a new file; refuses to replace one unless ``overwrite``."""
     mode = "w" if overwrite else "x"
     try:
         with path.open(mode, encoding="utf-8", newline="\n") as fp:

@@ -1,0 +1,266 @@
+"""``tens-control prescription new|show|import``: the clinician's prescription as TOML.
+
+``new`` writes a commented template to edit (never over an existing file without ``--force``),
+``show`` checks a file (or the current prescription) and prints it in plain words, ``import``
+checks a file and stores it as the patient's next prescription version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from drivers.limits import DeviceProfile, get_profile
+from tens_control.errors import TensControlError
+from tens_control.prescription import (
+    Prescription,
+    PrescriptionError,
+    dump_prescription,
+    load_prescription,
+    over_the_counter,
+    template,
+    write_new_file,
+)
+
+DEFAULT_FILE = "prescription.toml"
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "prescription",
+        help="write, check and import a clinician's prescription (TOML)",
+        description="A prescription sets the programs, amplitude caps, session schedule and "
+        "electrode sites for one patient. See docs/prescription.md.",
+    )
+    p.set_defaults(command="prescription")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    new = actions.add_parser("new", help="write a commented template to edit")
+    new.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        default=DEFAULT_FILE,
+        help=f"where to write it (default {DEFAULT_FILE}; '-' prints it)",
+    )
+    new.add_argument("--force", action="store_true", help="replace FILE if it exists")
+
+    show = actions.add_parser("show", help="check a prescription and print it in plain words")
+    which = show.add_mutually_exclusive_group(required=True)
+    which.add_argument("file", nargs="?", metavar="FILE", help="a prescription file")
+    which.add_argument(
+        "--current", action="store_true", help="the patient's current stored prescription"
+    )
+    show.add_argument("--toml", action="store_true", help="print it as TOML instead")
+    _add_profile_argument(show)
+    _add_store_arguments(show)
+
+    imp = actions.add_parser("import", help="check a file and store it as the next version")
+    imp.add_argument("file", metavar="FILE")
+    imp.add_argument(
+        "--author", metavar="NAME", help="who wrote it (default: the file's written_by)"
+    )
+    imp.add_argument("--reason", metavar="TEXT", help="why it changed (default: the file's reason)")
+    _add_profile_argument(imp)
+    _add_store_arguments(imp)
+
+
+def _add_profile_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--profile",
+        metavar="ID",
+        help="also check it fits this device profile (default: the file's device_profile)",
+    )
+
+
+def _add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    try:
+        from tens_control.store.paths import add_db_argument, add_patient_argument
+    except ImportError:  # pragma: no cover - the store ships with the application
+        return
+    add_db_argument(parser)
+    add_patient_argument(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "new":
+        return _new(args)
+    if args.action == "show":
+        return _show(args)
+    return _import(args)
+
+
+# --------------------------------------------------------------------------- actions
+
+
+def _new(args: argparse.Namespace) -> int:
+    text = template()
+    if args.output == "-":
+        sys.stdout.write(text)
+        return 0
+    path = Path(args.output)
+    write_new_file(path, text, overwrite=bool(args.force))
+    print(f"Wrote a prescription template to {path}.")
+    print(f"Edit it, check it with `tens-control prescription show {path}`, then import it.")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    if args.current:
+        stored = current_prescription(args)
+        if stored is None:
+            print("No prescription on record: the over-the-counter defaults apply.\n")
+            profile = _profile_for(args, None)
+            rx = over_the_counter(profile)
+        else:
+            rx = stored
+    else:
+        rx = load_prescription(Path(args.file))
+    profile = _profile_for(args, rx)
+    if args.toml:
+        sys.stdout.write(dump_prescription(rx))
+    else:
+        print(describe(rx, profile))
+    if profile is not None:
+        rx.validate_for(profile)
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    rx = load_prescription(path)
+    if rx.patient is not None and getattr(args, "patient", None) not in (None, rx.patient):
+        raise PrescriptionError(
+            f"prescription {path} is for patient {rx.patient!r}, not {args.patient!r}; "
+            "check you have the right file"
+        )
+    profile = _profile_for(args, rx)
+    if profile is not None:
+        rx.validate_for(profile)
+    version = store_prescription(
+        args,
+        rx,
+        author=args.author or rx.written_by,
+        reason=args.reason or rx.reason,
+    )
+    print(f"Stored prescription {path} as version {version}.")
+    return 0
+
+
+def _profile_for(args: argparse.Namespace, rx: Prescription | None) -> DeviceProfile | None:
+    profile_id = getattr(args, "profile", None) or (rx.device_profile if rx else None)
+    return get_profile(profile_id) if profile_id else None
+
+
+# --------------------------------------------------------------------------- storage
+# Every use of the store is in these two functions.
+
+
+def current_prescription(args: argparse.Namespace) -> Prescription | None:
+    """The patient's current stored prescription, or None if there is none."""
+    raise TensControlError(
+        "the session store is not available in this build, so there is no current "
+        "prescription to show; show a file instead"
+    )
+
+
+def store_prescription(
+    args: argparse.Namespace, rx: Prescription, *, author: str, reason: str
+) -> int:
+    """Store ``rx`` as the patient's next prescription version; return the version number."""
+    raise TensControlError(
+        f"the prescription is valid (version {rx.version}, {author}: {reason}), but the "
+        "session store is not available in this build, so it was not stored"
+    )
+
+
+# --------------------------------------------------------------------------- plain words
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def describe(rx: Prescription, profile: DeviceProfile | None = None) -> str:
+    """The prescription in plain words, for clinicians and patients."""
+    lines: list[str] = []
+    who = f" for {rx.patient}" if rx.patient else ""
+    if rx.is_over_the_counter:
+        lines.append("Over-the-counter defaults (no prescription)")
+    else:
+        lines.append(f"Prescription version {rx.version}{who}")
+        lines.append(f"  written by {rx.written_by}, {_when(rx.written_at)}")
+    lines.append(f"  reason: {rx.reason}")
+    if rx.device_profile:
+        lines.append(f"  written for device profile: {rx.device_profile}")
+
+    lines.append("")
+    lines.append("Programs (the first is the usual one):")
+    for program in rx.all_programs():
+        refusal = None if profile is None else program.refusal_for(profile)
+        mark = f"  [not offered on this device: {refusal}]" if refusal else ""
+        lines.append(f"  {program.name}: {program.title} ({program.summary()}){mark}")
+        lines.append(f"      {program.description}")
+
+    lines.append("")
+    lines.append("Limits:")
+    if rx.max_amplitude_ma is not None:
+        lines.append(f"  amplitude: at most {rx.max_amplitude_ma:g} mA on every channel")
+    else:
+        lines.append("  amplitude: the device's own maximum")
+    session = f"  sessions: {rx.session_minutes} minutes each"
+    if rx.sessions_per_day is not None:
+        session += f"; at most {rx.sessions_per_day} a day"
+    if rx.minutes_per_day is not None:
+        session += f"; at most {rx.minutes_per_day} minutes a day"
+    if rx.min_gap_minutes:
+        session += f"; at least {rx.min_gap_minutes} minutes between sessions"
+    lines.append(session)
+    if rx.habituation_interval_s is None:
+        lines.append('  "still strong but comfortable?" prompt: off')
+    else:
+        lines.append(
+            f'  "still strong but comfortable?" prompt: every {rx.habituation_prompt_minutes} '
+            "minutes"
+        )
+    override = rx.current_density_override
+    if override is None:
+        lines.append("  current density above 2 mA/cm²: not allowed")
+    else:
+        lines.append(
+            f"  current density above 2 mA/cm²: allowed by {override.who}, {_when(override.at)}: "
+            f"{override.why}"
+        )
+
+    lines.append("")
+    ratings = (
+        "phantom and stump pain asked separately"
+        if rx.rate_phantom_and_residual_separately
+        else "one pain rating"
+    )
+    moves = "at rest and on movement" if rx.rate_on_movement else "at rest"
+    lines.append(f"Pain ratings: {ratings}; {moves}")
+
+    lines.append("")
+    if rx.channels:
+        lines.append("Channels:")
+        for c in sorted(rx.channels, key=lambda c: c.channel):
+            cap = rx.amplitude_cap(c.channel)
+            cap_text = f"; at most {cap:g} mA" if cap is not None else ""
+            lines.append(f"  {c.channel}: {c.describe()}{cap_text}")
+    else:
+        lines.append("Channels: no electrode sites on record")
+    if rx.notes:
+        lines.extend(["", f"Notes: {rx.notes}"])
+    if profile is not None:
+        problems = rx.problems_for(profile)
+        lines.append("")
+        if problems:
+            lines.append(f"Does NOT fit {profile.name}:")
+            lines.extend(f"  - {p}" for p in problems)
+        else:
+            lines.append(f"Fits {profile.name}.")
+    return "\n".join(lines)
