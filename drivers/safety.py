@@ -165,6 +165,8 @@ class SafetyEventKind(StrEnum):
     """Running again from 0 mA."""
     LEAD_OFF = "lead_off"
     """Lead-off on ``channel`` (device event or impedance over threshold; data: impedance)."""
+    LEAD_ON = "lead_on"
+    """Telemetry shows ``channel``'s electrode contact restored (impedance under threshold)."""
     OUTPUT_MISMATCH = "output_mismatch"
     """Read-back mismatch on ``channel``; data: set_ma, measured_ma, tolerance_ma."""
     COMMS_LOST = "comms_lost"
@@ -766,16 +768,18 @@ class SafetyGovernor:
 
     # ------------------------------------------------------------------ ending
     def _end(self, reason: StopReason, detail: str = "", stop_written: bool = False) -> None:
-        """Every output 0 and ENDED (lock held). STOP is written first."""
-        if not stop_written and self._driver.connected:
+        """Every output 0 and ENDED (lock held). STOP is written before the lock is released.
+
+        Outside a session (already ENDED, or DISCONNECTED) only STOP is written again."""
+        ending = self._state in _CONNECTED_STATES
+        if ending:
+            self._zero_book()
+            self._cancel_duration(record=True)
+            self._state = GovernorState.ENDED
+            self._end_reason = reason
+            self._emit(SafetyEventKind.STOPPED, reason=reason, detail=detail or reason.value)
+        if not stop_written and (ending or self._driver.connected):
             self._write_stop()
-        if self._state not in _CONNECTED_STATES:
-            return
-        self._zero_book()
-        self._cancel_duration(record=True)
-        self._state = GovernorState.ENDED
-        self._end_reason = reason
-        self._emit(SafetyEventKind.STOPPED, reason=reason, detail=detail or reason.value)
 
     def _zero_book(self) -> None:
         for ch in self._channels.values():
@@ -819,15 +823,20 @@ class SafetyGovernor:
                 return
             ch.measured = tel.measured_ma
             ch.impedance = tel.impedance_ohm
-            state = self._state
-            if (
-                tel.impedance_ohm is not None
-                and tel.impedance_ohm > self._lead_off_ohm
-                and state is GovernorState.RUNNING
-                and ch.settings is not None
-            ):
-                self._lead_off(ch, f"impedance {_fmt(tel.impedance_ohm)} Ω over threshold")
-                return
+            impedance = tel.impedance_ohm
+            if impedance is not None and ch.settings is not None:
+                if impedance > self._lead_off_ohm:
+                    if not ch.lead_off:
+                        self._lead_off(ch, f"impedance {_fmt(impedance)} Ω over threshold")
+                        return
+                elif ch.lead_off:
+                    ch.lead_off = False
+                    self._emit(
+                        SafetyEventKind.LEAD_ON,
+                        ch.number,
+                        detail=f"electrode contact restored ({_fmt(impedance)} Ω)",
+                        impedance_ohm=impedance,
+                    )
             self._check_readback(ch, tel)
         finally:
             self._leave(blocking=False)
@@ -895,6 +904,8 @@ class SafetyGovernor:
                 device_kind=kind.value,
             )
             reason = _END_FOR_DEVICE_EVENT.get(kind)
+            if kind is DeviceEventKind.FAULT and event.detail.lower() == "estop":
+                reason = StopReason.EMERGENCY_SWITCH  # TSP reports the switch as EVT FAULT estop
             if reason is not None and self._state in _CONNECTED_STATES:
                 self._end(reason, event.detail or kind.value)
         finally:
@@ -1302,6 +1313,14 @@ class SafetyGovernor:
             raise self._state_error(
                 f"channel {channel} has no program; configure it first", channel, who, why
             )
+        if ch.lead_off and ma > 0:
+            raise self._state_error(
+                f"the electrode on channel {channel} is off; put it back on the skin "
+                "before raising the intensity",
+                channel,
+                who,
+                why,
+            )
         caps = self._require_caps()
         cap = caps.channel(channel).max_amplitude
         if not math.isfinite(ma) or ma < 0:
@@ -1459,12 +1478,11 @@ class SafetyGovernor:
             self._leave(blocking=True)
 
     def _pause(self, reason: StopReason, detail: str) -> None:
-        pending = self._write_stop()
         self._zero_book()
         self._cancel_duration(record=True)
         self._state = GovernorState.PAUSED
         self._emit(SafetyEventKind.PAUSED, reason=reason, detail=detail)
-        if pending is None:
+        if self._write_stop() is None:
             self._comms_lost("STOP could not be written")
 
     def resume(self) -> None:
@@ -1474,8 +1492,10 @@ class SafetyGovernor:
             if self._state is not GovernorState.PAUSED:
                 raise self._state_error(f"cannot resume while {self._state.value}")
             self._zero_book()
-            for ch in self._channels.values():
-                ch.lead_off = False
+            if self._info is None or not self._info.reports_impedance:
+                # nothing will tell us the electrode is back: the patient's word is all we have
+                for ch in self._channels.values():
+                    ch.lead_off = False
             try:
                 pending = self._driver.request_start()
             except DriverError as error:

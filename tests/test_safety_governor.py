@@ -702,9 +702,38 @@ def test_a_lead_off_event_pauses_and_resuming_starts_from_zero(rig: Rig) -> None
     rig.clock.advance(0.1)
     assert rig.driver.output == {1: 0.0, 2: 0.0}
     rig.gov.resume()
-    assert not rig.gov.channel_status(1).lead_off
     rig.clock.advance(3)
     assert rig.driver.output == {1: 0.0, 2: 0.0}
+    # the electrode is still off: that channel cannot be raised, the others can
+    assert rig.gov.channel_status(1).lead_off
+    with pytest.raises(GovernorStateError, match="electrode on channel 1 is off"):
+        rig.gov.set_target(1, 1.0)
+    rig.gov.set_target(2, 1.0)
+    # telemetry shows good contact again: the flag clears and channel 1 may ramp from 0
+    rig.driver.report(Telemetry(rig.clock.now(), 1, 0.0, 0.0, 900.0))
+    assert not rig.gov.channel_status(1).lead_off
+    assert rig.last(SafetyEventKind.LEAD_ON).channel == 1
+    rig.gov.set_target(1, 1.0)
+    rig.clock.advance(1)
+    assert rig.driver.output == {1: 1.0, 2: 1.0}
+
+
+def test_without_impedance_reporting_resume_clears_the_lead_off_flag() -> None:
+    r = Rig()
+    r.driver._info = r.driver._info.model_copy(update={"reports_impedance": False})
+    r.running(1)
+    r.driver.report(DeviceEvent(r.clock.now(), DeviceEventKind.LEAD_OFF, channel=1))
+    assert r.gov.channel_status(1).lead_off
+    r.gov.resume()
+    assert not r.gov.channel_status(1).lead_off
+
+
+def test_the_device_emergency_switch_reported_as_a_fault_code_ends_as_emergency_switch(
+    rig: Rig,
+) -> None:
+    rig.running(1)
+    rig.driver.report(DeviceEvent(rig.clock.now(), DeviceEventKind.FAULT, detail="estop"))
+    assert rig.gov.end_reason is StopReason.EMERGENCY_SWITCH
 
 
 def test_impedance_over_threshold_in_telemetry_is_a_lead_off(rig: Rig) -> None:
