@@ -1013,9 +1013,11 @@ class ScienceMode2Driver(TensDriver):
             self._keepalive = None
             if self._dead() or not self._state.linked:
                 return
-            if self.clock.now() - self._last_tx >= KEEPALIVE_S - 1e-6:
-                if self._write_or_lose(codec.encode(self._next_pkt(Command.WATCHDOG), Watchdog())):
-                    self.watchdogs_sent += 1
+            quiet = self.clock.now() - self._last_tx >= KEEPALIVE_S - 1e-6
+            if quiet and self._write_or_lose(
+                codec.encode(self._next_pkt(Command.WATCHDOG), Watchdog())
+            ):
+                self.watchdogs_sent += 1
             if not self._dead():
                 self._keepalive = self.clock.call_at(
                     self._last_tx + KEEPALIVE_S, self._on_keepalive
