@@ -19,6 +19,7 @@ from drivers.limits import (
     effective_caps,
     get_profile,
 )
+from tens_control.cli import main
 from tens_control.prescription import (
     OTC_SESSION_MINUTES,
     OTC_SESSIONS_PER_DAY,
@@ -508,3 +509,77 @@ def test_daily_limit_reason_gives_the_first_reason_or_none() -> None:
 def test_prescription_dict_errors_name_the_source() -> None:
     with pytest.raises(PrescriptionError, match=r"^my source: field written_by"):
         prescription_from_dict({}, "my source")
+
+
+# --------------------------------------------------------------------------- docs and commands
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "prescription.md"
+
+
+def test_the_annotated_example_in_the_docs_parses_and_fits_its_device() -> None:
+    text = DOCS.read_text(encoding="utf-8")
+    example = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    rx = parse_prescription(example, "docs example")
+    assert rx.programs == ("conventional", "mixed-frequency", "nhs-80hz")
+    assert rx.allows_current_density_override
+    assert rx.amplitude_cap(1) == 50
+    assert rx.amplitude_cap(2) == 60
+    assert rx.electrode_area_cm2(2) == pytest.approx(4.0)
+    assert rx.device_profile == "generic-2ch"
+    rx.validate_for(get_profile("generic-2ch"))
+
+
+def test_cli_new_writes_a_template_and_never_overwrites(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "rx.toml"
+    assert main(["prescription", "new", "-o", str(path)]) == 0
+    first = path.read_text(encoding="utf-8")
+    parse_prescription(first)
+    path.write_text("edited", encoding="utf-8")
+    assert main(["prescription", "new", "-o", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err
+    assert "--force" in err
+    assert path.read_text(encoding="utf-8") == "edited"
+    assert main(["prescription", "new", "-o", str(path), "--force"]) == 0
+    parse_prescription(path.read_text(encoding="utf-8"))
+
+
+def test_cli_show_prints_plain_words_and_checks_the_device(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "rx.toml"
+    save_prescription(_rx(programs=("conventional", "mixed-frequency")), path)
+    assert main(["prescription", "show", str(path), "--profile", "rehastim2"]) == 0
+    out = capsys.readouterr().out
+    assert "Prescription version 1 for patient-001" in out
+    assert "at most 3 a day" in out
+    assert "not offered on this device" in out  # mixed frequency on the RehaStim 2
+    assert "Fits Hasomed RehaStim 2" in out
+    assert "1: residual limb (stump), 5x5 cm pads (25.0 cm²); at most 40 mA" in out
+    long = tmp_path / "long.toml"
+    save_prescription(_rx(session_minutes=90, minutes_per_day=None), long)
+    assert main(["prescription", "show", str(long), "--profile", "generic-2ch"]) == 2
+    captured = capsys.readouterr()
+    assert "Does NOT fit" in captured.out
+    err = captured.err.strip()
+    assert err.count("\n") == 0
+    assert "session_minutes (90) is above the 60-minute maximum" in err
+    assert main(["prescription", "show", str(path), "--toml"]) == 0
+    assert parse_prescription(capsys.readouterr().out) == _rx(
+        programs=("conventional", "mixed-frequency")
+    )
+
+
+def test_cli_show_of_a_malformed_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(BASE.replace('site = "residual_limb"', 'site = "head"'), encoding="utf-8")
+    assert main(["prescription", "show", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tens-control: error: prescription ")
+    assert "field channels (entry 1).site: head is refused" in err
+    assert err.count("\n") == 1
+    assert "Traceback" not in err

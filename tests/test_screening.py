@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
 from pydantic import ValidationError
 
+from tens_control.cli import main
+from tens_control.commands.screening import ask, describe
+from tens_control.errors import TensControlError
 from tens_control.screening import (
     NONE_REPORTED_NOTE,
     QUESTIONS,
@@ -161,3 +165,57 @@ def test_screening_round_trips_through_json() -> None:
     back = Screening.model_validate_json(screening.model_dump_json())
     assert back == screening
     assert not back.blocks
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def _scripted(replies: list[str]) -> tuple[Callable[[str], str], list[str]]:
+    shown: list[str] = []
+    queue = list(replies)
+
+    def read(prompt: str) -> str:
+        shown.append(prompt)
+        if not queue:
+            raise EOFError
+        return queue.pop(0)
+
+    return read, shown
+
+
+def test_ask_reads_each_answer_and_repeats_unclear_ones() -> None:
+    replies = ["n", "maybe", "YES", *(["no"] * (len(QUESTIONS) - 2))]
+    read, _ = _scripted(replies)
+    written: list[str] = []
+    answers = ask(read, written.append)
+    assert answers[Question.ACTIVE_IMPLANT] is False
+    assert answers[Question.PREGNANCY] is True
+    assert sum(answers.values()) == 1
+    assert written[0].startswith(f"1 of {len(QUESTIONS)}. ")
+    assert "   Please type y for yes or n for no." in written
+    assert from_answers(answers, at=NOW).blocks
+
+
+def test_ask_stops_without_an_answer_when_input_ends_or_stays_unclear() -> None:
+    read, _ = _scripted(["n", "n"])
+    with pytest.raises(TensControlError, match="input ended"):
+        ask(read, lambda _: None)
+    read, _ = _scripted(["?"] * 10)
+    with pytest.raises(TensControlError, match="no clear y or n"):
+        ask(read, lambda _: None)
+
+
+def test_describe_lists_answers_overrides_and_the_verdict() -> None:
+    screening = from_answers(_answers(Question.EPILEPSY), at=NOW)
+    assert "Stimulation: blocked" in describe(screening)
+    text = describe(screening.with_override("Dr A", "seizure-free 10 years", at=LATER))
+    assert "epilepsy: yes" in text
+    assert "override of epilepsy by Dr A" in text
+    assert text.endswith("Stimulation: allowed")
+
+
+def test_override_options_need_each_other(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["screening", "--override", "--by", "Dr A"]) == 2
+    assert "--override needs --by NAME" in capsys.readouterr().err
+    assert main(["screening", "--by", "Dr A"]) == 2
+    assert "go with --override" in capsys.readouterr().err
