@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -243,9 +244,12 @@ def parse_fault(item: str) -> Fault:
 
 
 def parse_kinds(text: str) -> tuple[FaultKind, ...]:
-    """``garble+drop+leadoff`` (or comma-separated) -> kinds for random faults."""
+    """``garble+drop+leadoff`` (or separated by commas or spaces) -> kinds for random faults.
+
+    In a URL query a ``+`` arrives as a space; both are accepted.
+    """
     kinds: list[FaultKind] = []
-    for name in text.replace(",", "+").split("+"):
+    for name in re.split(r"[+,\s]+", text):
         name = name.strip().lower()
         if not name:
             continue

@@ -284,7 +284,7 @@ class Firmware:
         seed: int = 0,
         *,
         watchdog_ms: int = 1000,
-        watchdog_always: bool = False,
+        watchdog_always: bool = True,
         lead_off_ohm: float = 10_000.0,
         battery_pct: float = 100.0,
         battery_drain_idle_pct_per_h: float = 1.0,
