@@ -100,6 +100,11 @@ class FakePort:
         self.device.host_bytes(self, bytes(data))
         return len(data)
 
+    def open(self) -> None:
+        if self.broken:
+            raise serial.SerialException(f"could not open port {self.port}: no such device")
+        self.is_open = True
+
     def close(self) -> None:
         if self.is_open:
             self.device.journal.append(f"{self.device.name} close")

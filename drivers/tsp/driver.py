@@ -46,6 +46,7 @@ from drivers.base import (
     FramingError,
     IdentityError,
     Pending,
+    PortError,
     Report,
     TensDriver,
 )
@@ -174,14 +175,14 @@ class TspDriver(TensDriver):
     def reconnect(self, port: serial.Serial | None = None) -> DeviceInfo:
         """Re-open the port, identify again and send ``STOP``: every output is left at 0.
 
-        Never resumes stimulation. ``port``: an already-open replacement; by default the URL
-        this driver was opened with is opened again.
+        Never resumes stimulation. ``port``: an already-open replacement; by default the port
+        this driver used is opened again. Raises :class:`PortError` if it cannot be opened,
+        :class:`IdentityError` if the device does not answer.
         """
+        old = self._link.port
         self._teardown("reconnecting")
         if port is None:
-            if not self.url:
-                raise CommsLostError("cannot reconnect: this driver was not opened from a URL")
-            port = open_port(self.url, clock=self.clock)
+            port = self._reopen(old)
         self._attach(port)
         try:
             info = self.identify()
@@ -190,6 +191,21 @@ class TspDriver(TensDriver):
             self._teardown("reconnect failed")
             raise
         return info
+
+    def _reopen(self, port: serial.Serial) -> serial.Serial:
+        """Open the same port object again (same device path or URL, same settings; for
+        ``sim://`` the same simulated device)."""
+        where = self.url or "the port"
+        try:
+            if port.is_open:
+                port.close()
+            port.open()
+        except (serial.SerialException, OSError, ValueError) as error:
+            raise PortError(
+                f"port {where} could not be opened again ({error}); check that the device is "
+                "plugged in and switched on, then reconnect"
+            ) from None
+        return port
 
     # ------------------------------------------------------------------ state
 
@@ -216,6 +232,11 @@ class TspDriver(TensDriver):
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def port(self) -> serial.Serial:
+        """The port in use (for ``sim://`` tests: ``driver.port.device`` is the simulator)."""
+        return self._link.port
 
     # ------------------------------------------------------------------ sending
 
