@@ -559,6 +559,11 @@ class ScienceMode2Driver(TensDriver):
         return not self._lost and not self._closed and self._link.alive
 
     @property
+    def port(self) -> serial.Serial:
+        """The port this driver owns (tests reach the simulator through it)."""
+        return self._link.port
+
+    @property
     def plan(self) -> ChannelListPlan | None:
         """How the configured channels map onto channel list mode (None if none configured)."""
         return self._plan
@@ -876,7 +881,7 @@ class ScienceMode2Driver(TensDriver):
         out.pkt = self._next_pkt(out.ack)
         key = (int(out.ack), out.pkt)
         self._outstanding[key] = out
-        if not isinstance(out.message, GetStimulationMode):
+        if isinstance(out.message, InitChannelListMode | StartChannelListMode):
             self._state.sent_since_link = True
         deadline = self.clock.now() + self.ack_timeout_s
         out.pending.deadline = max(out.pending.deadline, deadline)
