@@ -388,7 +388,10 @@ def _announce(line: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = _config(args)
-    config.resolve_profile()  # a wrong profile fails here, before anything is opened
+    try:
+        config.resolve_profile()  # a wrong profile fails here, before anything is opened
+    except SimConfigError as error:
+        raise CliError(str(error)) from None
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
