@@ -1,0 +1,767 @@
+"""Verification of a whole database, and the self-verifying export bundle of one patient.
+
+A bundle is one JSON object (see docs/data.md, "Export bundle"):
+
+``format`` ("tens-control-bundle"), ``format_version`` (1), ``exported_at``, ``generator``,
+``source`` (the exporting database's uid), ``patient`` (uid, pseudonym, created_at), ``chains``
+(each with uid, origin, head_seq, head_hash and *every* event with its seq, prev_hash and hash),
+``sessions``, ``records`` (table name -> records), ``telemetry`` (sealed segments with their rows),
+``unsealed_rows`` and ``digest`` = SHA-256 of the canonical JSON of all the other keys.
+
+The digest catches any change to the file; the chains (re-hashed from the bundle alone) and the
+cross-checks name *which* record was edited, inserted or deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import Connection, func, insert, select, update
+
+import tens_control
+from drivers.base import DeviceInfo
+from tens_control.store import schema
+from tens_control.store.canonical import (
+    GENESIS_HASH,
+    TelemetryDigest,
+    canonical_json,
+    iso_utc,
+    parse_utc,
+    telemetry_digest,
+)
+from tens_control.store.convert import MODEL_OF, from_row, has_session, to_row
+from tens_control.store.database import insert_id
+from tens_control.store.errors import BundleError, StoreError
+from tens_control.store.paths import check_pseudonym
+from tens_control.store.records import SessionPlan, SessionStarted, payload_of
+from tens_control.store.verify import (
+    ChainInfo,
+    ChainRow,
+    ChainWalker,
+    CrossChecker,
+    Problem,
+    RecordFacts,
+    SegmentFacts,
+    SessionFacts,
+    VerifyReport,
+    parse_payload,
+)
+
+FORMAT = "tens-control-bundle"
+FORMAT_VERSION = 1
+
+_CHUNK = 2_000
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _session_started(
+    uid: str,
+    started_at: Any,
+    plan: Any,
+    device: Any,
+    simulator: Any,
+) -> tuple[dict[str, Any] | None, str]:
+    """A session row's start as a normalised ``session_started`` payload (or None, error)."""
+    try:
+        record = SessionStarted(
+            session=uid,
+            started_at=parse_utc(started_at),
+            plan=SessionPlan.model_validate(plan),
+            device=None if device is None else DeviceInfo.model_validate(device),
+            simulator=simulator,
+        )
+    except (ValidationError, ValueError, TypeError) as error:
+        return None, str(error).splitlines()[0]
+    return payload_of(record), ""
+
+
+def _record_facts(table: str, uid: str, patient: str, ref: str, build: Any) -> RecordFacts:
+    try:
+        record = build()
+    except (ValidationError, ValueError, TypeError, KeyError) as error:
+        return RecordFacts(table, uid, patient, ref, None, str(error).splitlines()[0])
+    return RecordFacts(table, uid, patient, ref, record.model_dump(mode="json"))
+
+
+def _json(text: Any) -> Any:
+    return parse_payload(text)
+
+
+# --------------------------------------------------------------------------- database
+
+
+def verify_database(conn: Connection, source: str) -> VerifyReport:
+    """Verify every chain and table of the database (inside a read transaction)."""
+    report = VerifyReport(source)
+    checker = CrossChecker(report)
+    p, c, e, s = schema.patients.c, schema.chains.c, schema.events.c, schema.sessions.c
+    patients = {
+        int(r.id): (str(r.uid), str(r.pseudonym))
+        for r in conn.execute(select(p.id, p.uid, p.pseudonym))
+    }
+    session_uids = {int(r.id): str(r.uid) for r in conn.execute(select(s.id, s.uid))}
+    chain_rows = conn.execute(
+        select(c.id, c.uid, c.patient_id, c.origin, c.head_seq, c.head_hash).order_by(c.id)
+    ).all()
+    for chain in chain_rows:
+        patient_uid, pseudonym = patients.get(int(chain.patient_id), ("?", "(deleted)"))
+        info = ChainInfo(
+            uid=str(chain.uid),
+            patient=patient_uid,
+            pseudonym=pseudonym,
+            origin=str(chain.origin),
+            head_seq=chain.head_seq,
+            head_hash=chain.head_hash,
+        )
+        report.chains += 1
+        walker = ChainWalker(info, report, partial(checker.see_event, info))
+        rows = conn.execute(
+            select(
+                e.id,
+                e.seq,
+                e.session_id,
+                e.wall_time,
+                e.mono_time,
+                e.kind,
+                e.payload,
+                e.prev_hash,
+                e.hash,
+            )
+            .where(e.chain_id == chain.id)
+            .order_by(e.seq, e.id)
+        )
+        for r in rows:
+            session_uid = None if r.session_id is None else session_uids.get(int(r.session_id))
+            walker.feed(
+                ChainRow(
+                    row_id=int(r.id),
+                    seq=r.seq,
+                    session=session_uid,
+                    wall_time=r.wall_time,
+                    mono_time=r.mono_time,
+                    kind=r.kind,
+                    payload=_json(r.payload),
+                    prev_hash=r.prev_hash,
+                    hash=r.hash,
+                    session_missing=r.session_id is not None and session_uid is None,
+                )
+            )
+        walker.finish()
+        from tens_control.store.verify import ChainHead
+
+        report.heads.append(
+            ChainHead(pseudonym, info.uid, info.origin, int(chain.head_seq), str(chain.head_hash))
+        )
+    orphans = conn.execute(
+        select(func.count(), func.min(e.id)).where(e.chain_id.not_in(select(c.id)))
+    ).one()
+    if orphans[0]:
+        report.add(
+            Problem(
+                "deleted",
+                "chains",
+                f"deleted record: {orphans[0]} event(s) (first id {orphans[1]}) belong to a "
+                "chain that no longer exists",
+                row_id=int(orphans[1]),
+            )
+        )
+
+    # sessions
+    d = schema.devices.c
+    devices = {int(r.id): _json(r.info) for r in conn.execute(select(d.id, d.info))}
+    open_sessions: set[str] = set()
+    for srow in conn.execute(select(schema.sessions).order_by(s.id)).mappings():
+        uid = str(srow["uid"])
+        if srow["ended_at"] is None:
+            open_sessions.add(uid)
+        device_id = srow["device_id"]
+        device = None if device_id is None else devices.get(int(device_id), "missing")
+        started, error = _session_started(
+            uid, srow["started_at"], _json(srow["plan"]), device, bool(srow["simulator"])
+        )
+        ended = (
+            None if srow["ended_at"] is None else (str(srow["ended_at"]), str(srow["end_reason"]))
+        )
+        patient_uid = patients.get(int(srow["patient_id"]), ("?", ""))[0]
+        checker.check_session(
+            SessionFacts(uid, patient_uid, f"id {srow['id']}", started, ended, error)
+        )
+
+    # clinical records
+    for table in schema.RECORD_TABLES:
+        if has_session(table):
+            query = select(table, s.uid.label("session_uid")).select_from(
+                table.outerjoin(schema.sessions, table.c.session_id == s.id)
+            )
+        else:
+            query = select(table)
+        for rrow in conn.execute(query.order_by(table.c.id)).mappings():
+            patient_uid = patients.get(int(rrow["patient_id"]), ("?", ""))[0]
+            checker.check_record(
+                _record_facts(
+                    table.name,
+                    str(rrow["uid"]),
+                    patient_uid,
+                    f"id {rrow['id']}",
+                    partial(from_row, table.name, rrow, rrow.get("session_uid")),
+                )
+            )
+
+    # telemetry
+    t = schema.telemetry.c
+    for session_id, segment, count, digest, first_id in _db_segments(conn):
+        uid = session_uids.get(session_id, f"(missing session id {session_id})")
+        checker.check_segment(
+            SegmentFacts(uid, segment, count, digest, f"first row id {first_id}"),
+            session_open=uid in open_sessions,
+        )
+    del t
+    checker.finish()
+    return report
+
+
+def _db_segments(conn: Connection) -> Iterator[tuple[int, int, int, str, int]]:
+    """(session_id, segment, count, digest, first row id) of every telemetry segment."""
+    t = schema.telemetry.c
+    rows = conn.execute(
+        select(
+            t.session_id,
+            t.segment,
+            t.id,
+            t.t,
+            t.channel,
+            t.set_ma,
+            t.measured_ma,
+            t.impedance_ohm,
+        ).order_by(t.session_id, t.segment, t.id)
+    )
+    key: tuple[int, int] | None = None
+    digest = TelemetryDigest()
+    chunk: list[tuple[Any, ...]] = []
+    first_id = 0
+    for r in rows:
+        this = (int(r[0]), int(r[1]))
+        if this != key:
+            if key is not None:
+                digest.update(chunk)
+                yield key[0], key[1], digest.count, digest.hexdigest(), first_id
+            key, digest, chunk, first_id = this, TelemetryDigest(), [], int(r[2])
+        chunk.append((r[3], r[4], r[5], r[6], r[7]))
+        if len(chunk) >= _CHUNK:
+            digest.update(chunk)
+            chunk = []
+    if key is not None:
+        digest.update(chunk)
+        yield key[0], key[1], digest.count, digest.hexdigest(), first_id
+
+
+# --------------------------------------------------------------------------- export
+
+
+def bundle_digest(bundle: Mapping[str, Any]) -> str:
+    content = {k: v for k, v in bundle.items() if k != "digest"}
+    return hashlib.sha256(canonical_json(content).encode("utf-8")).hexdigest()
+
+
+def export_patient(conn: Connection, patient_id: int) -> dict[str, Any]:
+    """The bundle of one patient (inside a read transaction, so it is one consistent snapshot)."""
+    p, c, e, s = schema.patients.c, schema.chains.c, schema.events.c, schema.sessions.c
+    patient = conn.execute(select(schema.patients).where(p.id == patient_id)).mappings().one()
+    installation = conn.execute(
+        select(schema.meta.c.value).where(schema.meta.c.key == "installation")
+    ).scalar_one()
+    session_uids = {
+        int(r.id): str(r.uid)
+        for r in conn.execute(select(s.id, s.uid).where(s.patient_id == patient_id))
+    }
+    chains_out: list[dict[str, Any]] = []
+    sealed: set[tuple[str, int]] = set()
+    for chain in conn.execute(
+        select(schema.chains).where(c.patient_id == patient_id).order_by(c.id)
+    ).mappings():
+        events_out = []
+        for r in conn.execute(
+            select(schema.events).where(e.chain_id == chain["id"]).order_by(e.seq, e.id)
+        ).mappings():
+            payload = _json(r["payload"])
+            if r["kind"] == "telemetry_sealed" and isinstance(payload, dict):
+                sealed.add((str(payload.get("session")), int(payload.get("segment", 0))))
+            events_out.append(
+                {
+                    "seq": r["seq"],
+                    "session": None
+                    if r["session_id"] is None
+                    else session_uids.get(int(r["session_id"])),
+                    "wall_time": r["wall_time"],
+                    "mono_time": r["mono_time"],
+                    "kind": r["kind"],
+                    "payload": payload,
+                    "prev_hash": r["prev_hash"],
+                    "hash": r["hash"],
+                }
+            )
+        chains_out.append(
+            {
+                "uid": chain["uid"],
+                "origin": chain["origin"],
+                "head_seq": chain["head_seq"],
+                "head_hash": chain["head_hash"],
+                "events": events_out,
+            }
+        )
+    d = schema.devices.c
+    sessions_out = []
+    for r in conn.execute(
+        select(schema.sessions, d.info.label("device_info"))
+        .select_from(schema.sessions.outerjoin(schema.devices, s.device_id == d.id))
+        .where(s.patient_id == patient_id)
+        .order_by(s.id)
+    ).mappings():
+        sessions_out.append(
+            {
+                "uid": r["uid"],
+                "plan": _json(r["plan"]),
+                "device": None if r["device_info"] is None else _json(r["device_info"]),
+                "simulator": bool(r["simulator"]),
+                "started_at": r["started_at"],
+                "started_mono": r["started_mono"],
+                "ended_at": r["ended_at"],
+                "ended_mono": r["ended_mono"],
+                "end_reason": r["end_reason"],
+            }
+        )
+    records_out: dict[str, list[dict[str, Any]]] = {}
+    for table in schema.RECORD_TABLES:
+        if has_session(table):
+            query = select(table, s.uid.label("session_uid")).select_from(
+                table.outerjoin(schema.sessions, table.c.session_id == s.id)
+            )
+        else:
+            query = select(table)
+        rows = conn.execute(
+            query.where(table.c.patient_id == patient_id).order_by(table.c.id)
+        ).mappings()
+        out = []
+        for r in rows:
+            try:
+                out.append(from_row(table.name, r, r.get("session_uid")).model_dump(mode="json"))
+            except (ValidationError, ValueError, TypeError) as error:
+                raise StoreError(
+                    f"{table.name} record {r['uid']} cannot be read ({error}); run "
+                    "tens-control verify"
+                ) from None
+        records_out[table.name] = out
+    telemetry_out = []
+    unsealed = 0
+    t = schema.telemetry.c
+    by_id = {v: k for k, v in session_uids.items()}
+    for uid in session_uids.values():
+        current: tuple[int, list[list[Any]]] | None = None
+        for trow in conn.execute(
+            select(t.segment, t.t, t.channel, t.set_ma, t.measured_ma, t.impedance_ohm)
+            .where(t.session_id == by_id[uid])
+            .order_by(t.segment, t.id)
+        ):
+            if current is None or current[0] != trow[0]:
+                if current is not None:
+                    telemetry_out.append(_segment_out(uid, current, sealed))
+                current = (int(trow[0]), [])
+            current[1].append([trow[1], trow[2], trow[3], trow[4], trow[5]])
+        if current is not None:
+            telemetry_out.append(_segment_out(uid, current, sealed))
+    kept = [seg for seg in telemetry_out if seg["sealed"]]
+    unsealed = sum(len(seg["rows"]) for seg in telemetry_out if not seg["sealed"])
+    for seg in kept:
+        del seg["sealed"]
+    bundle: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "exported_at": iso_utc(datetime.now(UTC)),
+        "generator": f"tens-control {tens_control.__version__}",
+        "source": installation,
+        "patient": {
+            "uid": patient["uid"],
+            "pseudonym": patient["pseudonym"],
+            "created_at": patient["created_at"],
+        },
+        "chains": chains_out,
+        "sessions": sessions_out,
+        "records": records_out,
+        "telemetry": kept,
+        "unsealed_rows": unsealed,
+    }
+    bundle["digest"] = bundle_digest(bundle)
+    return bundle
+
+
+def _segment_out(
+    uid: str, current: tuple[int, list[list[Any]]], sealed: set[tuple[str, int]]
+) -> dict[str, Any]:
+    segment, rows = current
+    return {"session": uid, "segment": segment, "rows": rows, "sealed": (uid, segment) in sealed}
+
+
+# --------------------------------------------------------------------------- bundle checks
+
+
+def _structure(bundle: Any) -> None:
+    if not isinstance(bundle, Mapping):
+        raise BundleError("this is not a tens-control export bundle (not a JSON object)")
+    if bundle.get("format") != FORMAT:
+        raise BundleError(
+            "this is not a tens-control export bundle (its 'format' is not "
+            f"{FORMAT!r}); check the file"
+        )
+    version = bundle.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise BundleError(
+            f"this bundle has format version {version!r}; this tens-control reads up to "
+            f"{FORMAT_VERSION}. Upgrade tens-control to import it"
+        )
+    required = {
+        "patient": Mapping,
+        "chains": list,
+        "sessions": list,
+        "records": Mapping,
+        "telemetry": list,
+        "digest": str,
+    }
+    for key, kind in required.items():
+        if not isinstance(bundle.get(key), kind):
+            raise BundleError(f"this bundle is malformed: {key!r} is missing or of the wrong type")
+
+
+def verify_bundle(bundle: Mapping[str, Any]) -> VerifyReport:
+    """Re-verify a bundle from its content alone: every chain re-hashed, every session, record
+    and telemetry segment checked against its log record, and the digest recomputed.
+
+    Raises :class:`BundleError` if it is not a bundle at all; otherwise returns a report whose
+    first problem names the first broken record.
+    """
+    _structure(bundle)
+    report = VerifyReport("bundle")
+    checker = CrossChecker(report)
+    try:
+        patient = bundle["patient"]
+        patient_uid, pseudonym = str(patient["uid"]), str(patient["pseudonym"])
+        for chain in bundle["chains"]:
+            info = ChainInfo(
+                uid=str(chain["uid"]),
+                patient=patient_uid,
+                pseudonym=pseudonym,
+                origin=str(chain["origin"]),
+                head_seq=chain["head_seq"],
+                head_hash=chain["head_hash"],
+            )
+            report.chains += 1
+            walker = ChainWalker(info, report, partial(checker.see_event, info))
+            for index, ev in enumerate(chain["events"]):
+                walker.feed(
+                    ChainRow(
+                        row_id=index,
+                        seq=ev.get("seq"),
+                        session=ev.get("session"),
+                        wall_time=ev.get("wall_time"),
+                        mono_time=ev.get("mono_time"),
+                        kind=ev.get("kind"),
+                        payload=ev.get("payload"),
+                        prev_hash=ev.get("prev_hash"),
+                        hash=ev.get("hash"),
+                    )
+                )
+            walker.finish()
+        open_sessions: set[str] = set()
+        for index, sess in enumerate(bundle["sessions"]):
+            uid = str(sess["uid"])
+            if sess.get("ended_at") is None:
+                open_sessions.add(uid)
+            started, error = _session_started(
+                uid,
+                sess.get("started_at"),
+                sess.get("plan"),
+                sess.get("device"),
+                sess.get("simulator"),
+            )
+            ended = (
+                None
+                if sess.get("ended_at") is None
+                else (str(sess["ended_at"]), str(sess.get("end_reason")))
+            )
+            checker.check_session(
+                SessionFacts(uid, patient_uid, f"sessions[{index}]", started, ended, error)
+            )
+        for table, rows in bundle["records"].items():
+            model = MODEL_OF.get(str(table))
+            if model is None:
+                raise BundleError(f"this bundle is malformed: unknown record table {table!r}")
+            for index, data in enumerate(rows):
+                checker.check_record(
+                    _record_facts(
+                        str(table),
+                        str(data.get("uid")),
+                        patient_uid,
+                        f"records.{table}[{index}]",
+                        partial(model.model_validate, data),
+                    )
+                )
+        for index, seg in enumerate(bundle["telemetry"]):
+            rows = seg["rows"]
+            checker.check_segment(
+                SegmentFacts(
+                    str(seg["session"]),
+                    int(seg["segment"]),
+                    len(rows),
+                    telemetry_digest(rows),
+                    f"telemetry[{index}]",
+                ),
+                session_open=str(seg["session"]) in open_sessions,
+            )
+    except (KeyError, TypeError, AttributeError, ValueError) as error:
+        raise BundleError(f"this bundle is malformed ({type(error).__name__}: {error})") from None
+    checker.finish()
+    if bundle_digest(bundle) != bundle["digest"]:
+        report.add(
+            Problem(
+                "edited",
+                "bundle",
+                "edited record: the bundle's digest does not match its content (the file was "
+                "changed after export)",
+            )
+        )
+    return report
+
+
+# --------------------------------------------------------------------------- import
+
+
+def import_bundle(
+    conn: Connection, bundle: Mapping[str, Any], *, pseudonym: str | None
+) -> tuple[str, dict[str, int]]:
+    """Add what the database lacks of a verified bundle (inside a write transaction).
+
+    Idempotent: importing the same bundle twice adds nothing the second time; importing a
+    later export of the same patient adds only what is new. Returns (pseudonym, counts added).
+    """
+    report = verify_bundle(bundle)
+    if not report.ok:
+        raise BundleError(f"the bundle was not imported: {report.first}")
+    added = {"patients": 0, "sessions": 0, "events": 0, "records": 0, "telemetry": 0}
+    p, s, c, e = schema.patients.c, schema.sessions.c, schema.chains.c, schema.events.c
+    src = bundle["patient"]
+    row = conn.execute(select(p.id, p.pseudonym).where(p.uid == src["uid"])).first()
+    if row is None:
+        name = pseudonym or str(src["pseudonym"])
+        try:
+            check_pseudonym(name)
+        except ValueError as error:
+            raise BundleError(str(error)) from None
+        if conn.execute(select(p.id).where(p.pseudonym == name)).first() is not None:
+            raise BundleError(
+                f"the pseudonym {name!r} already belongs to another patient in this database; "
+                "import the bundle under another pseudonym"
+            )
+        patient_id = int(
+            insert_id(
+                conn.execute(
+                    insert(schema.patients).values(
+                        uid=src["uid"], pseudonym=name, created_at=src["created_at"]
+                    )
+                )
+            )
+        )
+        added["patients"] = 1
+    else:
+        patient_id, name = int(row.id), str(row.pseudonym)
+
+    # sessions (and their devices)
+    session_ids: dict[str, int] = {}
+    for sess in bundle["sessions"]:
+        uid = str(sess["uid"])
+        found = conn.execute(select(s.id, s.patient_id, s.ended_at).where(s.uid == uid)).first()
+        if found is not None:
+            if int(found.patient_id) != patient_id:
+                raise BundleError(f"session {uid} belongs to another patient in this database")
+            session_ids[uid] = int(found.id)
+            if found.ended_at is None and sess.get("ended_at") is not None:
+                conn.execute(
+                    update(schema.sessions)
+                    .where(s.id == found.id)
+                    .values(
+                        ended_at=sess["ended_at"],
+                        ended_mono=sess.get("ended_mono"),
+                        end_reason=sess["end_reason"],
+                    )
+                )
+            continue
+        device_id = None
+        if sess.get("device") is not None:
+            device_id = _device_id(conn, DeviceInfo.model_validate(sess["device"]))
+        plan = SessionPlan.model_validate(sess["plan"])
+        session_ids[uid] = int(
+            insert_id(
+                conn.execute(
+                    insert(schema.sessions).values(
+                        uid=uid,
+                        patient_id=patient_id,
+                        device_id=device_id,
+                        program=plan.program,
+                        plan=canonical_json(plan.model_dump(mode="json")),
+                        planned_minutes=plan.planned_minutes,
+                        prescription_version=plan.prescription_version,
+                        simulator=bool(sess["simulator"]),
+                        started_at=sess["started_at"],
+                        started_mono=sess.get("started_mono"),
+                        ended_at=sess.get("ended_at"),
+                        ended_mono=sess.get("ended_mono"),
+                        end_reason=sess.get("end_reason"),
+                    )
+                )
+            )
+        )
+        added["sessions"] += 1
+
+    # chains
+    for chain in bundle["chains"]:
+        local = conn.execute(
+            select(c.id, c.patient_id, c.head_seq, c.head_hash).where(c.uid == chain["uid"])
+        ).first()
+        events = chain["events"]
+        if local is None:
+            chain_id = int(
+                insert_id(
+                    conn.execute(
+                        insert(schema.chains).values(
+                            uid=chain["uid"],
+                            patient_id=patient_id,
+                            origin=chain["origin"],
+                            head_seq=0,
+                            head_hash=GENESIS_HASH,
+                        )
+                    )
+                )
+            )
+            local_seq = 0
+        else:
+            if int(local.patient_id) != patient_id:
+                raise BundleError(f"chain {chain['uid']} belongs to another patient here")
+            chain_id, local_seq = int(local.id), int(local.head_seq)
+            by_seq = {int(ev["seq"]): ev for ev in events}
+            if local_seq > int(chain["head_seq"]):
+                mine = conn.execute(
+                    select(e.hash).where(e.chain_id == chain_id, e.seq == chain["head_seq"])
+                ).scalar()
+                if mine != chain["head_hash"]:
+                    raise BundleError(
+                        f"chain {chain['uid']} in this database differs from the bundle's; "
+                        "not imported"
+                    )
+                continue
+            if local_seq and by_seq.get(local_seq, {}).get("hash") != local.head_hash:
+                raise BundleError(
+                    f"chain {chain['uid']} in this database differs from the bundle's; not imported"
+                )
+        new_events = [ev for ev in events if int(ev["seq"]) > local_seq]
+        if new_events:
+            conn.execute(
+                insert(schema.events),
+                [
+                    {
+                        "chain_id": chain_id,
+                        "seq": ev["seq"],
+                        "session_id": None
+                        if ev.get("session") is None
+                        else session_ids[str(ev["session"])],
+                        "wall_time": ev["wall_time"],
+                        "mono_time": ev["mono_time"],
+                        "kind": ev["kind"],
+                        "payload": canonical_json(ev["payload"]),
+                        "prev_hash": ev["prev_hash"],
+                        "hash": ev["hash"],
+                    }
+                    for ev in new_events
+                ],
+            )
+            last = new_events[-1]
+            conn.execute(
+                update(schema.chains)
+                .where(c.id == chain_id)
+                .values(head_seq=last["seq"], head_hash=last["hash"])
+            )
+            added["events"] += len(new_events)
+
+    # clinical records
+    for table_name, rows in bundle["records"].items():
+        model = MODEL_OF[str(table_name)]
+        table = schema.metadata.tables[str(table_name)]
+        for data in rows:
+            record = model.model_validate(data)
+            if conn.execute(select(table.c.id).where(table.c.uid == record.uid)).first():
+                continue
+            session_uid = getattr(record, "session", None)
+            session_id = None if session_uid is None else session_ids[str(session_uid)]
+            conn.execute(insert(table).values(to_row(record, patient_id, session_id)))
+            added["records"] += 1
+
+    # telemetry (sealed segments)
+    t = schema.telemetry.c
+    for seg in bundle["telemetry"]:
+        session_id = session_ids[str(seg["session"])]
+        exists = conn.execute(
+            select(t.id).where(t.session_id == session_id, t.segment == seg["segment"]).limit(1)
+        ).first()
+        if exists is not None or not seg["rows"]:
+            continue
+        conn.execute(
+            insert(schema.telemetry),
+            [
+                {
+                    "session_id": session_id,
+                    "segment": seg["segment"],
+                    "t": r[0],
+                    "channel": r[1],
+                    "set_ma": r[2],
+                    "measured_ma": r[3],
+                    "impedance_ohm": r[4],
+                }
+                for r in seg["rows"]
+            ],
+        )
+        added["telemetry"] += len(seg["rows"])
+    return name, added
+
+
+def _device_id(conn: Connection, info: DeviceInfo) -> int:
+    d = schema.devices.c
+    found = conn.execute(
+        select(d.id).where(
+            d.protocol == info.protocol,
+            d.model == info.model,
+            d.serial_number == info.serial_number,
+            d.firmware == info.firmware,
+        )
+    ).scalar()
+    if found is not None:
+        return int(found)
+    return int(
+        insert_id(
+            conn.execute(
+                insert(schema.devices).values(
+                    protocol=info.protocol,
+                    protocol_version=info.protocol_version,
+                    model=info.model,
+                    serial_number=info.serial_number,
+                    firmware=info.firmware,
+                    info=canonical_json(info.model_dump(mode="json")),
+                    is_simulator=info.is_simulator,
+                    first_seen=iso_utc(datetime.now(UTC)),
+                )
+            )
+        )
+    )

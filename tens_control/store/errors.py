@@ -1,0 +1,53 @@
+"""Errors of the session store. Each message names what is wrong and what to do."""
+
+from __future__ import annotations
+
+from tens_control.errors import TensControlError
+
+
+class StoreError(TensControlError):
+    """Base of every error the store raises."""
+
+
+class DatabaseMissingError(StoreError):
+    """There is no database at the given path (and creating one was not asked for)."""
+
+
+class NotATensControlDatabaseError(StoreError):
+    """The file is not a tens-control database (not SQLite at all, or another program's)."""
+
+
+class DatabaseCorruptError(StoreError):
+    """The file looks like a tens-control database but cannot be read (truncated, damaged)."""
+
+
+class NewerSchemaError(StoreError):
+    """The database was written by a newer tens-control with a schema this one does not know."""
+
+
+class MigrationError(StoreError):
+    """Upgrading an older database failed; the database was left as it was."""
+
+
+class UnknownPatientError(StoreError):
+    """No patient with that pseudonym."""
+
+
+class UnknownSessionError(StoreError):
+    """No session with that id."""
+
+
+class InvalidRecordError(StoreError):
+    """A record (rating, diary entry, ...) breaks a rule; the message names the field."""
+
+
+class StoreClosedError(StoreError):
+    """The store was used after ``close()``."""
+
+
+class StoreBusyError(StoreError):
+    """Another tens-control process is using the database in a way that forbids this action."""
+
+
+class BundleError(StoreError):
+    """An export bundle is malformed, tampered with, or conflicts with the database."""

@@ -1,0 +1,112 @@
+"""Schema versions: creating the current schema, and upgrading older databases step by step.
+
+Version 1 is the first schema; no older tens-control database exists, so :data:`STEPS` is empty
+today. The machinery is exercised by the tests with a test-only step (v1 -> v2). When the schema
+changes: bump ``schema.SCHEMA_VERSION``, change the tables in ``schema.py``, and register here
+the step from the previous version, written in plain SQL/Core against the *old* layout. A step
+must never change a hash-chained value (events, or a record's content), or ``verify`` fails.
+
+Before migrating, the file is copied to ``<database>.schema-v<N>.bak`` (owner-only); all steps
+run in one transaction, so a failing step leaves the database as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, insert
+
+from tens_control.store import schema
+from tens_control.store.canonical import iso_utc, new_uid
+from tens_control.store.database import WRITE
+from tens_control.store.errors import MigrationError
+
+log = logging.getLogger(__name__)
+
+Step = Callable[[Connection], None]
+
+STEPS: dict[int, tuple[str, Step]] = {}
+"""from_version -> (description, step upgrading a database from that version to the next)."""
+
+
+def create_schema(conn: Connection) -> None:
+    """Create the current schema in an empty database (inside the caller's transaction)."""
+    schema.metadata.create_all(conn)
+    now = iso_utc(datetime.now(UTC))
+    conn.execute(
+        insert(schema.meta),
+        [
+            {"key": "app", "value": schema.APP_ID},
+            {"key": "installation", "value": new_uid()},
+            {"key": "created_at", "value": now},
+        ],
+    )
+    conn.execute(
+        insert(schema.schema_version),
+        {"version": schema.SCHEMA_VERSION, "applied_at": now, "description": "created"},
+    )
+
+
+def backup_path(path: Path, version: int) -> Path:
+    return path.with_name(f"{path.name}.schema-v{version}.bak")
+
+
+def _backup(path: Path, version: int) -> Path:
+    target = backup_path(path, version)
+    if target.exists():
+        target = target.with_name(f"{target.name}.{datetime.now(UTC):%Y%m%dT%H%M%S}")
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(fd)
+    source = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
+    dest = sqlite3.connect(target)
+    try:
+        source.backup(dest)
+    finally:
+        dest.close()
+        source.close()
+    os.chmod(target, 0o600)
+    return target
+
+
+def migrate(engine: Engine, path: Path, from_version: int) -> Path | None:
+    """Upgrade the database from ``from_version`` to ``schema.SCHEMA_VERSION``.
+
+    Returns the backup file, or None if nothing was to be done.
+    """
+    target = schema.SCHEMA_VERSION
+    if from_version >= target:
+        return None
+    missing = [v for v in range(from_version, target) if v not in STEPS]
+    if missing:
+        raise MigrationError(
+            f"{path} has schema version {from_version} and this tens-control cannot upgrade it "
+            f"(no step from version {missing[0]}); the database was not changed"
+        )
+    backup = _backup(path, from_version)
+    log.info("migrating %s from schema %d to %d (backup %s)", path, from_version, target, backup)
+    try:
+        with engine.connect() as conn:
+            conn.execution_options(**WRITE)
+            with conn.begin():
+                for version in range(from_version, target):
+                    description, step = STEPS[version]
+                    step(conn)
+                    conn.execute(
+                        insert(schema.schema_version),
+                        {
+                            "version": version + 1,
+                            "applied_at": iso_utc(datetime.now(UTC)),
+                            "description": description,
+                        },
+                    )
+    except Exception as error:
+        raise MigrationError(
+            f"upgrading {path} from schema version {from_version} failed ({error}); the "
+            f"database was not changed (a copy is in {backup})"
+        ) from error
+    return backup

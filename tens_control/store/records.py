@@ -1,0 +1,464 @@
+"""The records the store keeps, as frozen pydantic models (``extra="forbid"``).
+
+Two families:
+
+* **Clinical records** (:class:`PainRating`, :class:`PegScore`, :class:`DiaryEntry`,
+  :class:`AdverseEvent`, :class:`Prescription`, :class:`Screening`) and the
+  :class:`SessionPlan` of a session. Each has a ``uid`` that identifies it in every database it
+  is ever copied to.
+* **Log records** (:data:`LogRecord`): the payloads of hash-chained events, a discriminated union
+  on ``kind``. Writing a clinical record also writes a log record that carries a copy of it, so
+  that ``verify`` can prove the table row was not edited, inserted or deleted afterwards.
+
+All times are timezone-aware and stored as UTC (see :func:`canonical.iso_utc`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PlainSerializer,
+    TypeAdapter,
+    model_validator,
+)
+
+from drivers.base import ChannelSettings, DeviceInfo
+from tens_control.store.canonical import iso_utc, new_uid, parse_utc
+
+
+def _to_utc(moment: datetime) -> datetime:
+    return parse_utc(iso_utc(moment))
+
+
+UtcDatetime = Annotated[
+    AwareDatetime,
+    AfterValidator(_to_utc),
+    PlainSerializer(iso_utc, return_type=str, when_used="json"),
+]
+"""A timezone-aware moment, normalised to UTC (microsecond precision), JSON as ``...Z``."""
+
+Nrs = Annotated[int, Field(ge=0, le=10, strict=True)]
+"""A 0-10 numeric rating scale score (integer)."""
+
+Uid = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+Text = Annotated[str, Field(max_length=10_000)]
+ShortText = Annotated[str, Field(max_length=200)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --------------------------------------------------------------------------- vocabularies
+
+
+class EndReason(StrEnum):
+    """Why a session ended (DESIGN.md §6)."""
+
+    COMPLETED = "completed"
+    STOPPED_BY_USER = "stopped_by_user"
+    EMERGENCY_STOP = "emergency_stop"
+    LEAD_OFF = "lead_off"
+    COMMS_LOST = "comms_lost"
+    DEVICE_FAULT = "device_fault"
+    OUTPUT_MISMATCH = "output_mismatch"
+    LIMIT_REACHED = "limit_reached"
+    HOST_CRASH = "host_crash"
+
+
+class RatingTime(StrEnum):
+    """When a pain rating was taken."""
+
+    BEFORE = "before"
+    DURING = "during"
+    AFTER = "after"
+    PLUS_30_MIN = "plus_30_min"
+    DIARY = "diary"
+
+
+class PainSite(StrEnum):
+    """Which pain a rating is about."""
+
+    PHANTOM = "phantom"
+    RESIDUAL_LIMB = "residual_limb"
+    OTHER = "other"
+
+
+class PainContext(StrEnum):
+    """At rest or on movement."""
+
+    REST = "rest"
+    MOVEMENT = "movement"
+
+
+class DiaryKind(StrEnum):
+    PAIN_EPISODE = "pain_episode"
+    MEDICATION_CHANGE = "medication_change"
+    KETAMINE_INFUSION = "ketamine_infusion"
+    MIRROR_THERAPY = "mirror_therapy"
+    PHYSIOTHERAPY = "physiotherapy"
+    OTHER = "other"
+
+
+class AdverseKind(StrEnum):
+    SKIN_REDNESS = "skin_redness"
+    BURN = "burn"
+    HEADACHE = "headache"
+    OTHER = "other"
+
+
+class Severity(StrEnum):
+    MILD = "mild"
+    MODERATE = "moderate"
+    SEVERE = "severe"
+
+
+class Actor(StrEnum):
+    """Who caused a change."""
+
+    PATIENT = "patient"
+    CLINICIAN = "clinician"
+    SYSTEM = "system"
+
+
+# --------------------------------------------------------------------------- clinical records
+
+
+class PainRating(_Frozen):
+    """One NRS 0-10 rating. ``nrs=None`` means the patient skipped it (missing, never 0)."""
+
+    uid: Uid = Field(default_factory=new_uid)
+    at: UtcDatetime
+    nrs: Nrs | None
+    when: RatingTime
+    pain: PainSite
+    context: PainContext = PainContext.REST
+    session: Uid | None = None
+    note: Text = ""
+
+
+class PegScore(_Frozen):
+    """The 3-item PEG (pain average, interference with enjoyment of life, with general activity),
+    each 0-10; an unanswered item is ``None``."""
+
+    uid: Uid = Field(default_factory=new_uid)
+    at: UtcDatetime
+    pain: Nrs | None
+    enjoyment: Nrs | None
+    activity: Nrs | None
+
+    @property
+    def score(self) -> float | None:
+        """Mean of the three items, or None unless all three were answered."""
+        items = (self.pain, self.enjoyment, self.activity)
+        if any(item is None for item in items):
+            return None
+        return sum(item for item in items if item is not None) / 3
+
+
+class DiaryEntry(_Frozen):
+    """A pain episode outside a session, or another treatment (medication, ketamine, ...)."""
+
+    uid: Uid = Field(default_factory=new_uid)
+    kind: DiaryKind
+    start: UtcDatetime
+    end: UtcDatetime | None = None
+    nrs: Nrs | None = None
+    pain: PainSite | None = None
+    notes: Text = ""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DiaryEntry:
+        if self.end is not None and self.end < self.start:
+            raise ValueError("end must not be before start")
+        return self
+
+
+class AdverseEvent(_Frozen):
+    """Skin redness, burn, headache or another adverse event."""
+
+    uid: Uid = Field(default_factory=new_uid)
+    at: UtcDatetime
+    kind: AdverseKind
+    severity: Severity
+    session: Uid | None = None
+    notes: Text = ""
+
+
+class Prescription(_Frozen):
+    """One version of a patient's prescription, kept as the clinician's TOML text."""
+
+    uid: Uid = Field(default_factory=new_uid)
+    version: Annotated[int, Field(ge=1)]
+    toml: Annotated[str, Field(max_length=1_000_000)]
+    author: Annotated[str, Field(min_length=1, max_length=200)]
+    reason: Text = ""
+    created_at: UtcDatetime
+
+
+class ScreeningOverride(_Frozen):
+    """A clinician's override of one "yes" answer: who, when, why."""
+
+    question: ShortText
+    who: Annotated[str, Field(min_length=1, max_length=200)]
+    at: UtcDatetime
+    why: Annotated[str, Field(min_length=1, max_length=10_000)]
+
+
+class Screening(_Frozen):
+    """Contraindication screening answers (question key -> yes) and clinician overrides."""
+
+    uid: Uid = Field(default_factory=new_uid)
+    at: UtcDatetime
+    answers: dict[ShortText, bool]
+    overrides: tuple[ScreeningOverride, ...] = ()
+    recorded_by: Annotated[str, Field(min_length=1, max_length=200)]
+    notes: Text = ""
+
+
+class ChannelPlan(_Frozen):
+    """One channel of a session: what it delivers and where the electrodes are."""
+
+    channel: Annotated[int, Field(ge=1, le=16)]
+    settings: ChannelSettings
+    site: ShortText
+    area_cm2: Annotated[float, Field(gt=0, le=1000)] | None = None
+    cap_ma: Annotated[float, Field(ge=0, le=200)] | None = None
+
+
+class SessionPlan(_Frozen):
+    """What a session is set up to do, fixed at its start."""
+
+    program: Annotated[str, Field(min_length=1, max_length=200)]
+    channels: tuple[ChannelPlan, ...] = ()
+    caps: dict[str, JsonValue] = Field(default_factory=dict)
+    """The caps in force (e.g. a dump of ``drivers.limits.EffectiveCaps``), free-form JSON."""
+    planned_minutes: Annotated[float, Field(gt=0, le=24 * 60)]
+    prescription_version: Annotated[int, Field(ge=1)] | None = None
+    screening: Uid | None = None
+    notes: Text = ""
+
+
+# --------------------------------------------------------------------------- log records
+
+
+class ChainStarted(_Frozen):
+    """First record of every chain: binds the chain to its patient and origin database."""
+
+    kind: Literal["chain_started"] = "chain_started"
+    patient: Uid
+    pseudonym: ShortText
+    origin: Uid
+
+
+class SessionStarted(_Frozen):
+    kind: Literal["session_started"] = "session_started"
+    session: Uid
+    started_at: UtcDatetime
+    plan: SessionPlan
+    device: DeviceInfo | None
+    simulator: bool
+
+
+class SessionEnded(_Frozen):
+    kind: Literal["session_ended"] = "session_ended"
+    session: Uid
+    ended_at: UtcDatetime
+    reason: EndReason
+    recovered: bool = False
+    """True when closed at a later start because the host crashed (reason ``host_crash``)."""
+    detail: Text = ""
+
+
+class StateChanged(_Frozen):
+    kind: Literal["state_changed"] = "state_changed"
+    from_state: ShortText
+    to_state: ShortText
+    reason: Text = ""
+
+
+class CommandSent(_Frozen):
+    """A command sent to the device (and its outcome)."""
+
+    kind: Literal["command"] = "command"
+    command: ShortText
+    channel: int | None = None
+    args: dict[str, JsonValue] = Field(default_factory=dict)
+    ok: bool = True
+    error: Text = ""
+
+
+class AmplitudeChanged(_Frozen):
+    kind: Literal["amplitude_changed"] = "amplitude_changed"
+    channel: int
+    from_ma: float
+    to_ma: float
+    who: Actor
+    why: Text = ""
+
+
+class Rejected(_Frozen):
+    """A request refused before anything was written to the device (S4)."""
+
+    kind: Literal["rejected"] = "rejected"
+    command: ShortText
+    parameter: ShortText
+    value: JsonValue = None
+    limit: JsonValue = None
+    source: ShortText = ""
+    message: Text
+
+
+class Fault(_Frozen):
+    """A fault that stopped or paused output (lead-off, comms lost, device fault, mismatch)."""
+
+    kind: Literal["fault"] = "fault"
+    fault: ShortText
+    channel: int | None = None
+    detail: Text = ""
+
+
+class DeviceReported(_Frozen):
+    """Something the device reported that is not itself a fault (battery low, reset, ...)."""
+
+    kind: Literal["device_event"] = "device_event"
+    event: ShortText
+    channel: int | None = None
+    detail: Text = ""
+
+
+class HabituationPrompt(_Frozen):
+    kind: Literal["habituation_prompt"] = "habituation_prompt"
+    response: ShortText = ""
+
+
+class Note(_Frozen):
+    """Anything else worth logging, with free-form data."""
+
+    kind: Literal["note"] = "note"
+    text: Text
+    data: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class TelemetrySealed(_Frozen):
+    """Seals one telemetry segment of a session: how many rows, and the digest over them."""
+
+    kind: Literal["telemetry_sealed"] = "telemetry_sealed"
+    session: Uid
+    segment: Annotated[int, Field(ge=1)]
+    count: Annotated[int, Field(ge=0)]
+    digest: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    t_first: float | None = None
+    t_last: float | None = None
+    recovered: bool = False
+
+
+class PainRated(_Frozen):
+    kind: Literal["pain_rated"] = "pain_rated"
+    record: PainRating
+
+
+class PegRecorded(_Frozen):
+    kind: Literal["peg_recorded"] = "peg_recorded"
+    record: PegScore
+
+
+class DiaryAdded(_Frozen):
+    kind: Literal["diary_added"] = "diary_added"
+    record: DiaryEntry
+
+
+class AdverseEventRecorded(_Frozen):
+    kind: Literal["adverse_event"] = "adverse_event"
+    record: AdverseEvent
+
+
+class PrescriptionSaved(_Frozen):
+    kind: Literal["prescription_saved"] = "prescription_saved"
+    record: Prescription
+
+
+class ScreeningSaved(_Frozen):
+    kind: Literal["screening_saved"] = "screening_saved"
+    record: Screening
+
+
+LogRecord = Annotated[
+    ChainStarted
+    | SessionStarted
+    | SessionEnded
+    | StateChanged
+    | CommandSent
+    | AmplitudeChanged
+    | Rejected
+    | Fault
+    | DeviceReported
+    | HabituationPrompt
+    | Note
+    | TelemetrySealed
+    | PainRated
+    | PegRecorded
+    | DiaryAdded
+    | AdverseEventRecorded
+    | PrescriptionSaved
+    | ScreeningSaved,
+    Field(discriminator="kind"),
+]
+"""Every kind of hash-chained event."""
+
+LOG_RECORD: TypeAdapter[LogRecord] = TypeAdapter(LogRecord)
+
+CallerRecord = (
+    StateChanged
+    | CommandSent
+    | AmplitudeChanged
+    | Rejected
+    | Fault
+    | DeviceReported
+    | HabituationPrompt
+    | Note
+)
+"""The log records callers append with ``Store.append_event``; the others the store writes
+itself (so that a table row and its log record can never disagree)."""
+
+CALLER_KINDS: frozenset[str] = frozenset(
+    {
+        "state_changed",
+        "command",
+        "amplitude_changed",
+        "rejected",
+        "fault",
+        "device_event",
+        "habituation_prompt",
+        "note",
+    }
+)
+
+RECORD_KINDS: dict[str, str] = {
+    "pain_rated": "pain_ratings",
+    "peg_recorded": "peg_scores",
+    "diary_added": "diary_entries",
+    "adverse_event": "adverse_events",
+    "prescription_saved": "prescriptions",
+    "screening_saved": "screenings",
+}
+"""Log kinds that carry a copy of a clinical record -> the table holding the record."""
+
+
+def payload_of(record: LogRecord) -> dict[str, Any]:
+    """The JSON payload stored for a log record (its fields without ``kind``)."""
+    return record.model_dump(mode="json", exclude={"kind"})
+
+
+def parse_log_record(kind: str, payload: dict[str, Any]) -> LogRecord:
+    """Rebuild a log record from its kind and stored payload (raises ``ValidationError``)."""
+    return LOG_RECORD.validate_python({**payload, "kind": kind})
