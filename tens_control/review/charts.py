@@ -153,7 +153,8 @@ def weekly_chart(data: PatientData, s: PatientSummary, tz: tzinfo) -> Figure:
     for x, w in zip(xs, o.weeks, strict=True):
         if w.mean is None:
             ax.bar(x, 0.15, color="white", edgecolor=MUTED, hatch="///", linewidth=0.5)
-            ax.text(x, 0.35, "n/a", ha="center", va="bottom", fontsize=6.5, color=MUTED)
+            if len(o.weeks) <= 16:
+                ax.text(x, 0.35, "n/a", ha="center", va="bottom", fontsize=6.5, color=MUTED)
             continue
         base = w.index == 0
         ax.bar(
@@ -164,7 +165,8 @@ def weekly_chart(data: PatientData, s: PatientSummary, tz: tzinfo) -> Figure:
             linewidth=0.5,
             hatch="..." if base else None,
         )
-        ax.text(x, w.mean + 0.2, f"{w.mean:.1f}", ha="center", va="bottom", fontsize=6.5)
+        if len(o.weeks) <= 16:
+            ax.text(x, w.mean + 0.2, f"{w.mean:.1f}", ha="center", va="bottom", fontsize=6.5)
     if o.baseline_mean is not None and o.baseline_mean > 0:
         b = o.baseline_mean
         ax.axhline(b, color=INK, linewidth=0.8, linestyle="-", label="baseline")

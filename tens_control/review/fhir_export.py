@@ -64,10 +64,10 @@ def _uid(*parts: str) -> str:
 
 
 def _when(moment: datetime) -> str:
-    """FHIR dateTime: ISO 8601 with a time zone (a naive time is read as UTC)."""
+    """FHIR dateTime in UTC to the second: ``2026-03-02T09:00:00Z`` (naive is read as UTC)."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.isoformat(timespec="seconds")
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _coding(system: str, code: str, display: str) -> dict[str, Any]:

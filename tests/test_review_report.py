@@ -1,0 +1,124 @@
+"""The clinician report: HTML renders with its charts, the PDF fits on two A4 pages, the
+output file is never overwritten without --force, and the JSON is the summary."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+from tens_control.review.model import PatientData
+from tens_control.review.report import (
+    ReportError,
+    build_report,
+    render,
+    render_html,
+    render_pdf,
+    write_output,
+)
+from tests.fixtures.review_data import Builder, responder, sample_patient, year_patient
+
+GENERATED = datetime(2026, 4, 13, 9, 0, tzinfo=UTC)
+
+
+def _pdf_pages(data: PatientData) -> PdfReader:
+    pdf = render_pdf(build_report(data, tz=UTC, generated=GENERATED))
+    assert pdf.startswith(b"%PDF-")
+    return PdfReader(io.BytesIO(pdf))
+
+
+def test_html_leads_with_the_answer_and_has_four_charts() -> None:
+    page = render_html(build_report(sample_patient(), tz=UTC, generated=GENERATED))
+    assert page.startswith("<!DOCTYPE html>")
+    answer = page.index("The answer")
+    assert answer < page.index("Warnings") < page.index('id="chart-pain"')
+    for name in ("pain", "weekly", "amplitude", "timeline"):
+        m = re.search(rf'<figure id="chart-{name}" class="chart"><svg[^>]*>(.*?)</svg>', page, re.S)
+        assert m is not None, name
+        assert "<path" in m.group(1) or "<use" in m.group(1)
+    assert "91 % of prescribed sessions" in page
+    assert "30 % responder: yes; 50 % responder: no" in page
+    assert "moderate" in page
+    assert "Tolerance" in page
+    assert "skin redness" in page
+    assert "electrode off" in page
+
+
+def test_html_is_self_contained() -> None:
+    page = render_html(build_report(sample_patient(), tz=UTC, generated=GENERATED))
+    assert "<script" not in page
+    assert "<link" not in page
+    assert not re.search(r"""(src|href)=["']?(https?:|//|file:)""", page)
+
+
+def test_html_says_not_enough_data_with_the_rule() -> None:
+    b = Builder().prescribe()
+    b.session(0, before=6, after=4)
+    page = render_html(build_report(b.build(), tz=UTC, generated=GENERATED))
+    assert "not enough data: needs ≥ 3 rated days in the baseline week" in page
+    assert "not enough data: needs ≥ 3 sessions rated both before and after" in page
+
+
+@pytest.mark.parametrize(
+    "data",
+    [sample_patient(), year_patient(), responder(8, 4), Builder().build()],
+    ids=["sample", "year", "two-weeks", "empty"],
+)
+def test_pdf_has_at_most_two_a4_pages(data: PatientData) -> None:
+    reader = _pdf_pages(data)
+    assert 1 <= len(reader.pages) <= 2
+    for page in reader.pages:
+        w, h = float(page.mediabox.width), float(page.mediabox.height)
+        assert (round(w), round(h)) == (595, 842)  # A4 in points
+
+
+def test_pdf_leads_with_the_answer() -> None:
+    reader = _pdf_pages(sample_patient())
+    assert len(reader.pages) == 2
+    first = reader.pages[0].extract_text()
+    assert "TENS review" in first
+    assert first.index("The answer") < first.index("Warnings")
+    assert "Adherence" in first
+    assert "Responder" in first
+    assert "Tolerance" in first
+    second = reader.pages[1].extract_text()
+    assert "Latest sessions" in second
+    assert "earlier sessions are in the CSV" in second
+    images = sum(len(p.images) for p in reader.pages)
+    assert images == 4
+
+
+def test_a_year_of_warnings_still_fits_and_says_what_was_left_out() -> None:
+    reader = _pdf_pages(year_patient(adverse=40))
+    assert len(reader.pages) == 2
+    text = reader.pages[0].extract_text()
+    assert "40 recorded" in text
+    assert "and 37 earlier" in text
+
+
+def test_json_report_is_the_summary() -> None:
+    doc = json.loads(render(responder(8, 4), "json", tz=UTC, generated=GENERATED))
+    assert doc["primary"]["band"] == "substantial"
+    assert doc["primary"]["responder_50"] is True
+    assert doc["adherence"]["sessions_pct"] == 100.0
+
+
+def test_output_is_never_overwritten_without_force(tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    write_output(out, b"first")
+    with pytest.raises(ReportError, match=r"already exists.*--force"):
+        write_output(out, b"second")
+    assert out.read_bytes() == b"first"
+    write_output(out, b"second", force=True)
+    assert out.read_bytes() == b"second"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
+
+
+def test_output_into_a_missing_folder_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ReportError, match="does not exist"):
+        write_output(tmp_path / "nope" / "r.pdf", b"x")
