@@ -19,6 +19,9 @@ from tens_control.errors import TensControlError
 # command name -> module implementing it (imported lazily, so `--help` stays fast)
 COMMANDS: dict[str, str] = {
     "devices": "tens_control.commands.devices",
+    "verify": "tens_control.commands.verify",
+    "export": "tens_control.commands.export",
+    "delete-patient": "tens_control.commands.delete_patient",
     "prescription": "tens_control.commands.prescription",
     "screening": "tens_control.commands.screening",
 }

@@ -40,6 +40,7 @@ from tens_control.store.errors import BundleError, StoreError
 from tens_control.store.paths import check_pseudonym
 from tens_control.store.records import SessionPlan, SessionStarted, payload_of
 from tens_control.store.verify import (
+    ChainHead,
     ChainInfo,
     ChainRow,
     ChainWalker,
@@ -154,8 +155,6 @@ def verify_database(conn: Connection, source: str) -> VerifyReport:
                 )
             )
         walker.finish()
-        from tens_control.store.verify import ChainHead
-
         report.heads.append(
             ChainHead(pseudonym, info.uid, info.origin, int(chain.head_seq), str(chain.head_hash))
         )
@@ -215,14 +214,12 @@ def verify_database(conn: Connection, source: str) -> VerifyReport:
             )
 
     # telemetry
-    t = schema.telemetry.c
     for session_id, segment, count, digest, first_id in _db_segments(conn):
         uid = session_uids.get(session_id, f"(missing session id {session_id})")
         checker.check_segment(
             SegmentFacts(uid, segment, count, digest, f"first row id {first_id}"),
             session_open=uid in open_sessions,
         )
-    del t
     checker.finish()
     return report
 
@@ -602,7 +599,9 @@ def import_bundle(
             continue
         device_id = None
         if sess.get("device") is not None:
-            device_id = _device_id(conn, DeviceInfo.model_validate(sess["device"]))
+            device_id = device_id_of(
+                conn, DeviceInfo.model_validate(sess["device"]), iso_utc(datetime.now(UTC))
+            )
         plan = SessionPlan.model_validate(sess["plan"])
         session_ids[uid] = int(
             insert_id(
@@ -737,7 +736,8 @@ def import_bundle(
     return name, added
 
 
-def _device_id(conn: Connection, info: DeviceInfo) -> int:
+def device_id_of(conn: Connection, info: DeviceInfo, first_seen: str) -> int:
+    """The local id of a device (model, serial, firmware, protocol), added if new."""
     d = schema.devices.c
     found = conn.execute(
         select(d.id).where(
@@ -760,7 +760,7 @@ def _device_id(conn: Connection, info: DeviceInfo) -> int:
                     firmware=info.firmware,
                     info=canonical_json(info.model_dump(mode="json")),
                     is_simulator=info.is_simulator,
-                    first_seen=iso_utc(datetime.now(UTC)),
+                    first_seen=first_seen,
                 )
             )
         )

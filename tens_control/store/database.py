@@ -126,7 +126,9 @@ def inspect_file(path: Path) -> int:
     except sqlite3.Error as error:
         raise describe_sqlite_error(path, error) from None
     try:
-        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        names = {
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
         if not {"meta", "schema_version"} <= names:
             raise NotATensControlDatabaseError(
                 f"{path} is an SQLite database but not a tens-control database; the file was "

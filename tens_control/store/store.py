@@ -642,34 +642,25 @@ class Store:
                 return found
         return everyone[0] if len(everyone) == 1 else None
 
+    def pick_patient(self, pseudonym: str | None = None) -> Patient:
+        """For commands with an optional ``--patient``: that patient if given, else the current
+        patient; a clear error if there is none or the choice is ambiguous."""
+        if pseudonym is not None:
+            return self.patient(pseudonym)
+        current = self.current_patient()
+        if current is not None:
+            return current
+        everyone = [p.pseudonym for p in self.patients()]
+        if not everyone:
+            raise UnknownPatientError(f"there are no patients in {self.path} yet")
+        raise UnknownPatientError(
+            f"{self.path} holds {len(everyone)} patients ({', '.join(everyone[:10])}"
+            f"{', ...' if len(everyone) > 10 else ''}); choose one with --patient"
+        )
+
     # ------------------------------------------------------------------ devices
     def _device_id(self, conn: Connection, info: DeviceInfo) -> int:
-        d = schema.devices.c
-        key = (
-            d.protocol == info.protocol,
-            d.model == info.model,
-            d.serial_number == info.serial_number,
-            d.firmware == info.firmware,
-        )
-        found = conn.execute(select(d.id).where(*key)).scalar()
-        if found is not None:
-            return int(found)
-        return int(
-            insert_id(
-                conn.execute(
-                    insert(schema.devices).values(
-                        protocol=info.protocol,
-                        protocol_version=info.protocol_version,
-                        model=info.model,
-                        serial_number=info.serial_number,
-                        firmware=info.firmware,
-                        info=canonical_json(info.model_dump(mode="json")),
-                        is_simulator=info.is_simulator,
-                        first_seen=self._now(None),
-                    )
-                )
-            )
-        )
+        return bundle_mod.device_id_of(conn, info, self._now(None))
 
     def record_device(self, info: DeviceInfo) -> int:
         """Remember a device (model, serial, firmware, protocol); returns its local id."""
@@ -1257,10 +1248,10 @@ class Store:
             ref = self._session_ref(conn, session)
             row = conn.execute(self._session_query().where(schema.sessions.c.id == ref.id)).one()
             pseudonym = str(row.pseudonym)
-            ratings = tuple(self.pain_ratings_for(conn, pseudonym, [session]).get(session, []))
+            ratings = tuple(self._ratings_for(conn, pseudonym, [session]).get(session, []))
             return self._session_info(row, ratings)
 
-    def pain_ratings_for(
+    def _ratings_for(
         self, conn: Connection, patient: str, sessions: list[str]
     ) -> dict[str, list[PainRating]]:
         ratings = self._records(schema.pain_ratings, patient, conn=conn)
@@ -1582,8 +1573,6 @@ class Store:
                 f"another tens-control process is using {self.path}; close it and try again"
             )
         try:
-            if any(self._sessions[s].patient_id for s in self._active if s in self._sessions):
-                pass
             deleted: dict[str, int] = {}
             with self._transaction() as conn:
                 pref = self._patient_ref(conn, patient)
@@ -1617,7 +1606,9 @@ class Store:
                     deleted[table.name] = conn.execute(
                         delete(table).where(table.c.patient_id == pref.id)
                     ).rowcount
-                conn.execute(delete(schema.patients).where(schema.patients.c.id == pref.id))
+                deleted["patients"] = conn.execute(
+                    delete(schema.patients).where(schema.patients.c.id == pref.id)
+                ).rowcount
                 for device_id in device_ids:
                     used = conn.execute(
                         select(func.count())

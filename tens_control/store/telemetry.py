@@ -46,7 +46,8 @@ SEAL_ROWS = 10_000
 
 _COLUMNS = ["session_id", "segment", "t", "channel", "set_ma", "measured_ma", "impedance_ohm"]
 _INSERT = insert(schema.telemetry).compile(dialect=sqlite_dialect(), column_keys=_COLUMNS)
-assert list(_INSERT.positiontup or ()) == _COLUMNS
+if list(_INSERT.positiontup or ()) != _COLUMNS:  # pragma: no cover - a SQLAlchemy change
+    raise RuntimeError("telemetry INSERT parameters are not in the expected order")
 _INSERT_SQL = str(_INSERT)
 """Core-compiled INSERT with positional ``?`` parameters (run with executemany through
 ``Connection.exec_driver_sql``: the fastest path Core offers, ~0.7x raw sqlite3)."""
