@@ -562,3 +562,14 @@ def test_reconnect_to_a_port_that_cannot_open_is_a_clear_error(
         driver.reconnect()  # re-opens the URL it was opened with
     assert not driver.connected
     driver.close()
+
+
+def test_host_seq_wraps_to_1_never_0(device: FakeTspDevice, clock: VirtualClock) -> None:
+    driver = connect(device, clock)
+    driver._next_seq = 65534  # white-box: jump to the end of the range
+    for _ in range(3):
+        driver.request_ping()
+    clock.advance(0.1)
+    assert [r.frame.seq for r in device.received[-3:]] == [65534, 65535, 1]
+    assert driver.connected
+    driver.close()

@@ -22,7 +22,7 @@ from drivers.base import (
     Report,
     Telemetry,
 )
-from drivers.clock import VirtualClock
+from drivers.clock import RealClock, VirtualClock
 from drivers.tsp.codec import CommandValueError, DeviceState
 from drivers.tsp.driver import TspDriver
 from simulator.device import SimDevice
@@ -224,3 +224,26 @@ def test_exit_guard_stops_the_simulator(clock: VirtualClock) -> None:
     exit_guard.stop_all()
     assert device.record.level_at(1, clock.now()) == 0
     assert not driver.connected
+
+
+def test_real_time_reader_thread_and_unplug() -> None:
+    """The same driver on a RealClock: reader thread, clock thread, unplug mid-session."""
+    clock = RealClock()
+    try:
+        reports = Reports()
+        driver = TspDriver.open("sim://tsp?seed=4", clock)
+        driver.add_report_handler(reports)
+        device = sim_device(driver)
+        driver.configure(1, SETTINGS)
+        driver.start()
+        driver.set_amplitude(1, 2)
+        assert clock.wait_until(lambda: len(reports.telemetry()) >= 4, 5.0)
+        device.inject("disconnect")
+        assert clock.wait_until(lambda: bool(reports.events(DeviceEventKind.COMMS_LOST)), 5.0)
+        assert not driver.connected
+        driver.close()
+        # the device's own watchdog zeroes the output (nothing reaches it any more)
+        assert clock.wait_until(lambda: device.record.level_at(1, clock.now()) == 0, 5.0)
+        assert len(reports.events(DeviceEventKind.COMMS_LOST)) == 1
+    finally:
+        clock.close()
