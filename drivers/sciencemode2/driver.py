@@ -110,6 +110,10 @@ our answer arrived -- not a restart."""
 RETRIES = 2
 """Retransmissions after a transfer error (or busy) answer."""
 BUSY_RETRY_S = 0.02
+RESEND_S = 0.3
+"""An idempotent command (status poll, stop, the newest amplitude update) still unanswered
+after this long is sent again (a damaged frame cannot always be answered), at most
+:data:`RETRIES` times, all within the 1 s acknowledgement timeout."""
 
 MAX_CHANNELS = 8
 MAX_CURRENT_MA = 130
@@ -363,7 +367,18 @@ class _Outstanding:
     on_ok: Callable[[Message], None] | None
     on_error: Callable[[DriverError], None] | None
     retries: int = RETRIES
+    resends: int = 0
+    first_sent: float = 0.0
+    order: int = 0
+    """Position in the send order (the device answers in that order)."""
     timer: TimerHandle | None = None
+
+    @property
+    def idempotent(self) -> bool:
+        """Safe to send twice: the device ends in the same state either way."""
+        return isinstance(
+            self.message, GetStimulationMode | StopChannelListMode | StartChannelListMode
+        )
 
 
 _Step = Callable[[], tuple[str, Message, frozenset[int], Callable[[Message], None]]]
@@ -424,6 +439,7 @@ class ScienceMode2Driver(TensDriver):
         self._depth = 0
         self._deferred: list[Callable[[], None]] = []
         self._pkt = 0
+        self._order = 0
         self._epoch = 0
         self._settings: dict[int, ChannelSettings] = {}
         self._plan: ChannelListPlan | None = None
@@ -436,6 +452,8 @@ class ScienceMode2Driver(TensDriver):
         with self._lock:
             self._decoder = FrameDecoder()
             self._outstanding: dict[tuple[int, int], _Outstanding] = {}
+            self._updates: list[_Outstanding] = []
+            """Unanswered StartChannelListMode commands, oldest first."""
             self._chains: list[_Chain] = []
             self._state = _State()
             self._lost = False
@@ -591,7 +609,13 @@ class ScienceMode2Driver(TensDriver):
                 f"Init within {INIT_WAIT_S:g} s; check that it is switched on, connected and "
                 "not in use by another program"
             )
-        mode = self._ask_mode()
+        try:
+            mode = self._ask_mode()
+        except CommsLostError as error:
+            raise IdentityError(
+                f"the device on {self.url or 'the port'} sent Init but did not answer "
+                f"GetStimulationMode ({error}); check the cable and that it is a RehaStim 2"
+            ) from None
         if mode is not StimulationMode.START:
             log.warning("RehaStim 2 reports mode %s after Init; stopping it", mode.name)
             self.wait(self.request_stop())
@@ -823,9 +847,8 @@ class ScienceMode2Driver(TensDriver):
             self._closed = True
             self._cancel_chains(reason)
             self._cancel_timers()
-            for out in self._outstanding.values():
+            for out in self._forget_all():
                 self._resolve(out.pending, CommsLostError(f"{out.name} not confirmed: {reason}"))
-            self._outstanding.clear()
         self._link.close()
         exit_guard.unregister(self)
         self.clock.notify()
@@ -876,20 +899,53 @@ class ScienceMode2Driver(TensDriver):
         self._transmit(out)
         return pending
 
-    def _transmit(self, out: _Outstanding) -> None:
-        """(Re)send ``out`` under a fresh packet number, with a 1 s acknowledgement timer."""
+    def _transmit(self, out: _Outstanding, *, fresh: bool = True) -> None:
+        """(Re)send ``out`` under a new packet number. ``fresh``: a new 1 s window for the
+        acknowledgement (a first send, or the device answered); otherwise a silent resend
+        within the window of the first send."""
+        now = self.clock.now()
         out.pkt = self._next_pkt(out.ack)
         key = (int(out.ack), out.pkt)
         self._outstanding[key] = out
+        if fresh:
+            out.first_sent = now
+        if not out.order:
+            self._order += 1
+            out.order = self._order
+        if isinstance(out.message, StartChannelListMode) and out not in self._updates:
+            self._updates.append(out)
         if isinstance(out.message, InitChannelListMode | StartChannelListMode):
             self._state.sent_since_link = True
-        deadline = self.clock.now() + self.ack_timeout_s
+        deadline = out.first_sent + self.ack_timeout_s
         out.pending.deadline = max(out.pending.deadline, deadline)
-        out.timer = self.clock.call_at(deadline, lambda: self._on_timeout(key, out))
+        due = deadline
+        if out.idempotent and out.resends < RETRIES:
+            due = min(due, now + RESEND_S)
+        out.timer = self.clock.call_at(due, lambda: self._on_timeout(key, out))
         if not self._write_or_lose(codec.encode(out.pkt, out.message)):
-            self._outstanding.pop(key, None)
-            out.timer.cancel()
+            self._forget(key, out)
             self._resolve(out.pending, CommsLostError(f"{out.name} not sent: the port is gone"))
+
+    def _forget(self, key: tuple[int, int] | None, out: _Outstanding) -> None:
+        """No longer wait for ``out``'s acknowledgement (``key`` None: find it)."""
+        keys = [key] if key is not None else [k for k, v in self._outstanding.items() if v is out]
+        for k in keys:
+            if self._outstanding.get(k) is out:
+                del self._outstanding[k]
+        if out.timer is not None:
+            out.timer.cancel()
+        if out in self._updates:
+            self._updates.remove(out)
+
+    def _forget_all(self) -> list[_Outstanding]:
+        """Stop waiting for every command; return them (oldest first)."""
+        waiting = sorted(self._outstanding.values(), key=lambda o: o.order)
+        for out in waiting:
+            if out.timer is not None:
+                out.timer.cancel()
+        self._outstanding.clear()
+        self._updates.clear()
+        return waiting
 
     def _send_update(
         self, name: str, plan: ChannelListPlan, currents: dict[int, int], starting: bool = False
@@ -898,15 +954,19 @@ class ScienceMode2Driver(TensDriver):
         message = plan.start_message(currents)
         vector = {c: currents.get(c, 0) for c in plan.active}
         state.sent = dict(vector)
+        epoch = self._epoch
 
         def on_ok(_: Message) -> None:
+            if epoch != self._epoch:
+                return  # a stop, restart or error came after it: that state stands
             state.acked = dict(vector)
             if starting:
                 state.running = True
                 state.mode = StimulationMode.STARTED
 
         def on_error(_: DriverError) -> None:
-            state.sent = dict(state.acked)
+            if epoch == self._epoch:
+                state.sent = dict(state.acked)
 
         return self._send_command(
             f"{name} (StartChannelListMode)", message, on_ok=on_ok, on_error=on_error
@@ -972,6 +1032,8 @@ class ScienceMode2Driver(TensDriver):
         chain.index += 1
 
         def on_ok(reply: Message) -> None:
+            if chain.epoch != self._epoch:
+                return  # cancelled (stop, restart, error): its steps change nothing
             done(reply)
             self._chain_next(chain)
 
@@ -1006,9 +1068,6 @@ class ScienceMode2Driver(TensDriver):
             if timer is not None:
                 timer.cancel()
         self._keepalive = self._poll_timer = None
-        for out in self._outstanding.values():
-            if out.timer is not None:
-                out.timer.cancel()
 
     def _dead(self) -> bool:
         return self._closed or self._lost
@@ -1085,7 +1144,29 @@ class ScienceMode2Driver(TensDriver):
         with self._locked():
             if self._outstanding.get(key) is not out or self._dead():
                 return
-            self._comms_lost(f"no acknowledgement for {out.name} within {self.ack_timeout_s:g} s")
+            now = self.clock.now()
+            deadline = out.first_sent + self.ack_timeout_s
+            if now >= deadline - 1e-9:
+                self._comms_lost(
+                    f"no acknowledgement for {out.name} within {self.ack_timeout_s:g} s"
+                )
+                return
+            newest = not self._updates or self._updates[-1] is out
+            if (
+                out.idempotent
+                and out.resends < RETRIES
+                and (newest or not isinstance(out.message, StartChannelListMode))
+            ):
+                out.resends += 1
+                del self._outstanding[key]
+                log.info(
+                    "%s unanswered after %.0f ms; sending it again",
+                    out.name,
+                    (now - out.first_sent) * 1000,
+                )
+                self._transmit(out, fresh=False)
+                return
+            out.timer = self.clock.call_at(deadline, lambda: self._on_timeout(key, out))
 
     # ------------------------------------------------------------------ receiving
     def _on_bytes(self, data: bytes) -> None:
@@ -1144,15 +1225,12 @@ class ScienceMode2Driver(TensDriver):
         was = "stimulating" if state.running else "idle"
         self._device_stopped()
         self._cancel_chains("the device restarted")
-        for key, out in list(self._outstanding.items()):
-            if out.pending is not self._poll:
-                self._outstanding.pop(key)
-                if out.timer is not None:
-                    out.timer.cancel()
-                self._resolve(
-                    out.pending,
-                    DriverRefusedError(ErrorCode.STATE, out.name, "the RehaStim 2 restarted"),
-                )
+        self._poll = None
+        for out in self._forget_all():
+            self._resolve(
+                out.pending,
+                DriverRefusedError(ErrorCode.STATE, out.name, "the RehaStim 2 restarted"),
+            )
         self._event(
             DeviceEventKind.DEVICE_RESET,
             None,
@@ -1162,6 +1240,7 @@ class ScienceMode2Driver(TensDriver):
 
     def _device_stopped(self) -> None:
         """The device stopped and reset its modes by itself (error, restart)."""
+        self._epoch += 1
         state = self._state
         state.running = False
         state.mode = StimulationMode.START
@@ -1199,12 +1278,12 @@ class ScienceMode2Driver(TensDriver):
         except (ValueError, KeyError):
             log.warning("device reports unknown command %d", number)
             return
-        out = self._outstanding.pop((int(ack), pkt), None)
+        key = (int(ack), pkt)
+        out = self._outstanding.get(key)
         if out is None:
             log.warning("device reports unknown command %d (packet %d)", number, pkt)
             return
-        if out.timer is not None:
-            out.timer.cancel()
+        self._forget(key, out)
         error = DeviceRejectedError(
             ErrorCode.UNKNOWN_COMMAND, out.name, "the device does not know this command"
         )
@@ -1214,14 +1293,18 @@ class ScienceMode2Driver(TensDriver):
 
     def _on_ack(self, pkt: int, message: Message) -> None:
         key = (int(message.command), pkt)
-        out = self._outstanding.pop(key, None)
-        if out is None:
-            log.debug("acknowledgement %r for packet %d matches nothing; ignored", message, pkt)
-            return
-        if out.timer is not None:
-            out.timer.cancel()
+        out = self._outstanding.get(key)
         result = getattr(message, "result", Result.OK)
+        if out is None:
+            if result == Result.TRANSFER_ERROR:
+                self._on_unmatched_transfer_error(pkt, int(message.command))
+            else:
+                log.debug("acknowledgement %r for packet %d matches nothing", message, pkt)
+            return
+        self._forget(key, out)
         if result in out.accept:
+            if isinstance(out.message, StartChannelListMode | StopChannelListMode):
+                self._supersede(out, message)
             if out.on_ok is not None:
                 out.on_ok(message)
             self._resolve(out.pending)
@@ -1230,7 +1313,8 @@ class ScienceMode2Driver(TensDriver):
             out.retries -= 1
             log.info("%s answered %d; sending it again", out.name, result)
             if result == Result.BUSY:
-                self.clock.call_later(BUSY_RETRY_S, lambda: self._retransmit(out))
+                self._outstanding[key] = out  # still ours while it waits to be sent again
+                out.timer = self.clock.call_later(BUSY_RETRY_S, lambda: self._retransmit(key, out))
             else:
                 self._transmit(out)
             return
@@ -1239,10 +1323,42 @@ class ScienceMode2Driver(TensDriver):
             out.on_error(error)
         self._resolve(out.pending, error)
 
-    def _retransmit(self, out: _Outstanding) -> None:
+    def _supersede(self, newer: _Outstanding, ack: Message) -> None:
+        """The device answered ``newer`` (an update or a stop), so it has also dealt with
+        every older unanswered update (it answers in order): their answers were lost, and the
+        device's state now is what ``newer`` set. Resolve them, oldest first."""
+        older = [u for u in self._updates if u is not newer and u.order < newer.order]
+        for out in older:
+            self._forget(None, out)
+            if out.on_ok is not None:
+                out.on_ok(ack)
+            self._resolve(out.pending)
+
+    def _on_unmatched_transfer_error(self, pkt: int, ack: int) -> None:
+        """The device could not read a frame and answered what it made of the packet number
+        or command: send again what it most likely was (same packet, else same command, else
+        the oldest unanswered command)."""
+        waiting = list(self._outstanding.items())
+        candidates = (
+            [item for item in waiting if item[0][1] == pkt]
+            or [item for item in waiting if item[0][0] == ack]
+            or waiting
+        )
+        if not candidates:
+            return
+        key, out = candidates[0]
+        if out.retries <= 0:
+            return  # its own timeout decides
+        out.retries -= 1
+        self._forget(key, out)
+        log.info("transfer error for an unreadable frame; sending %s again", out.name)
+        self._transmit(out)
+
+    def _retransmit(self, key: tuple[int, int], out: _Outstanding) -> None:
         with self._locked():
-            if self._dead() or out.pending.done():
+            if self._dead() or self._outstanding.get(key) is not out:
                 return
+            self._forget(key, out)
             self._transmit(out)
 
     # ------------------------------------------------------------------ loss
@@ -1265,9 +1381,8 @@ class ScienceMode2Driver(TensDriver):
         self._device_stopped()
         self._cancel_chains("comms lost")
         self._cancel_timers()
-        for out in self._outstanding.values():
+        for out in self._forget_all():
             self._resolve(out.pending, CommsLostError(f"{out.name}: {detail}"))
-        self._outstanding.clear()
         log.warning("RehaStim 2 comms lost: %s", detail)
         self._event(
             DeviceEventKind.COMMS_LOST,
