@@ -26,6 +26,7 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from drivers.base import ChannelSettings, DeviceEvent, DeviceEventKind, ErrorCode
 from drivers.clock import Clock, TimerHandle
@@ -228,9 +229,8 @@ class _Electrode:
     def impedance(self, now: float, threshold: float) -> float:
         if self.lead_off:
             return LEAD_OFF_IMPEDANCE_OHM
-        z = self.base
-        for amplitude, omega, phase in self.waves:
-            z += amplitude * math.sin(omega * now + phase)
+        (a1, w1, p1), (a2, w2, p2) = self.waves
+        z = self.base + a1 * math.sin(w1 * now + p1) + a2 * math.sin(w2 * now + p2)
         if self.degrade_start is not None and self.degrade_end is not None:
             span = max(self.degrade_end - self.degrade_start, 1e-9)
             z += threshold * min(1.0, max(0.0, (now - self.degrade_start) / span))
@@ -249,9 +249,8 @@ class _Channel:
         self.electrode = electrode
 
 
-@dataclass(frozen=True, slots=True)
-class ReadBack:
-    """What the device measures on one channel."""
+class ReadBack(NamedTuple):
+    """What the device measures on one channel (a tuple: built 10 times a second per channel)."""
 
     channel: int
     set_ma: float
@@ -314,6 +313,10 @@ class Firmware:
         self.events: list[DeviceEvent] = []
         self._handlers: list[EventHandler] = []
         self._noise = random.Random(f"{seed}:noise")
+        self._gauss = self._noise.gauss
+        self._noise_sd = noise_pct / 100.0
+        self._reports_current = profile.reports_current
+        self._reports_impedance = profile.lead_off_detection
         contact = random.Random(f"{seed}:electrodes")
         self._channels = [_Channel(n, _Electrode(contact)) for n in range(1, profile.channels + 1)]
         self.state = OutputState.IDLE
@@ -409,18 +412,23 @@ class Firmware:
         """The set amplitude, the measured current (± noise, of what is delivered) and impedance.
 
         Measured and impedance are None when the profile says the device cannot report them.
+        This runs for every telemetry sample: keep it lean.
         """
         ch = self._channel(channel)
         measured: float | None = None
-        if self.profile.reports_current:
-            if ch.delivered == 0.0:
+        if self._reports_current:
+            delivered = ch.delivered
+            if delivered == 0.0:
                 measured = 0.0
             else:
-                noise = self._noise.gauss(0.0, self.noise_pct / 100.0)
-                noise = max(-0.02, min(0.02, noise))
-                measured = round(ch.delivered * (1.0 + noise), 3)
+                noise = self._gauss(0.0, self._noise_sd)
+                if noise > 0.02:
+                    noise = 0.02
+                elif noise < -0.02:
+                    noise = -0.02
+                measured = round(delivered * (1.0 + noise), 3)
         impedance: float | None = None
-        if self.profile.lead_off_detection:
+        if self._reports_impedance:
             impedance = round(ch.electrode.impedance(self.clock.now(), self.lead_off_ohm), 1)
         return ReadBack(channel, ch.set_ma, measured, impedance)
 
