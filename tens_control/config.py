@@ -145,3 +145,9 @@ def update_config(path: Path | None = None, **changes: str | None) -> UserConfig
 
 def is_valid_pseudonym(text: str) -> bool:
     return re.match(_PSEUDONYM, text) is not None
+
+
+def saved_device(path: Path | None = None) -> UserConfig:
+    """The saved settings that choose a device: ``device`` (None when nothing is saved: the
+    built-in simulator is used), ``protocol`` and ``profile``."""
+    return load_config(path)
