@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drivers.base import ChannelSettings, DeviceEventKind, ErrorCode, Pattern
 from drivers.clock import VirtualClock
@@ -464,3 +466,66 @@ def test_record_refuses_going_back_in_time() -> None:
     record.append(Delivery(2.0, 1, 1.0))
     with pytest.raises(ValueError, match="time order"):
         record.append(Delivery(1.0, 1, 0.0))
+
+
+# --------------------------------------------------------------------------- properties
+
+_COMMANDS = st.one_of(
+    st.tuples(st.just("amp"), st.integers(0, 3), st.one_of(st.floats(-5, 150), st.just(math.nan))),
+    st.tuples(st.just("amp"), st.integers(1, 2), st.integers(0, 220).map(lambda n: n / 2)),
+    st.tuples(st.just("cfg"), st.integers(0, 3), st.integers(1, 200).map(float)),
+    st.tuples(
+        st.sampled_from(["start", "stop", "leadoff", "leadon", "stuck", "jump", "reset"]),
+        st.integers(1, 2),
+        st.just(0.0),
+    ),
+    st.tuples(st.just("wait"), st.just(0), st.floats(0.0, 1.5)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_COMMANDS, max_size=40))
+def test_random_command_sequences_respect_the_hard_limits_and_the_output_switch(
+    commands: list[tuple[str, int, float]],
+) -> None:
+    firmware, clock = make(seed=2)
+    maximum = firmware.limits.max_amplitude_ma
+    off_since: float | None = 0.0  # output off from this time (None while running)
+    for name, channel, value in commands:
+        firmware.feed()
+        try:
+            if name == "amp":
+                firmware.set_amplitude(channel, value)
+            elif name == "cfg":
+                firmware.configure(channel, ChannelSettings(frequency_hz=value, pulse_width_us=200))
+            elif name == "start":
+                firmware.start()
+            elif name == "stop":
+                firmware.stop()
+            elif name == "leadoff":
+                firmware.lead_off(channel)
+            elif name == "leadon":
+                firmware.lead_on(channel)
+            elif name == "stuck":
+                firmware.stick(channel)
+            elif name == "jump":
+                firmware.jump(channel, 5.0)
+            elif name == "reset":
+                firmware.reset()
+            else:
+                clock.advance(value)
+        except Refused:
+            pass
+        running = state(firmware) is OutputState.RUNNING
+        if running:
+            off_since = None
+        elif off_since is None:
+            off_since = clock.now()
+        for ch in (1, 2):
+            assert 0.0 <= firmware.delivered(ch) <= maximum
+            if not running or firmware.is_lead_off(ch) or firmware.settings(ch) is None:
+                assert firmware.delivered(ch) == 0.0
+    record = firmware.record
+    assert record.max_level() <= maximum
+    if off_since is not None:
+        assert record.max_any_between(off_since, clock.now()) == 0.0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from drivers.base import ChannelSettings, ErrorCode, FramingError
 from drivers.tsp.codec import (
@@ -269,3 +271,14 @@ def test_garbage_from_the_host_never_changes_the_output() -> None:
     errors = [m for _, m in host.replies()[-3:]]
     assert [m.code for m in errors if isinstance(m, Err)] == [ErrorCode.CRC] * 3
     assert not any(isinstance(m, FramingError) for m in host.messages())
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.binary(max_size=300), max_size=8))
+def test_random_bytes_from_the_host_never_deliver_anything(chunks: list[bytes]) -> None:
+    host = started()
+    for chunk in chunks:
+        host.send_raw(chunk)
+    host.clock.advance(0.2)
+    assert host.device.record.max_level() == 0.0
+    assert all(isinstance(m, Ack | Err) for _, m in host.replies())
