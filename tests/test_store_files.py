@@ -1,0 +1,285 @@
+"""The database file: owner-only, recognised before it is touched, schema versions, migration,
+and corrupt or foreign files refused with one clear message and left byte-for-byte unchanged."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection
+
+from drivers.clock import VirtualClock
+from tens_control.cli import main
+from tens_control.store import (
+    DatabaseCorruptError,
+    DatabaseMissingError,
+    MigrationError,
+    NewerSchemaError,
+    NotATensControlDatabaseError,
+    Store,
+    StoreError,
+    default_db_path,
+    migrations,
+    resolve_db_path,
+    schema,
+)
+from tens_control.store.database import inspect_file
+from tests.store_support import open_virtual, raw, run_session
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def permissive_umask() -> Iterator[None]:
+    old = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@pytest.fixture
+def filled(tmp_path: Path) -> Path:
+    """A closed log with some sessions (a few hundred kB)."""
+    path = tmp_path / "log.sqlite3"
+    clock = VirtualClock()
+    with open_virtual(path, clock) as store:
+        for _ in range(3):
+            run_session(store, clock, samples=600)
+    return path
+
+
+# --------------------------------------------------------------------------- permissions
+
+
+@pytest.mark.usefixtures("permissive_umask")
+def test_database_wal_and_directory_are_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "new-dir" / "log.sqlite3"
+    clock = VirtualClock()
+    store = open_virtual(path, clock)
+    try:
+        run_session(store, clock)
+        assert mode(path.parent) == 0o700
+        for file in (path, path.with_name("log.sqlite3-wal"), path.with_name("log.sqlite3-shm")):
+            assert file.exists(), file
+            assert mode(file) == 0o600, file
+        assert mode(path.with_name("log.sqlite3.lock")) == 0o600
+    finally:
+        store.close()
+    assert mode(path) == 0o600
+
+
+def test_loose_permissions_are_tightened_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite3"
+    Store.open(path).close()
+    os.chmod(path, 0o644)
+    Store.open(path).close()
+    assert mode(path) == 0o600
+
+
+def test_connections_use_wal_and_full_synchronous_commits(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "log.sqlite3") as store, store._reading() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA secure_delete").scalar() == 1
+
+
+# --------------------------------------------------------------------------- where the file is
+
+
+def test_path_comes_from_option_then_environment_then_user_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("TENS_CONTROL_DB", raising=False)
+    assert default_db_path() == tmp_path / "xdg" / "tens-control" / "tens-control.sqlite3"
+    assert resolve_db_path(None) == default_db_path()
+    monkeypatch.setenv("TENS_CONTROL_DB", str(tmp_path / "env.sqlite3"))
+    assert resolve_db_path(None) == tmp_path / "env.sqlite3"
+    assert resolve_db_path(tmp_path / "opt.sqlite3") == tmp_path / "opt.sqlite3"
+    with Store.open() as store:
+        assert store.path == tmp_path / "env.sqlite3"
+    monkeypatch.delenv("TENS_CONTROL_DB")
+    with Store.open() as store:
+        assert store.path == default_db_path()
+        assert mode(store.path.parent) == 0o700
+
+
+def test_a_missing_database_is_not_created_when_not_asked(tmp_path: Path) -> None:
+    with pytest.raises(DatabaseMissingError, match="no database"):
+        Store.open(tmp_path / "nope.sqlite3", create=False)
+    assert not (tmp_path / "nope.sqlite3").exists()
+
+
+# --------------------------------------------------------------------------- bad files
+
+
+def _assert_refused_unchanged(path: Path, error: type[StoreError], match: str) -> None:
+    before = digest(path)
+    with pytest.raises(error, match=match) as raised:
+        Store.open(path)
+    assert "was not changed" in str(raised.value)
+    assert "\n" not in str(raised.value)
+    assert digest(path) == before
+
+
+def test_random_bytes_are_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite3"
+    path.write_bytes(os.urandom(5000))
+    _assert_refused_unchanged(path, NotATensControlDatabaseError, "not a tens-control database")
+
+
+def test_an_empty_file_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite3"
+    path.write_bytes(b"")
+    _assert_refused_unchanged(path, NotATensControlDatabaseError, "not a tens-control")
+
+
+def test_another_programs_sqlite_database_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "other.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE notes (body TEXT)")
+        conn.execute("INSERT INTO notes VALUES ('hello')")
+    conn.close()
+    _assert_refused_unchanged(path, NotATensControlDatabaseError, "not a tens-control")
+
+
+def test_a_truncated_database_is_refused_and_left_alone(filled: Path) -> None:
+    data = filled.read_bytes()
+    assert len(data) > 64 * 1024
+    filled.write_bytes(data[: len(data) // 3])
+    _assert_refused_unchanged(filled, DatabaseCorruptError, "truncated")
+
+
+def test_a_database_cut_inside_its_header_is_refused(filled: Path) -> None:
+    filled.write_bytes(filled.read_bytes()[:60])
+    _assert_refused_unchanged(filled, DatabaseCorruptError, "truncated")
+
+
+def test_a_damaged_page_is_reported_by_verify_and_the_file_left_alone(
+    filled: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = bytearray(filled.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 4096] = os.urandom(4096)
+    filled.write_bytes(bytes(data))
+    before = digest(filled)
+    code = main(["verify", "--db", str(filled)])
+    captured = capsys.readouterr()
+    assert code in (1, 2)
+    assert "Traceback" not in captured.err + captured.out
+    assert "BROKEN" in captured.out or "cannot be read" in captured.err
+    assert digest(filled) == before
+
+
+def test_corrupt_file_through_the_command_line_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "log.sqlite3"
+    path.write_bytes(b"SQLite format 3\x00" + os.urandom(3000))
+    before = digest(path)
+    assert main(["export", "--db", str(path), "-o", str(tmp_path / "x.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("tens-control: error: ")
+    assert digest(path) == before
+    assert not (tmp_path / "x.json").exists()
+
+
+# --------------------------------------------------------------------------- schema versions
+
+
+def test_a_newer_schema_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite3"
+    with Store.open(path) as store:
+        store.ensure_patient()
+    with raw(path) as conn:
+        conn.execute(
+            "INSERT INTO schema_version VALUES (?, '2030-01-01T00:00:00.000000Z', 'future')",
+            (schema.SCHEMA_VERSION + 1,),
+        )
+    before = digest(path)
+    with pytest.raises(NewerSchemaError, match="newer tens-control") as raised:
+        Store.open(path)
+    assert f"schema version {schema.SCHEMA_VERSION + 1}" in str(raised.value)
+    assert digest(path) == before
+
+
+def _add_locale(conn: Connection) -> None:
+    conn.exec_driver_sql("ALTER TABLE patients ADD COLUMN locale TEXT NOT NULL DEFAULT 'en'")
+
+
+def test_an_older_schema_is_migrated_with_a_backup_and_the_log_still_verifies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The migration path, exercised with a test-only step from version 1 to a version 2."""
+    path = tmp_path / "log.sqlite3"
+    clock = VirtualClock()
+    with open_virtual(path, clock) as store:
+        sid = run_session(store, clock)
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setitem(migrations.STEPS, 1, ("add patients.locale", _add_locale))
+    with Store.open(path) as store:
+        assert [s.uid for s in store.sessions()] == [sid]
+        report = store.verify()
+        assert report.ok, report.summary()
+    assert inspect_file(path) == 2
+    with raw(path) as conn:
+        versions = conn.execute("SELECT version, description FROM schema_version").fetchall()
+        locale = conn.execute("SELECT locale FROM patients").fetchone()[0]
+    assert versions == [(1, "created"), (2, "add patients.locale")]
+    assert locale == "en"
+    backup = migrations.backup_path(path, 1)
+    assert backup.exists()
+    assert mode(backup) == 0o600
+    assert inspect_file(backup) == 1
+
+
+def test_a_failing_migration_leaves_the_database_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "log.sqlite3"
+    clock = VirtualClock()
+    with open_virtual(path, clock) as store:
+        run_session(store, clock)
+
+    def broken(conn: Connection) -> None:
+        _add_locale(conn)
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setitem(migrations.STEPS, 1, ("broken step", broken))
+    with pytest.raises(MigrationError, match="was not changed"):
+        Store.open(path)
+    assert inspect_file(path) == 1
+    with raw(path) as conn:
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(patients)")]
+    assert "locale" not in columns
+    monkeypatch.undo()
+    with Store.open(path) as store:
+        assert store.verify().ok
+
+
+def test_a_version_without_a_migration_step_is_refused_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "log.sqlite3"
+    Store.open(path).close()
+    before = digest(path)
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
+    monkeypatch.setitem(migrations.STEPS, 1, ("one", _add_locale))
+    with pytest.raises(MigrationError, match="no step from version 2"):
+        Store.open(path)
+    assert digest(path) == before
