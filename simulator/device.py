@@ -184,6 +184,7 @@ class SimDevice:
         self.frames_in = 0
         self.frames_out = 0
         self._lock = threading.Lock()
+        """Guards the sink and the pending link faults (touched from two threads in real time)."""
         self._sink: Callable[[bytes], None] | None = None
         self._out: deque[tuple[float, bytes]] = deque()
         self._out_timer: TimerHandle | None = None
@@ -284,16 +285,19 @@ class SimDevice:
 
     # ------------------------------------------------------------------ link faults
     def _link_faulted(self, data: bytes, direction: Direction) -> tuple[bytes, ...]:
+        """Apply a pending garble/drop/duplicate to one frame. The host's writer thread and the
+        clock's thread both come here (one per direction), hence the lock."""
         faults = self._link_faults
         for kind in (FaultKind.DROP, FaultKind.GARBLE, FaultKind.DUPLICATE):
             key = (kind, direction)
-            left = faults.get(key)
-            if not left:
-                continue
-            if left <= 1:
-                del faults[key]
-            else:
-                faults[key] = left - 1
+            with self._lock:
+                left = faults.get(key)
+                if not left:
+                    continue
+                if left <= 1:
+                    del faults[key]
+                else:
+                    faults[key] = left - 1
             log.info("link fault: %s a frame to the %s", kind.value, direction.value)
             if kind is FaultKind.DROP:
                 return ()
@@ -389,7 +393,8 @@ class SimDevice:
             fw.set_battery(min(fw.battery_pct(), fw.battery_low_pct))
         elif kind in (FaultKind.GARBLE, FaultKind.DROP, FaultKind.DUPLICATE):
             key = (kind, fault.direction or Direction.DEVICE)
-            self._link_faults[key] = self._link_faults.get(key, 0) + max(1, fault.count)
+            with self._lock:
+                self._link_faults[key] = self._link_faults.get(key, 0) + max(1, fault.count)
         elif kind is FaultKind.LATE:
             self._late_s += (1500.0 if fault.value is None else fault.value) / 1000.0
         elif kind is FaultKind.MUTE:
