@@ -1,0 +1,408 @@
+"""The one adapter between the store and the review: builds the plain rows of
+:mod:`tens_control.review.model` from the database (read-only).
+
+Everything the review reads from the store goes through here. The queries are SQLAlchemy Core
+on :mod:`tens_control.store.schema`, inside one read transaction, and never touch telemetry.
+A session's amplitude figures are computed in SQL from its ``amplitude_changed`` events
+(SQLite's ``json_extract``, ``julianday`` and window functions):
+
+- ``mean_amplitude_ma``: for each channel, the time-weighted mean of the set amplitude over the
+  time it was above 0 (each level holds until the channel's next change, the last one until the
+  session's end); then the mean over the channels that stimulated;
+- ``max_amplitude_ma``: the highest amplitude set on any channel.
+
+A session's minutes are start to end, as the daily limit counts them (0 while it has no end).
+
+**Linking ratings to sessions.** A rating the store saved with its session keeps it. A *before*
+rating saved without one (it is taken before the session exists) belongs to the first session
+that starts within :data:`BEFORE_LINK` after it; an *after* rating without one to the last
+session that ended within :data:`AFTER_LINK` before it; a *+30 min* rating likewise within
+:data:`PLUS_30_LINK`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, tzinfo
+from typing import Any
+
+from sqlalchemy import Connection, select, text
+
+from tens_control.prescription import PrescriptionError, parse_prescription
+from tens_control.review.analytics import default_tz, local_day
+from tens_control.review.model import (
+    AdverseEventRow,
+    DeviceRow,
+    EventRow,
+    PainKind,
+    PatientData,
+    PatientRow,
+    Posture,
+    PrescriptionRow,
+    RatingRow,
+    SessionRow,
+    TreatmentRow,
+    When,
+)
+from tens_control.store import Store, schema
+from tens_control.store.canonical import iso_utc, parse_utc
+
+log = logging.getLogger(__name__)
+
+BEFORE_LINK = timedelta(minutes=30)
+AFTER_LINK = timedelta(minutes=30)
+PLUS_30_LINK = timedelta(minutes=90)
+FAULT_KINDS = ("fault",)
+REJECTION_KINDS = ("rejected",)
+NOT_TREATMENTS = frozenset({"pain_episode"})
+"""Diary kinds that are not other treatments."""
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The UTC bounds (ISO text, as stored) of the local days ``first`` to ``last``."""
+
+    since: str | None
+    until: str | None
+
+    @staticmethod
+    def of(first: date | None, last: date | None, tz: tzinfo) -> Window:
+        since = None if first is None else iso_utc(datetime.combine(first, time(0), tzinfo=tz))
+        until = (
+            None
+            if last is None
+            else iso_utc(datetime.combine(last + timedelta(days=1), time(0), tzinfo=tz))
+        )
+        return Window(since, until)
+
+    def sql(self, column: str) -> str:
+        parts = []
+        if self.since is not None:
+            parts.append(f"{column} >= :since")
+        if self.until is not None:
+            parts.append(f"{column} < :until")
+        return " AND ".join(parts) or "1 = 1"
+
+    def params(self) -> dict[str, str]:
+        out = {}
+        if self.since is not None:
+            out["since"] = self.since
+        if self.until is not None:
+            out["until"] = self.until
+        return out
+
+
+@contextmanager
+def reading(store: Store) -> Iterator[Connection]:
+    """One read transaction on the store's database."""
+    # The store has no public read-connection API yet; this is the only place that uses it.
+    with store._reading() as conn:
+        yield conn
+
+
+def list_patients(store: Store) -> list[PatientRow]:
+    """Every patient in the database, in the order they were added."""
+    p = schema.patients.c
+    with reading(store) as conn:
+        rows = conn.execute(select(p.uid, p.pseudonym).order_by(p.id)).all()
+    return [PatientRow(id=str(r.uid), pseudonym=str(r.pseudonym)) for r in rows]
+
+
+AMPLITUDE_SQL = """
+WITH amp AS (
+    SELECT e.session_id AS sid,
+           json_extract(e.payload, '$.channel') AS ch,
+           json_extract(e.payload, '$.to_ma') AS ma,
+           julianday(e.wall_time) AS t,
+           LEAD(julianday(e.wall_time)) OVER (
+               PARTITION BY e.session_id, json_extract(e.payload, '$.channel')
+               ORDER BY e.wall_time, e.id
+           ) AS t_next
+    FROM events AS e JOIN sessions AS s ON s.id = e.session_id
+    WHERE e.kind = 'amplitude_changed' AND s.patient_id = :pid AND {window}
+),
+spans AS (
+    SELECT a.sid, a.ch, a.ma,
+           (COALESCE(a.t_next, julianday(s.ended_at)) - a.t) * 86400.0 AS dur
+    FROM amp AS a JOIN sessions AS s ON s.id = a.sid
+),
+per_channel AS (
+    SELECT sid, ch,
+           SUM(CASE WHEN ma > 0 AND dur > 0 THEN ma * dur END)
+               / SUM(CASE WHEN ma > 0 AND dur > 0 THEN dur END) AS mean_ma,
+           MAX(ma) AS max_ma
+    FROM spans GROUP BY sid, ch
+)
+SELECT sid, AVG(mean_ma) AS mean_ma, MAX(max_ma) AS max_ma FROM per_channel GROUP BY sid
+"""
+
+
+def _site(plan_json: str) -> str | None:
+    try:
+        plan = json.loads(plan_json)
+        sites = [str(c["site"]) for c in plan.get("channels", ()) if c.get("site")]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    unique = list(dict.fromkeys(sites))
+    return " + ".join(unique) if unique else None
+
+
+def _link(ratings: list[RatingRow], sessions: Sequence[SessionRow]) -> list[RatingRow]:
+    """Give before/after/+30 min ratings saved without a session the session they belong to."""
+    if not sessions:
+        return ratings
+    by_start = sorted(sessions, key=lambda s: s.start)
+    starts = [s.start for s in by_start]
+    ended = sorted((s for s in sessions if s.end is not None), key=lambda s: s.end or s.start)
+    ends = [s.end for s in ended if s.end is not None]
+    out: list[RatingRow] = []
+    for r in ratings:
+        sid: str | None = None
+        if r.session_id is None and r.when == "before":
+            i = bisect.bisect_left(starts, r.at)
+            if i < len(starts) and starts[i] - r.at <= BEFORE_LINK:
+                sid = by_start[i].id
+        elif r.session_id is None and r.when in ("after", "plus_30_min"):
+            limit = AFTER_LINK if r.when == "after" else PLUS_30_LINK
+            i = bisect.bisect_right(ends, r.at) - 1
+            if i >= 0 and r.at - ends[i] <= limit:
+                sid = ended[i].id
+        if sid is None:
+            out.append(r)
+        else:
+            out.append(RatingRow(r.id, r.at, r.when, r.pain, r.posture, r.value, session_id=sid))
+    return out
+
+
+def load_patient(
+    store: Store,
+    pseudonym: str | None = None,
+    *,
+    period_from: date | None = None,
+    period_to: date | None = None,
+    tz: tzinfo | None = None,
+) -> PatientData:
+    """One patient's rows for the review over the local days ``period_from`` to ``period_to``
+    (``None``: unbounded). ``pseudonym`` defaults to the current patient."""
+    zone = tz if tz is not None else default_tz()
+    patient = store.pick_patient(pseudonym)
+    window = Window.of(period_from, period_to, zone)
+    # linked ratings may sit a little outside the period's sessions: read a margin around it
+    margin = Window.of(
+        None if period_from is None else period_from - timedelta(days=1),
+        None if period_to is None else period_to + timedelta(days=1),
+        zone,
+    )
+    p, s, d = schema.patients.c, schema.sessions.c, schema.devices.c
+    with reading(store) as conn:
+        pid = int(conn.execute(select(p.id).where(p.uid == patient.uid)).scalar_one())
+        params: dict[str, Any] = {"pid": pid, **window.params()}
+        amp = {
+            int(r.sid): (r.mean_ma, r.max_ma)
+            for r in conn.execute(
+                text(AMPLITUDE_SQL.format(window=window.sql("s.started_at"))), params
+            )
+        }
+        session_rows = conn.execute(
+            text(
+                "SELECT id, uid, program, plan, started_at, ended_at, end_reason, device_id "
+                f"FROM sessions WHERE patient_id = :pid AND {margin.sql('started_at')} "
+                "ORDER BY started_at, id"
+            ),
+            {"pid": pid, **margin.params()},
+        ).all()
+        uid_of = {int(r.id): str(r.uid) for r in session_rows}
+        sessions: list[SessionRow] = []
+        device_ids: set[int] = set()
+        for r in session_rows:
+            start = parse_utc(r.started_at)
+            end = None if r.ended_at is None else parse_utc(r.ended_at)
+            mean_ma, max_ma = amp.get(int(r.id), (None, None))
+            if r.device_id is not None:
+                device_ids.add(int(r.device_id))
+            sessions.append(
+                SessionRow(
+                    id=str(r.uid),
+                    start=start,
+                    end=end,
+                    end_reason=r.end_reason,
+                    stim_minutes=(
+                        0.0 if end is None else max(0.0, (end - start).total_seconds() / 60)
+                    ),
+                    program=str(r.program),
+                    device_id=None if r.device_id is None else str(r.device_id),
+                    mean_amplitude_ma=None if mean_ma is None else float(mean_ma),
+                    max_amplitude_ma=None if max_ma is None else float(max_ma),
+                    electrode_site=_site(str(r.plan)),
+                )
+            )
+        rating_rows = conn.execute(
+            text(
+                "SELECT uid, session_id, at, nrs, timing, pain, context FROM pain_ratings "
+                f"WHERE patient_id = :pid AND {margin.sql('at')} ORDER BY at, id"
+            ),
+            {"pid": pid, **margin.params()},
+        ).all()
+        missing_sessions = {
+            int(r.session_id)
+            for r in rating_rows
+            if r.session_id is not None and int(r.session_id) not in uid_of
+        }
+        if missing_sessions:
+            for sid, suid in conn.execute(
+                select(s.id, s.uid).where(s.id.in_(sorted(missing_sessions)))
+            ):
+                uid_of[int(sid)] = str(suid)
+        ratings = [
+            RatingRow(
+                id=str(r.uid),
+                at=parse_utc(r.at),
+                when=_when(r.timing),
+                pain=_pain(r.pain),
+                posture=_posture(r.context),
+                value=None if r.nrs is None else int(r.nrs),
+                session_id=None if r.session_id is None else uid_of.get(int(r.session_id)),
+            )
+            for r in rating_rows
+        ]
+        event_rows = conn.execute(
+            text(
+                "SELECT e.id, e.session_id, e.wall_time, e.kind, e.payload "
+                "FROM events AS e JOIN chains AS c ON c.id = e.chain_id "
+                "WHERE c.patient_id = :pid AND e.kind IN ('fault', 'rejected') "
+                f"AND {window.sql('e.wall_time')} ORDER BY e.wall_time, e.id"
+            ),
+            params,
+        ).all()
+        events = [_event(r, uid_of) for r in event_rows]
+        devices = [
+            DeviceRow(
+                id=str(r.id),
+                model=str(r.model),
+                serial=str(r.serial_number),
+                firmware=str(r.firmware),
+                manufacturer=_manufacturer(str(r.info)),
+                simulated=bool(r.is_simulator),
+            )
+            for r in conn.execute(
+                select(d.id, d.model, d.serial_number, d.firmware, d.info, d.is_simulator)
+                .where(d.id.in_(sorted(device_ids)))
+                .order_by(d.id)
+            )
+        ]
+    adverse = [
+        AdverseEventRow(
+            id=a.uid,
+            at=a.at,
+            kind=a.kind.value,
+            note=a.notes,
+            severity=a.severity.value,
+            session_id=a.session,
+        )
+        for a in store.adverse_events(patient.pseudonym)
+    ]
+    treatments = [
+        TreatmentRow(
+            id=t.uid,
+            start=local_day(t.start, zone),
+            kind=t.kind.value,
+            description=t.notes,
+            end=None if t.end is None else local_day(t.end, zone),
+        )
+        for t in store.diary_entries(patient.pseudonym)
+        if t.kind.value not in NOT_TREATMENTS
+    ]
+    prescriptions = []
+    for rx in store.prescriptions(patient.pseudonym):
+        row = prescription_row(rx.toml, rx.created_at, f"prescription version {rx.version}")
+        if row is not None:
+            prescriptions.append(row)
+    return PatientData(
+        patient=PatientRow(id=patient.uid, pseudonym=patient.pseudonym),
+        sessions=tuple(sessions),
+        ratings=tuple(_link(ratings, sessions)),
+        prescriptions=tuple(prescriptions),
+        devices=tuple(devices),
+        events=tuple(events),
+        adverse_events=tuple(adverse),
+        treatments=tuple(treatments),
+        period_from=period_from,
+        period_to=period_to,
+        extra={"database": str(store.path)},
+    )
+
+
+def prescription_row(toml: str, valid_from: datetime, source: str) -> PrescriptionRow | None:
+    """The schedule of a stored prescription: sessions a day (or, without one, as many
+    sessions as fit the daily minutes), session minutes, daily minutes. ``None`` (and a
+    warning in the log) when it cannot be read or prescribes no daily schedule."""
+    try:
+        rx = parse_prescription(toml, source)
+    except PrescriptionError as error:
+        log.warning("review ignores %s: %s", source, error)
+        return None
+    per_day = rx.sessions_per_day
+    if per_day is None and rx.minutes_per_day is not None:
+        per_day = max(1, rx.minutes_per_day // rx.session_minutes)
+    if per_day is None:
+        return None
+    return PrescriptionRow(
+        valid_from=valid_from,
+        sessions_per_day=int(per_day),
+        session_minutes=float(rx.session_minutes),
+        minutes_per_day=None if rx.minutes_per_day is None else float(rx.minutes_per_day),
+    )
+
+
+def _manufacturer(info: str) -> str | None:
+    try:
+        value = json.loads(info).get("manufacturer")
+    except (ValueError, AttributeError):
+        return None
+    return None if value in (None, "") else str(value)
+
+
+def _event(r: Any, uid_of: dict[int, str]) -> EventRow:
+    try:
+        payload = json.loads(r.payload)
+    except ValueError:
+        payload = {}
+    session = None if r.session_id is None else uid_of.get(int(r.session_id))
+    at = parse_utc(r.wall_time)
+    if r.kind == "fault":
+        code = str(payload.get("fault") or "fault")
+        return EventRow(str(r.id), at, "fault", code, str(payload.get("detail") or ""), session)
+    code = str(payload.get("parameter") or payload.get("command") or "rejected")
+    return EventRow(str(r.id), at, "rejection", code, str(payload.get("message") or ""), session)
+
+
+_WHENS: dict[str, When] = {
+    "before": "before",
+    "during": "during",
+    "after": "after",
+    "plus_30_min": "plus_30_min",
+    "diary": "diary",
+}
+_PAINS: dict[str, PainKind] = {
+    "phantom": "phantom",
+    "residual_limb": "residual_limb",
+    "other": "other",
+}
+_POSTURES: dict[str, Posture] = {"rest": "rest", "movement": "movement"}
+
+
+def _when(value: str) -> When:
+    return _WHENS.get(value, "diary")
+
+
+def _pain(value: str) -> PainKind:
+    return _PAINS.get(value, "other")
+
+
+def _posture(value: str) -> Posture:
+    return _POSTURES.get(value, "rest")
