@@ -22,13 +22,16 @@ import logging
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
 
+import serial
+
 import simulator  # noqa: F401 - registers the sim:// scheme with pyserial
 from drivers.base import DeviceInfo, DriverError, PortError, TensDriver
 from drivers.clock import Clock
 from drivers.limits import DeviceProfile, ProfileError, builtin_profiles, get_profile
+from drivers.sciencemode2.driver import BAUDRATE as SCIENCEMODE2_BAUDRATE
 from drivers.sciencemode2.driver import PROFILE_ID as SCIENCEMODE2_PROFILE
 from drivers.sciencemode2.driver import ScienceMode2Driver
-from drivers.transport import list_ports
+from drivers.transport import list_ports, open_port
 from drivers.tsp.driver import TspDriver
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,9 @@ class OpenedDevice:
     info: DeviceInfo
     profile_note: str = ""
     """Set when the profile was a guess (the device's model is not in the built-in profiles)."""
+    port: serial.Serial | None = None
+    """The open port (owned by the driver; tests reach the in-process simulator as
+    ``port.device``)."""
 
     @property
     def is_simulator(self) -> bool:
@@ -94,6 +100,17 @@ def _usb_profile(url: str) -> DeviceProfile | None:
                 for usb in profile.usb:
                     if usb.vid == port.vid and (usb.pid is None or usb.pid == port.pid):
                         return profile
+    return None
+
+
+def _usb_serial(url: str) -> str | None:
+    """The USB serial number of a local port, if the OS reports one."""
+    if "://" in url:
+        return None
+    with contextlib.suppress(Exception):  # best effort: only real USB ports have one
+        for port in list_ports():
+            if port.device == url:
+                return port.serial_number
     return None
 
 
@@ -163,14 +180,25 @@ def open_device(
     choice = choose_device(url, protocol=protocol, profile=profile)
     if choice.protocol == "sciencemode2":
         chosen = _profile(choice.profile_id or SCIENCEMODE2_PROFILE)
-        driver: TensDriver = ScienceMode2Driver.open(choice.url, clock, profile=chosen)
+        port = open_port(
+            choice.url, clock=clock, baudrate=SCIENCEMODE2_BAUDRATE, parity=serial.PARITY_EVEN
+        )
+        try:
+            driver: TensDriver = ScienceMode2Driver(
+                port, clock, profile=chosen, url=choice.url, serial_number=_usb_serial(choice.url)
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                port.close()
+            raise
         try:
             info = driver.identify()
         except BaseException:
             driver.close()
             raise
-        return OpenedDevice(choice.url, driver, chosen, info)
-    tsp = TspDriver.open(choice.url, clock)
+        return OpenedDevice(choice.url, driver, chosen, info, port=port)
+    port = open_port(choice.url, clock=clock)
+    tsp = TspDriver.connect(port, clock, url=choice.url)
     info = tsp.info
     note = ""
     if choice.profile_id is not None:
@@ -182,7 +210,7 @@ def open_device(
     if chosen.protocol != "tsp":
         tsp.close()
         raise PortError(f"profile {chosen.id!r} is for {chosen.protocol} devices, not TSP")
-    return OpenedDevice(choice.url, tsp, chosen, info, note)
+    return OpenedDevice(choice.url, tsp, chosen, info, note, port=port)
 
 
 __all__ = [
