@@ -220,3 +220,19 @@ def test_import_of_something_that_is_not_a_bundle(tmp_path: Path) -> None:
         _run(import_cmd, ["import", str(junk), "--db", str(tmp_path / "c.sqlite3")])
     with pytest.raises(TensControlError, match="no such file"):
         _run(import_cmd, ["import", str(tmp_path / "none.json")])
+
+
+def test_cli_registers_report_and_import(
+    sample_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tens_control.cli import main
+
+    out = tmp_path / "r.csv"
+    assert main(["report", "--db", str(sample_db), "--format", "csv", "-o", str(out)]) == 0
+    assert out.read_text(encoding="utf-8").startswith("record,")
+    assert main(["report", "--db", str(sample_db), "--format", "csv", "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("tens-control: error:")
+    assert "--force" in err[0]
+    assert main(["import", str(tmp_path / "missing.json"), "--db", str(tmp_path / "c.db")]) == 2
