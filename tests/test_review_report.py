@@ -3,6 +3,7 @@ output file is never overwritten without --force, and the JSON is the summary.""
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import re
@@ -122,3 +123,15 @@ def test_output_is_never_overwritten_without_force(tmp_path: Path) -> None:
 def test_output_into_a_missing_folder_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ReportError, match="does not exist"):
         write_output(tmp_path / "nope" / "r.pdf", b"x")
+
+
+def test_the_sample_report_in_docs_is_current() -> None:
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    html_text = (docs / "sample-report.html").read_text(encoding="utf-8")
+    report = build_report(sample_patient(), tz=UTC, generated=GENERATED)
+    for line in [*report.answers(), *report.warnings()]:
+        assert html.escape(line.text) in html_text, (
+            "run python -m tests.fixtures.make_sample_report"
+        )
+    assert html_text.count("<svg") == 4
+    assert len(PdfReader(docs / "sample-report.pdf").pages) == 2
