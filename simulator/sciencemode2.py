@@ -14,8 +14,9 @@ timer and the faults):
 * Every parameter is checked (result -2, nothing changes); a frame with a bad CRC or length is
   answered with result -1 (transfer error) when its command is readable; a command it does not
   know (including 50-90, the ergometer commands) is answered with ``UnknownCommand``.
-* Faults: an electrode off (lead-off, drift) while stimulating, or at start on an active
-  channel with current, -> ``StimulationError`` -2 and stop; the emergency switch ->
+* Faults: an electrode off (lead-off, drift) on an active channel while stimulating, or at
+  start -> ``StimulationError`` -2 and stop (the resistance test precedes every pulse, also
+  at 0 mA); the emergency switch ->
   ``StimulationError`` -1; an internal fault -> ``StimulationError`` -3. The device reports no
   current and no impedance, and nothing about the battery.
 * Response latency is the link's (``latency_ms``, see :class:`~simulator.device.SimConfig`;
@@ -233,13 +234,10 @@ class ScienceMode2FrontEnd:
         elif kind is DeviceEventKind.LEAD_OFF:
             channel = event.channel
             if self.mode is StimulationMode.STARTED and (
-                channel is None or channel in self._active_with_current()
+                channel is None or channel in self._entries
             ):
                 self._stimulation_error(StimulationErrorCode.ELECTRODE_ERROR)
         # BATTERY_LOW: the RehaStim 2 has no such message.
-
-    def _active_with_current(self) -> set[int]:
-        return {ch for ch, entry in self._entries.items() if entry.current_ma > 0}
 
     def _stimulation_error(self, code: StimulationErrorCode) -> None:
         self._stop_output()
@@ -389,7 +387,7 @@ class ScienceMode2FrontEnd:
         for channel, entry in entries.items():
             current = float(entry.current_ma)
             before = self._entries.get(channel)
-            if current > 0 and firmware.is_lead_off(channel):
+            if firmware.is_lead_off(channel):
                 electrode_error = True
                 current = 0.0
             reshaped = before is not None and (before.mode, before.pulse_width_us) != (

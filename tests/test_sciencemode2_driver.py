@@ -661,17 +661,18 @@ def test_electrode_error_is_a_lead_off_on_every_channel(clock: VirtualClock) -> 
     driver.close()
 
 
-def test_electrode_off_at_a_raise_is_reported_as_lead_off(clock: VirtualClock) -> None:
+def test_an_electrode_already_off_is_reported_as_lead_off_at_start(clock: VirtualClock) -> None:
     driver = ScienceMode2Driver.open(URL, clock)
     reports = Reports()
     driver.add_report_handler(reports)
     device = device_of(driver)
     device.inject(FaultKind.LEAD_OFF, channel=1)
     driver.configure(1, HZ100)
-    driver.start()
-    driver.set_amplitude(1, 1)  # acknowledged, then the test pulse finds the electrode off
+    driver.start()  # acknowledged, then the resistance test finds the electrode off
     clock.advance(0.1)
     assert len(reports.events(DeviceEventKind.LEAD_OFF)) == 1
+    with pytest.raises(DriverRefusedError, match="not stimulating"):
+        driver.set_amplitude(1, 1)
     assert device.record.max_level() == 0.0
     driver.close()
 
@@ -842,4 +843,19 @@ def test_an_update_answered_after_a_stop_does_not_revive_the_output_belief(
     assert device.firmware.delivered(1) == 0.0
     with pytest.raises(DriverRefusedError, match="not stimulating"):
         driver.set_amplitude(1, 1)
+    driver.close()
+
+
+def test_a_restart_is_reported_before_the_commands_it_cancelled_fail(clock: VirtualClock) -> None:
+    driver, device, _ = running(clock, up_to=2)
+    order: list[str] = []
+    driver.add_report_handler(
+        lambda r: order.append(r.kind.value) if isinstance(r, DeviceEvent) else None
+    )
+    pending = driver.request_amplitude(1, 3)
+    pending.add_done_callback(lambda p: order.append(f"command failed: {p.error is not None}"))
+    device.inject(FaultKind.RESET)  # before the update arrives: the device restarts
+    clock.advance(0.1)
+    assert order[:2] == ["device_reset", "command failed: True"]
+    assert device.record.level_at(1, clock.now()) == 0.0
     driver.close()

@@ -378,21 +378,28 @@ def test_electrode_error_while_stimulating_stops_every_channel(host: RawHost) ->
     assert host.mode() == 0
 
 
-def test_electrode_off_at_start_is_an_electrode_error_after_the_ack(host: RawHost) -> None:
+@pytest.mark.parametrize("current", [0, 4])
+def test_electrode_off_at_start_is_an_electrode_error_after_the_ack(
+    host: RawHost, current: int
+) -> None:
     host.link()
     host.device.inject(FaultKind.LEAD_OFF, channel=1)
     host.command(INIT_CH1)
-    assert host.command(StartChannelListMode((ChannelPulse(0, 200, 0),))) == (
-        StartChannelListModeAck(OK)
-    )
-    assert stimulation_errors(host) == []  # nothing to test at 0 mA
-    assert host.command(StartChannelListMode((ChannelPulse(0, 200, 4),))) == (
+    assert host.command(StartChannelListMode((ChannelPulse(0, 200, current),))) == (
         StartChannelListModeAck(OK)
     )
     host.clock.advance(0.05)
     assert stimulation_errors(host) == [-2]
     assert host.device.record.max_level() == 0.0
     assert host.mode() == 0
+
+
+def test_an_electrode_off_on_an_inactive_channel_is_no_error(host: RawHost) -> None:
+    host.stimulate(current=5)
+    host.device.inject(FaultKind.LEAD_OFF, channel=3)
+    host.clock.advance(0.05)
+    assert stimulation_errors(host) == []
+    assert host.device.firmware.delivered(1) == 5.0
 
 
 def test_emergency_switch_stops_output_and_reports(host: RawHost) -> None:

@@ -1224,6 +1224,13 @@ class ScienceMode2Driver(TensDriver):
             return
         was = "stimulating" if state.running else "idle"
         self._device_stopped()
+        # The event first: whoever waits on a command learns why before its error arrives.
+        self._event(
+            DeviceEventKind.DEVICE_RESET,
+            None,
+            f"the RehaStim 2 restarted (it sent Init while {was}): every output is off and "
+            "every channel must be configured and started again; nothing resumes by itself",
+        )
         self._cancel_chains("the device restarted")
         self._poll = None
         for out in self._forget_all():
@@ -1231,12 +1238,6 @@ class ScienceMode2Driver(TensDriver):
                 out.pending,
                 DriverRefusedError(ErrorCode.STATE, out.name, "the RehaStim 2 restarted"),
             )
-        self._event(
-            DeviceEventKind.DEVICE_RESET,
-            None,
-            f"the RehaStim 2 restarted (it sent Init while {was}): every output is off and "
-            "every channel must be configured and started again; nothing resumes by itself",
-        )
 
     def _device_stopped(self) -> None:
         """The device stopped and reset its modes by itself (error, restart)."""
@@ -1250,7 +1251,10 @@ class ScienceMode2Driver(TensDriver):
 
     def _on_stimulation_error(self, error: int) -> None:
         self._device_stopped()
+        self._stimulation_error_event(error)
         self._cancel_chains("the device stopped on a stimulation error")
+
+    def _stimulation_error_event(self, error: int) -> None:
         if error == StimulationErrorCode.EMERGENCY_SWITCH:
             self._event(
                 DeviceEventKind.EMERGENCY_SWITCH,
@@ -1379,16 +1383,16 @@ class ScienceMode2Driver(TensDriver):
                     )
                 )
         self._device_stopped()
-        self._cancel_chains("comms lost")
-        self._cancel_timers()
-        for out in self._forget_all():
-            self._resolve(out.pending, CommsLostError(f"{out.name}: {detail}"))
         log.warning("RehaStim 2 comms lost: %s", detail)
         self._event(
             DeviceEventKind.COMMS_LOST,
             None,
             f"{detail}; stimulation stopped and will not resume by itself",
         )
+        self._cancel_chains("comms lost")
+        self._cancel_timers()
+        for out in self._forget_all():
+            self._resolve(out.pending, CommsLostError(f"{out.name}: {detail}"))
 
 
 # --------------------------------------------------------------------------- discovery
