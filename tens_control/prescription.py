@@ -331,10 +331,13 @@ class Prescription(BaseModel):
         written_by: str | None = None,
         written_at: datetime | None = None,
         reason: str | None = None,
+        patient: str | None = None,
     ) -> Prescription:
         """A copy as a new version (validated again), e.g. when the store imports it."""
         data = self.model_dump()
         data["version"] = version
+        if patient is not None:
+            data["patient"] = patient
         if written_by is not None:
             data["written_by"] = written_by
         if written_at is not None:
@@ -666,7 +669,7 @@ _TEMPLATE = """\
 # The manufacturer's limits always apply too: nothing here can raise them.
 
 format = {format}
-patient = "patient-001"            # the patient's pseudonym (optional; import checks it)
+# patient = "patient-1"            # the patient's pseudonym (optional; import checks it)
 written_by = "Dr A. Example, pain clinic"
 written_at = {written_at}
 reason = "Phantom-limb pain after left transtibial amputation; start conventional TENS."

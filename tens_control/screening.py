@@ -187,6 +187,26 @@ def _first_problem(error: ValidationError) -> str:
     return f"override {what}: {first['msg']}"
 
 
+def carry_overrides(new: Screening, previous: Screening | None) -> Screening:
+    """``new`` with the clinician overrides of ``previous`` whose answer is still "yes".
+
+    A repeated screening keeps the overrides of conditions already reviewed; a new "yes" is
+    not covered and blocks until a clinician reviews it.
+    """
+    if previous is None or new.overrides:
+        return new
+    kept = tuple(o for o in previous.overrides if new.answers.get(o.question, False))
+    if not kept:
+        return new
+    return Screening(
+        at=new.at,
+        answers=dict(new.answers),
+        overrides=kept,
+        recorded_by=new.recorded_by,
+        notes=new.notes,
+    )
+
+
 def none_reported(at: datetime | None = None) -> Screening:
     """The patient reports none of the conditions (``tens-control screening --none``)."""
     return Screening(

@@ -43,6 +43,7 @@ from tens_control.prescription import (
 from tens_control.programs import CATALOGUE, Program, ProgramError
 from tens_control.screening import ClinicianOverride
 from tens_control.sites import PadSize, Side, Site
+from tens_control.store import Store
 
 WHEN = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 
@@ -583,3 +584,73 @@ def test_cli_show_of_a_malformed_file_is_one_line(
     assert "field channels (entry 1).site: head is refused" in err
     assert err.count("\n") == 1
     assert "Traceback" not in err
+
+
+def test_cli_import_stores_numbered_versions_and_show_current_reads_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = ["--db", str(tmp_path / "db.sqlite3")]
+    assert main(["prescription", "show", "--current", *db]) == 0
+    out = capsys.readouterr().out
+    assert "No prescription on record: the over-the-counter defaults apply." in out
+    assert "at most 3 a day" in out
+
+    path = tmp_path / "rx.toml"
+    save_prescription(_rx(patient=None), path)
+    assert main(["prescription", "import", str(path), *db]) == 0
+    assert "as prescription version 1" in capsys.readouterr().out
+    assert (
+        main(["prescription", "import", str(path), "--author", "Dr Z", "--reason", "v2", *db]) == 0
+    )
+    assert "as prescription version 2" in capsys.readouterr().out
+
+    with Store.open(tmp_path / "db.sqlite3", create=False, recover=False) as store:
+        versions = store.prescriptions()
+        assert [(p.version, p.author, p.reason) for p in versions] == [
+            (1, "Dr A. Example", "phantom-limb pain"),
+            (2, "Dr Z", "v2"),
+        ]
+        stored = parse_prescription(versions[1].toml)
+    assert (stored.version, stored.written_by, stored.reason) == (2, "Dr Z", "v2")
+    assert stored.patient == "patient-1"
+    assert stored.channels == _rx().channels
+
+    assert main(["prescription", "show", "--current", *db]) == 0
+    out = capsys.readouterr().out
+    assert "Prescription version 2 for patient-1" in out
+    assert "written by Dr Z" in out
+
+
+def test_cli_import_refuses_bad_files_other_patients_and_misfits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db_path = tmp_path / "db.sqlite3"
+    db = ["--db", str(db_path)]
+    bad = tmp_path / "bad.toml"
+    bad.write_text(BASE.replace("session_minutes = 30", "session_minutes = 0"), encoding="utf-8")
+    assert main(["prescription", "import", str(bad), *db]) == 2
+    assert "field session_minutes" in capsys.readouterr().err
+    assert not db_path.exists()  # nothing stored, not even a database
+
+    mine = tmp_path / "mine.toml"
+    save_prescription(_rx(patient="patient-7"), mine)
+    assert main(["prescription", "import", str(mine), "--patient", "patient-8", *db]) == 2
+    assert "is for patient 'patient-7', not 'patient-8'" in capsys.readouterr().err
+
+    other = tmp_path / "other.toml"
+    save_prescription(_rx(patient=None), other)
+    assert main(["prescription", "import", str(other), *db]) == 0  # creates patient-1
+    capsys.readouterr()
+    assert main(["prescription", "import", str(mine), *db]) == 2
+    assert "add --patient patient-7" in capsys.readouterr().err
+    assert main(["prescription", "import", str(mine), "--patient", "patient-7", *db]) == 0
+    capsys.readouterr()
+
+    too_long = tmp_path / "long.toml"
+    save_prescription(_rx(patient=None, session_minutes=90, minutes_per_day=None), too_long)
+    args = ["prescription", "import", str(too_long), "--profile", "generic-2ch", *db]
+    assert main([*args, "--patient", "patient-1"]) == 2
+    assert "session_minutes (90)" in capsys.readouterr().err
+    with Store.open(db_path, create=False, recover=False) as store:
+        assert len(store.prescriptions("patient-1")) == 1
+        assert len(store.prescriptions("patient-7")) == 1

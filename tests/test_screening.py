@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -24,6 +25,7 @@ from tens_control.screening import (
     screening_gate,
     screening_log_note,
 )
+from tens_control.store import Store
 
 NOW = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 LATER = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
@@ -219,3 +221,71 @@ def test_override_options_need_each_other(capsys: pytest.CaptureFixture[str]) ->
     assert "--override needs --by NAME" in capsys.readouterr().err
     assert main(["screening", "--by", "Dr A"]) == 2
     assert "go with --override" in capsys.readouterr().err
+
+
+def _stdin(monkeypatch: pytest.MonkeyPatch, replies: list[str]) -> None:
+    queue = list(replies)
+
+    def fake_input(prompt: str = "") -> str:
+        if not queue:
+            raise EOFError
+        return queue.pop(0)
+
+    monkeypatch.setattr("builtins.input", fake_input)
+
+
+def test_cli_screening_stores_answers_override_and_carries_it_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = ["--db", str(tmp_path / "db.sqlite3")]
+    assert main(["screening", "--show", *db]) == 0
+    assert "No screening on record" in capsys.readouterr().out
+    assert main(["screening", "--override", "--by", "Dr A", "--reason", "fine", *db]) == 2
+    assert "there is no database at" in capsys.readouterr().err
+
+    yes_to_implant = ["y"] + ["n"] * (len(QUESTIONS) - 1)
+    _stdin(monkeypatch, yes_to_implant)
+    assert main(["screening", *db]) == 0
+    out = capsys.readouterr().out
+    assert "pacemaker, ICD or other active implant" in out
+    assert "Contact your clinician" in out
+    with Store.open(tmp_path / "db.sqlite3", create=False, recover=False) as store:
+        stored = store.latest_screening()
+        assert stored is not None
+        assert stored.answers["active_implant"] is True
+        latest = Screening.model_validate(stored.model_dump(exclude={"uid"}))
+    assert screening_gate(latest, device_is_simulator=False) is not None
+
+    assert main(["screening", "--override", "--by", "Dr A", "--reason", "leg pads only", *db]) == 0
+    assert "Stimulation is no longer blocked" in capsys.readouterr().out
+    assert main(["screening", "--show", *db]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("Stimulation: allowed")
+
+    # answering again: the reviewed "yes" stays covered, a new "yes" blocks
+    _stdin(monkeypatch, ["y", "y"] + ["n"] * (len(QUESTIONS) - 2))
+    assert main(["screening", *db]) == 0
+    assert "You answered yes to: pregnancy." in capsys.readouterr().out
+    with Store.open(tmp_path / "db.sqlite3", create=False, recover=False) as store:
+        stored = store.latest_screening()
+        assert stored is not None
+        latest = Screening.model_validate(stored.model_dump(exclude={"uid"}))
+        assert len(store.screenings()) == 3
+    assert latest.uncovered == (Question.PREGNANCY,)
+    assert [o.question for o in latest.overrides] == [Question.ACTIVE_IMPLANT]
+
+    assert main(["screening", "--none", *db]) == 0
+    assert main(["screening", "--show", *db]) == 0
+    text = capsys.readouterr().out
+    assert NONE_REPORTED_NOTE in text
+    assert text.rstrip().endswith("Stimulation: allowed")
+
+
+def test_cli_screening_interrupted_records_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "db.sqlite3"
+    _stdin(monkeypatch, ["n", "n"])
+    assert main(["screening", "--db", str(db)]) == 2
+    assert "nothing was recorded" in capsys.readouterr().err
+    with Store.open(db, create=False, recover=False) as store:
+        assert store.screenings() == []

@@ -14,16 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from drivers.limits import DeviceProfile, get_profile
-from tens_control.errors import TensControlError
 from tens_control.prescription import (
     Prescription,
     PrescriptionError,
     dump_prescription,
     load_prescription,
     over_the_counter,
+    parse_prescription,
     template,
     write_new_file,
 )
+from tens_control.store import DatabaseMissingError, Store, add_db_argument, add_patient_argument
 
 DEFAULT_FILE = "prescription.toml"
 
@@ -77,10 +78,6 @@ def _add_profile_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_store_arguments(parser: argparse.ArgumentParser) -> None:
-    try:
-        from tens_control.store.paths import add_db_argument, add_patient_argument
-    except ImportError:  # pragma: no cover - the store ships with the application
-        return
     add_db_argument(parser)
     add_patient_argument(parser)
 
@@ -132,7 +129,7 @@ def _show(args: argparse.Namespace) -> int:
 def _import(args: argparse.Namespace) -> int:
     path = Path(args.file)
     rx = load_prescription(path)
-    if rx.patient is not None and getattr(args, "patient", None) not in (None, rx.patient):
+    if rx.patient is not None and args.patient not in (None, rx.patient):
         raise PrescriptionError(
             f"prescription {path} is for patient {rx.patient!r}, not {args.patient!r}; "
             "check you have the right file"
@@ -146,7 +143,7 @@ def _import(args: argparse.Namespace) -> int:
         author=args.author or rx.written_by,
         reason=args.reason or rx.reason,
     )
-    print(f"Stored prescription {path} as version {version}.")
+    print(f"Stored {path} as prescription version {version}.")
     return 0
 
 
@@ -161,20 +158,55 @@ def _profile_for(args: argparse.Namespace, rx: Prescription | None) -> DevicePro
 
 def current_prescription(args: argparse.Namespace) -> Prescription | None:
     """The patient's current stored prescription, or None if there is none."""
-    raise TensControlError(
-        "the session store is not available in this build, so there is no current "
-        "prescription to show; show a file instead"
-    )
+    try:
+        with Store.open(args.db, create=False, recover=False) as store:
+            if args.patient is None and not store.patients():
+                return None
+            patient = store.pick_patient(args.patient).pseudonym
+            stored = store.latest_prescription(patient)
+    except DatabaseMissingError:
+        return None
+    if stored is None:
+        return None
+    rx = parse_prescription(stored.toml, f"stored prescription version {stored.version}")
+    return rx if rx.version == stored.version else rx.revised(version=stored.version)
 
 
 def store_prescription(
     args: argparse.Namespace, rx: Prescription, *, author: str, reason: str
 ) -> int:
-    """Store ``rx`` as the patient's next prescription version; return the version number."""
-    raise TensControlError(
-        f"the prescription is valid (version {rx.version}, {author}: {reason}), but the "
-        "session store is not available in this build, so it was not stored"
-    )
+    """Store ``rx`` as the patient's next prescription version; return the version number.
+
+    The patient is ``--patient``, else the file's ``patient``, else the current patient. A new
+    database, and the patient, are created if needed; but a file naming a patient the database
+    does not have is refused unless ``--patient`` confirms it.
+    """
+    with Store.open(args.db, create=True, recover=False) as store:
+        known = {p.pseudonym for p in store.patients()}
+        if args.patient is not None:
+            patient = store.ensure_patient(args.patient).pseudonym
+        elif rx.patient is not None:
+            if known and rx.patient not in known:
+                raise PrescriptionError(
+                    f"the prescription is for patient {rx.patient!r}, who is not in "
+                    f"{store.path}; add --patient {rx.patient} to add them"
+                )
+            patient = store.ensure_patient(rx.patient).pseudonym
+        elif not known:
+            patient = store.ensure_patient().pseudonym
+        else:
+            patient = store.pick_patient(None).pseudonym
+        versions = [p.version for p in store.prescriptions(patient)]
+        revised = rx.revised(
+            version=max(versions, default=0) + 1,
+            written_by=author,
+            reason=reason,
+            patient=patient,
+        )
+        stored = store.save_prescription(
+            dump_prescription(revised), author=author, reason=reason, patient=patient
+        )
+        return stored.version
 
 
 # --------------------------------------------------------------------------- plain words

@@ -9,9 +9,12 @@ the latest screening.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
+
+from pydantic import ValidationError
 
 from tens_control.errors import TensControlError
 from tens_control.screening import (
@@ -21,10 +24,18 @@ from tens_control.screening import (
     Question,
     Screening,
     ScreeningError,
+    carry_overrides,
     from_answers,
     none_reported,
     screening_gate,
 )
+from tens_control.store import (
+    DatabaseMissingError,
+    Store,
+    add_db_argument,
+    add_patient_argument,
+)
+from tens_control.store.records import ScreeningOverride as StoredOverride
 
 YES = frozenset({"y", "yes"})
 NO = frozenset({"n", "no"})
@@ -53,10 +64,6 @@ def add_parser(sub: Any) -> None:
     mode.add_argument("--show", action="store_true", help="print the latest screening")
     p.add_argument("--by", metavar="NAME", help="with --override: the clinician's name and role")
     p.add_argument("--reason", metavar="TEXT", help="with --override: why it is safe")
-    try:
-        from tens_control.store.paths import add_db_argument, add_patient_argument
-    except ImportError:  # pragma: no cover - the store ships with the application
-        return
     add_db_argument(p)
     add_patient_argument(p)
 
@@ -64,26 +71,30 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if (args.by or args.reason) and not args.override:
         raise TensControlError("--by and --reason go with --override")
-    if args.override:
-        return _override(args)
+    if args.override and (not args.by or not args.reason):
+        raise TensControlError(
+            "--override needs --by NAME (who decides) and --reason TEXT (why it is safe)"
+        )
     if args.show:
         return _show(args)
-    if args.none:
-        screening = none_reported()
-        save_screening(args, screening)
-        print("Recorded: you report none of the conditions. You may use TENS.")
-        return 0
-    return _interactive(args)
+    with _open(args, create=not args.override) as (store, patient):
+        if args.override:
+            return _override(store, patient, args.by, args.reason)
+        if args.none:
+            save_screening(store, patient, none_reported())
+            print("Recorded: you report none of the conditions. You may use TENS.")
+            return 0
+        return _interactive(store, patient)
 
 
-def _interactive(args: argparse.Namespace) -> int:
+def _interactive(store: Store, patient: str) -> int:
     print("Before using TENS, please answer these questions with y (yes) or n (no).")
     print("Your answers are kept with your records for your clinician.\n")
     answers = ask(input, print)
-    screening = from_answers(answers)
-    save_screening(args, screening)
+    screening = carry_overrides(from_answers(answers), latest_screening(store, patient))
+    save_screening(store, patient, screening)
     if screening.blocks:
-        labels = ", ".join(SHORT_LABELS[q] for q in screening.positives)
+        labels = ", ".join(SHORT_LABELS[q] for q in screening.uncovered)
         print(f"\nYou answered yes to: {labels}.")
         print(CONTACT_CLINICIAN)
         return 0
@@ -115,26 +126,26 @@ def ask(read: Callable[[str], str], write: Callable[[str], None]) -> dict[Questi
     return answers
 
 
-def _override(args: argparse.Namespace) -> int:
-    if not args.by or not args.reason:
-        raise TensControlError(
-            "--override needs --by NAME (who decides) and --reason TEXT (why it is safe)"
-        )
-    latest = latest_screening(args)
+def _override(store: Store, patient: str, who: str, why: str) -> int:
+    latest = latest_screening(store, patient)
     if latest is None:
         raise ScreeningError(
-            "there is no screening on record to override; the patient answers it first "
-            "(`tens-control screening`)"
+            f"there is no screening on record for {patient} to override; the patient answers "
+            "it first (`tens-control screening`)"
         )
-    updated = latest.with_override(args.by, args.reason, at=datetime.now(UTC))
-    save_screening(args, updated)
+    updated = latest.with_override(who, why, at=datetime.now(UTC))
+    save_screening(store, patient, updated)
     labels = ", ".join(SHORT_LABELS[q] for q in latest.uncovered)
-    print(f"Recorded override by {args.by} for: {labels}. Stimulation is no longer blocked.")
+    print(f"Recorded override by {who} for {patient}: {labels}. Stimulation is no longer blocked.")
     return 0
 
 
 def _show(args: argparse.Namespace) -> int:
-    latest = latest_screening(args)
+    try:
+        with _open(args, create=False) as (store, patient):
+            latest = latest_screening(store, patient)
+    except DatabaseMissingError:
+        latest = None
     if latest is None:
         print("No screening on record. Run `tens-control screening` before the first session.")
         return 0
@@ -155,21 +166,55 @@ def describe(screening: Screening) -> str:
             f"{o.at.astimezone(UTC):%Y-%m-%d %H:%M} UTC: {o.why}"
         )
     reason = screening_gate(screening, device_is_simulator=False)
-    lines.append(f"Stimulation: {'blocked - ' + reason if reason else 'allowed'}")
+    lines.append(f"Stimulation: blocked; {reason}" if reason else "Stimulation: allowed")
     return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- storage
-# Every use of the store is in these two functions.
+# Every use of the store is in these three functions.
 
 
-def latest_screening(args: argparse.Namespace) -> Screening | None:
+@contextmanager
+def _open(args: argparse.Namespace, *, create: bool) -> Iterator[tuple[Store, str]]:
+    """The store and the patient's pseudonym (``--patient``, else the current patient).
+
+    With ``create``, a new database and the default patient are created if needed (a patient
+    answering the screening on a new install); otherwise both must exist.
+    """
+    with Store.open(args.db, create=create, recover=False) as store:
+        if args.patient is not None and create:
+            patient = store.ensure_patient(args.patient).pseudonym
+        elif create and not store.patients():
+            patient = store.ensure_patient().pseudonym
+        else:
+            patient = store.pick_patient(args.patient).pseudonym
+        yield store, patient
+
+
+def latest_screening(store: Store, patient: str) -> Screening | None:
     """The patient's latest screening, or None if there is none."""
-    raise TensControlError("the session store is not available in this build")
+    stored = store.latest_screening(patient)
+    if stored is None:
+        return None
+    try:
+        return Screening.model_validate(stored.model_dump(mode="python", exclude={"uid"}))
+    except ValidationError:
+        raise ScreeningError(
+            f"the stored screening of {patient} cannot be read by this version of "
+            "tens-control; run `tens-control screening` again"
+        ) from None
 
 
-def save_screening(args: argparse.Namespace, screening: Screening) -> None:
-    """Store a screening (a new record; earlier ones are kept)."""
-    raise TensControlError(
-        "the session store is not available in this build, so the screening was not recorded"
+def save_screening(store: Store, patient: str, screening: Screening) -> None:
+    """Store a screening as a new record (earlier ones are kept)."""
+    store.save_screening(
+        {q.value: yes for q, yes in screening.answers.items()},
+        recorded_by=screening.recorded_by,
+        overrides=[
+            StoredOverride(question=o.question.value, who=o.who, at=o.at, why=o.why)
+            for o in screening.overrides
+        ],
+        notes=screening.notes,
+        patient=patient,
+        at=screening.at,
     )
