@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from tens_control.pain import (
     PEG_ITEMS,
@@ -246,3 +246,47 @@ def test_adverse_events() -> None:
     assert {k.value for k in AdverseKind} == {"skin_redness", "burn", "headache", "other"}
     back = AdverseEvent.model_validate_json(event.model_dump_json())
     assert back == event
+
+
+# --------------------------------------------------------------------------- the store's records
+
+
+def test_every_model_converts_to_the_store_record_of_the_same_shape() -> None:
+    from tens_control.store import records
+
+    pairs: list[tuple[BaseModel, type[BaseModel]]] = [
+        (
+            PainRating(at=NOW, when=RatingTime.PLUS_30_MIN, nrs=None, note="skipped"),
+            records.PainRating,
+        ),
+        (
+            PainRating(
+                at=NOW,
+                when=RatingTime.AFTER,
+                pain=PainSite.RESIDUAL_LIMB,
+                context=PainContext.MOVEMENT,
+                nrs=0,
+            ),
+            records.PainRating,
+        ),
+        (PegScore(at=NOW, pain=5, enjoyment=None, activity=7), records.PegScore),
+        (DiaryEntry.pain_episode(NOW, duration_minutes=30, severity=6), records.DiaryEntry),
+        (
+            DiaryEntry.treatment(DiaryKind.KETAMINE_INFUSION, NOW, end=NOW + timedelta(days=5)),
+            records.DiaryEntry,
+        ),
+        (
+            AdverseEvent(at=NOW, kind=AdverseKind.BURN, severity=Severity.SEVERE),
+            records.AdverseEvent,
+        ),
+    ]
+    for model, record_type in pairs:
+        record = record_type.model_validate(model.model_dump())
+        back = type(model).model_validate(record.model_dump(exclude={"uid", "session"}))
+        assert back == model
+    assert {k.value for k in DiaryKind} == {k.value for k in records.DiaryKind}
+    assert {k.value for k in PainSite} == {k.value for k in records.PainSite}
+    assert {k.value for k in PainContext} == {k.value for k in records.PainContext}
+    assert {k.value for k in RatingTime} == {k.value for k in records.RatingTime}
+    assert {k.value for k in AdverseKind} == {k.value for k in records.AdverseKind}
+    assert {k.value for k in Severity} == {k.value for k in records.Severity}
