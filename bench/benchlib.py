@@ -39,18 +39,19 @@ class Stats:
     n: int
     median: float
     p99: float
+    """The worst 1 %: the 99th percentile of a time, the 1st percentile of a rate."""
     minimum: float
     maximum: float
 
     @classmethod
-    def of(cls, values: Sequence[float]) -> Stats:
+    def of(cls, values: Sequence[float], *, higher_is_better: bool = False) -> Stats:
         if not values:
             raise ValueError("no measurements")
         ordered = sorted(values)
         return cls(
             n=len(ordered),
             median=statistics.median(ordered),
-            p99=percentile(ordered, 99.0),
+            p99=percentile(ordered, 1.0 if higher_is_better else 99.0),
             minimum=ordered[0],
             maximum=ordered[-1],
         )
@@ -69,7 +70,7 @@ class Stats:
             return _num(v, digits)
 
         return (
-            f"median {f(self.median)} {unit}, p99 {f(self.p99)} {unit}, "
+            f"median {f(self.median)} {unit}, p99 (worst 1 %) {f(self.p99)} {unit}, "
             f"min-max {f(self.minimum)}-{f(self.maximum)} {unit} (n={self.n})"
         )
 

@@ -1,0 +1,128 @@
+"""P2: acknowledged amplitude commands per second over a pty (DESIGN.md §10).
+
+``tens-sim --pty --latency-ms 0`` runs in a separate process; this process drives it with the
+TSP driver on a RealClock. Channel 1 is configured and started, then amplitude commands
+alternate between 1.0 and 1.5 mA (both on the device's 0.5 mA grid), and every command counts
+only once the device has acknowledged it. Two ways, in the same run:
+
+* **blocking**: ``driver.set_amplitude()`` one at a time, each waiting for its ACK -- bounded
+  by the pty round trip (two process wake-ups per command);
+* **pipelined**: ``driver.request_amplitude()`` (non-blocking) with up to ``WINDOW`` commands
+  in flight, counting ACKs as they arrive -- bounded by frame encoding/decoding on both ends.
+
+The safety governor is not in this path on purpose: it ramps increases at 2 mA/s (S2), so
+through it a patient can never send more than a few amplitude commands per second; this figure
+is the capacity of the driver and the line. Each run sends ``COMMANDS`` commands; the figure
+is the median rate over ``RUNS`` runs. Target: >= 2,000 /s. Run: ``python bench/p2_throughput.py``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import benchlib
+from benchlib import Figure, SimProcess, Stats
+
+from drivers.base import ChannelSettings, Pending
+from drivers.clock import RealClock
+from drivers.tsp.driver import TspDriver
+
+CONVENTIONAL = ChannelSettings(frequency_hz=80, pulse_width_us=200)
+LEVELS = (1.0, 1.5)
+WINDOW = 32
+COMMANDS = 4000
+RUNS = 7
+QUICK_COMMANDS = 200
+QUICK_RUNS = 2
+
+
+def blocking_rate(driver: TspDriver, commands: int) -> float:
+    start = time.perf_counter()
+    for i in range(commands):
+        driver.set_amplitude(1, LEVELS[i % 2])
+    return commands / (time.perf_counter() - start)
+
+
+def pipelined_rate(driver: TspDriver, commands: int, window: int) -> float:
+    slots = threading.Semaphore(window)
+    done = threading.Event()
+    lock = threading.Lock()
+    state = {"acked": 0, "failed": 0}
+
+    def finished(pending: Pending) -> None:
+        with lock:
+            state["acked" if pending.error is None else "failed"] += 1
+            if state["acked"] + state["failed"] == commands:
+                done.set()
+        slots.release()
+
+    start = time.perf_counter()
+    for i in range(commands):
+        if not slots.acquire(timeout=5.0):
+            raise RuntimeError("no acknowledgement for 5 s: the device stopped answering")
+        driver.request_amplitude(1, LEVELS[i % 2]).add_done_callback(finished)
+    if not done.wait(30.0):
+        raise RuntimeError("not every amplitude command was acknowledged within 30 s")
+    elapsed = time.perf_counter() - start
+    if state["failed"]:
+        raise RuntimeError(f"{state['failed']} amplitude commands failed")
+    return commands / elapsed
+
+
+def figures(commands: int, runs: int, workdir: Path) -> list[Figure]:
+    blocking: list[float] = []
+    pipelined: list[float] = []
+    with SimProcess(workdir, "--pty", "--latency-ms", "0") as sim:
+        clock = RealClock()
+        driver = TspDriver.open(sim.url, clock)
+        try:
+            driver.configure(1, CONVENTIONAL)
+            driver.start()
+            for _ in range(runs):
+                blocking.append(blocking_rate(driver, commands))
+                pipelined.append(pipelined_rate(driver, commands, WINDOW))
+            driver.stop()
+        finally:
+            driver.close()
+            clock.close()
+    s_block = Stats.of(blocking, higher_is_better=True)
+    s_pipe = Stats.of(pipelined, higher_is_better=True)
+    return [
+        Figure(
+            "P2.pipelined",
+            f"acknowledged amplitude commands over a pty, pipelined ({WINDOW} in flight)",
+            s_pipe.median,
+            "/s",
+            2000.0,
+            ">=",
+            s_pipe,
+            {"commands_per_run": commands, "window": WINDOW},
+        ),
+        Figure(
+            "P2.blocking",
+            "acknowledged amplitude commands over a pty, blocking one at a time",
+            s_block.median,
+            "/s",
+            2000.0,
+            ">=",
+            s_block,
+            {"commands_per_run": commands},
+        ),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = benchlib.parser(__doc__ or "P2").parse_args(argv)
+    commands = QUICK_COMMANDS if args.quick else COMMANDS
+    runs = QUICK_RUNS if args.quick else RUNS
+    with tempfile.TemporaryDirectory(prefix="tens-bench-p2-") as tmp:
+        figs = figures(commands, runs, Path(tmp))
+    benchlib.report("P2 acknowledged amplitude commands per second", figs, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
