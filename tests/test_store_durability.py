@@ -299,3 +299,24 @@ def test_a_session_left_open_by_a_closed_store_is_recovered(tmp_path: Path) -> N
         assert info.minutes == pytest.approx(1.5)
         assert store.verify().ok
     assert datetime.now(UTC) > event.wall_time  # recovered with the last event's time, not now
+
+
+def test_odd_numbers_in_telemetry_are_stored_so_that_the_log_still_verifies(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "log.sqlite3"
+    clock = VirtualClock()
+    with open_virtual(path, clock) as store:
+        store.ensure_patient()
+        sid = store.begin_session(PLAN)
+        writer = store.telemetry_writer(sid)
+        writer.add(Telemetry(1, 1, -0.0, float("nan"), float("inf")))
+        writer.add(Telemetry(1.5, 2, 3, 2, 400))
+        store.end_session(sid, EndReason.COMPLETED)
+        assert store.telemetry(sid) == [
+            Telemetry(1.0, 1, 0.0, None, None),
+            Telemetry(1.5, 2, 3.0, 2.0, 400.0),
+        ]
+        report = store.verify()
+        assert report.ok, report.summary()
+        assert report.telemetry_rows == 2

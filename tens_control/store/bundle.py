@@ -99,8 +99,23 @@ def _json(text: Any) -> Any:
 
 
 def verify_database(conn: Connection, source: str) -> VerifyReport:
-    """Verify every chain and table of the database (inside a read transaction)."""
+    """Verify every chain and table of the database (inside a read transaction). Never raises
+    for tampered content: what cannot be checked is reported as a problem."""
     report = VerifyReport(source)
+    try:
+        _verify_database(conn, report)
+    except (TypeError, ValueError, KeyError, AttributeError) as error:
+        report.add(
+            Problem(
+                "unreadable",
+                "database",
+                f"the log could not be checked to the end: {type(error).__name__}: {error}",
+            )
+        )
+    return report
+
+
+def _verify_database(conn: Connection, report: VerifyReport) -> None:
     checker = CrossChecker(report)
     p, c, e, s = schema.patients.c, schema.chains.c, schema.events.c, schema.sessions.c
     patients = {
@@ -112,16 +127,26 @@ def verify_database(conn: Connection, source: str) -> VerifyReport:
         select(c.id, c.uid, c.patient_id, c.origin, c.head_seq, c.head_hash).order_by(c.id)
     ).all()
     for chain in chain_rows:
-        patient_uid, pseudonym = patients.get(int(chain.patient_id), ("?", "(deleted)"))
+        patient_uid, pseudonym = patients.get(chain.patient_id, ("?", "(deleted)"))
+        head_seq = chain.head_seq if _is_int(chain.head_seq) else None
         info = ChainInfo(
             uid=str(chain.uid),
             patient=patient_uid,
             pseudonym=pseudonym,
             origin=str(chain.origin),
-            head_seq=chain.head_seq,
-            head_hash=chain.head_hash,
+            head_seq=head_seq,
+            head_hash=chain.head_hash if isinstance(chain.head_hash, str) else None,
         )
         report.chains += 1
+        if head_seq is None or info.head_hash is None:
+            report.add(
+                Problem(
+                    "edited",
+                    "chains",
+                    f"edited record: the recorded head of chain {info.label} is unreadable",
+                    chain=info.uid,
+                )
+            )
         walker = ChainWalker(info, report, partial(checker.see_event, info))
         rows = conn.execute(
             select(
@@ -139,7 +164,7 @@ def verify_database(conn: Connection, source: str) -> VerifyReport:
             .order_by(e.seq, e.id)
         )
         for r in rows:
-            session_uid = None if r.session_id is None else session_uids.get(int(r.session_id))
+            session_uid = _session_ref(r.session_id, session_uids)
             walker.feed(
                 ChainRow(
                     row_id=int(r.id),
@@ -151,12 +176,12 @@ def verify_database(conn: Connection, source: str) -> VerifyReport:
                     payload=_json(r.payload),
                     prev_hash=r.prev_hash,
                     hash=r.hash,
-                    session_missing=r.session_id is not None and session_uid is None,
+                    session_missing=isinstance(r.session_id, int) and session_uid is None,
                 )
             )
         walker.finish()
         report.heads.append(
-            ChainHead(pseudonym, info.uid, info.origin, int(chain.head_seq), str(chain.head_hash))
+            ChainHead(pseudonym, info.uid, info.origin, head_seq or 0, str(chain.head_hash))
         )
     orphans = conn.execute(
         select(func.count(), func.min(e.id)).where(e.chain_id.not_in(select(c.id)))
@@ -181,14 +206,14 @@ def verify_database(conn: Connection, source: str) -> VerifyReport:
         if srow["ended_at"] is None:
             open_sessions.add(uid)
         device_id = srow["device_id"]
-        device = None if device_id is None else devices.get(int(device_id), "missing")
+        device = None if device_id is None else devices.get(device_id, "missing")
         started, error = _session_started(
             uid, srow["started_at"], _json(srow["plan"]), device, bool(srow["simulator"])
         )
         ended = (
             None if srow["ended_at"] is None else (str(srow["ended_at"]), str(srow["end_reason"]))
         )
-        patient_uid = patients.get(int(srow["patient_id"]), ("?", ""))[0]
+        patient_uid = patients.get(srow["patient_id"], ("?", ""))[0]
         checker.check_session(
             SessionFacts(uid, patient_uid, f"id {srow['id']}", started, ended, error)
         )
@@ -202,7 +227,7 @@ def verify_database(conn: Connection, source: str) -> VerifyReport:
         else:
             query = select(table)
         for rrow in conn.execute(query.order_by(table.c.id)).mappings():
-            patient_uid = patients.get(int(rrow["patient_id"]), ("?", ""))[0]
+            patient_uid = patients.get(rrow["patient_id"], ("?", ""))[0]
             checker.check_record(
                 _record_facts(
                     table.name,
@@ -221,7 +246,20 @@ def verify_database(conn: Connection, source: str) -> VerifyReport:
             session_open=uid in open_sessions,
         )
     checker.finish()
-    return report
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _session_ref(session_id: Any, session_uids: dict[int, str]) -> str | None:
+    """The session uid an event row names: None for none, the uid, None if that session is
+    gone (flagged separately), or a marker that cannot hash right if the value is not an id."""
+    if session_id is None:
+        return None
+    if not _is_int(session_id):
+        return f"(not a session id: {session_id!r})"
+    return session_uids.get(session_id)
 
 
 def _db_segments(conn: Connection) -> Iterator[tuple[int, int, int, str, int]]:
@@ -244,7 +282,7 @@ def _db_segments(conn: Connection) -> Iterator[tuple[int, int, int, str, int]]:
     chunk: list[tuple[Any, ...]] = []
     first_id = 0
     for r in rows:
-        this = (int(r[0]), int(r[1]))
+        this = (r[0], r[1])
         if this != key:
             if key is not None:
                 digest.update(chunk)

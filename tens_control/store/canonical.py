@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -79,18 +80,25 @@ def chain_hash(prev_hash: str, body: dict[str, Any]) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-class TelemetryDigest:
-    """SHA-256 over the canonical JSON array of a segment's rows, fed in chunks.
+_ROW = struct.Struct("<5d")
+NOT_REPORTED = struct.unpack("<d", bytes.fromhex("000000000000f87f"))[0]
+"""The quiet NaN (bits 0x7FF8000000000000) that stands for "not reported" in a digest."""
 
-    The digest of rows r1..rn equals ``sha256(canonical_json([r1, ..., rn]))`` where each row is
-    ``[t, channel, set_ma, measured_ma, impedance_ohm]`` (floats as Python ``repr``, ``null``
-    for "not reported"), however the rows are split into chunks.
+
+class TelemetryDigest:
+    """SHA-256 over a segment's rows, fed in chunks.
+
+    Each row ``(t, channel, set_ma, measured_ma, impedance_ohm)`` contributes 40 bytes: the five
+    numbers as little-endian IEEE-754 binary64 (``struct`` format ``"<5d"``), with "not reported"
+    (``None``) as the quiet NaN 0x7FF8000000000000. Rows are stored finite and without negative
+    zero (see ``telemetry.to_row``), so the digest of the values read back from the database (or
+    from a bundle's JSON) is the digest of the values written, however the rows were chunked.
     """
 
     __slots__ = ("_count", "_hash")
 
     def __init__(self) -> None:
-        self._hash = hashlib.sha256(b"[")
+        self._hash = hashlib.sha256()
         self._count = 0
 
     @property
@@ -100,10 +108,15 @@ class TelemetryDigest:
     def update(self, rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
             return
-        text = json.dumps(rows, separators=(",", ":"), allow_nan=False)[1:-1]
-        if self._count:
-            text = "," + text
-        self._hash.update(text.encode("ascii"))
+        pack, nan = _ROW.pack, NOT_REPORTED
+        self._hash.update(
+            b"".join(
+                [
+                    pack(t, ch, set_ma, nan if m is None else m, nan if z is None else z)
+                    for t, ch, set_ma, m, z in rows
+                ]
+            )
+        )
         self._count += len(rows)
 
     def copy(self) -> TelemetryDigest:
@@ -113,9 +126,7 @@ class TelemetryDigest:
         return other
 
     def hexdigest(self) -> str:
-        final = self._hash.copy()
-        final.update(b"]")
-        return final.hexdigest()
+        return self._hash.hexdigest()
 
 
 def telemetry_digest(rows: Iterable[Sequence[Any]]) -> str:
