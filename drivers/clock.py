@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 Callback = Callable[[], None]
 
 
-@dataclass(order=True)
+@dataclass(eq=False)
 class TimerHandle:
     """A scheduled callback. ``cancel()`` is idempotent and safe from any thread."""
 
@@ -87,7 +87,7 @@ class VirtualClock(Clock):
 
     def __init__(self, start: float = 0.0) -> None:
         self._now = start
-        self._queue: list[TimerHandle] = []
+        self._queue: list[tuple[float, int, TimerHandle]] = []
         self._seq = itertools.count()
         self._callback_thread: int | None = None
         self._lock = threading.RLock()
@@ -99,7 +99,7 @@ class VirtualClock(Clock):
     def call_at(self, when: float, callback: Callback) -> TimerHandle:
         with self._lock:
             handle = TimerHandle(max(when, self._now), next(self._seq), callback)
-            heapq.heappush(self._queue, handle)
+            heapq.heappush(self._queue, (handle.when, handle.seq, handle))
         return handle
 
     def notify(self) -> None:
@@ -107,23 +107,25 @@ class VirtualClock(Clock):
 
     def pending(self) -> int:
         """How many live callbacks are scheduled (for tests and leak checks)."""
-        return sum(1 for h in self._queue if not h.cancelled)
+        return sum(1 for _, _, h in self._queue if not h.cancelled)
 
     def next_deadline(self) -> float | None:
         with self._lock:
-            while self._queue and self._queue[0].cancelled:
+            while self._queue and self._queue[0][2].cancelled:
                 heapq.heappop(self._queue)
-            return self._queue[0].when if self._queue else None
+            return self._queue[0][0] if self._queue else None
 
     def _run_one(self, limit: float) -> bool:
         """Run the next callback due at or before ``limit``. False when there is none."""
         with self._lock:
-            while self._queue and self._queue[0].cancelled:
-                heapq.heappop(self._queue)
-            if not self._queue or self._queue[0].when > limit:
+            queue = self._queue
+            while queue and queue[0][2].cancelled:
+                heapq.heappop(queue)
+            if not queue or queue[0][0] > limit:
                 return False
-            handle = heapq.heappop(self._queue)
-            self._now = max(self._now, handle.when)
+            when, _, handle = heapq.heappop(queue)
+            if when > self._now:
+                self._now = when
         self._callback_thread = threading.get_ident()
         try:
             handle.callback()
@@ -159,7 +161,7 @@ class RealClock(Clock):
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._queue: list[TimerHandle] = []
+        self._queue: list[tuple[float, int, TimerHandle]] = []
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -173,7 +175,7 @@ class RealClock(Clock):
             if self._closed:
                 handle.cancelled = True
                 return handle
-            heapq.heappush(self._queue, handle)
+            heapq.heappush(self._queue, (when, handle.seq, handle))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="tens-clock", daemon=True)
                 self._thread.start()
@@ -186,12 +188,12 @@ class RealClock(Clock):
                 while True:
                     if self._closed:
                         return
-                    while self._queue and self._queue[0].cancelled:
+                    while self._queue and self._queue[0][2].cancelled:
                         heapq.heappop(self._queue)
                     if self._queue:
-                        delay = self._queue[0].when - time.monotonic()
+                        delay = self._queue[0][0] - time.monotonic()
                         if delay <= 0:
-                            handle = heapq.heappop(self._queue)
+                            handle = heapq.heappop(self._queue)[2]
                             break
                         self._cond.wait(delay)
                     else:

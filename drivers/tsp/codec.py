@@ -78,6 +78,24 @@ def _format_decimal(value: float, rounding: str, what: str) -> str:
         raise CommandValueError(f"{what} {value!r} is negative")
     if value >= 1e9:
         raise CommandValueError(f"{what} {value!r} is too large for TSP (at most 9 digits)")
+    # Fast paths, equal to the Decimal rounding of the shortest repr (tested by a property
+    # test): at most 3 decimals needs no rounding; half-even rounding of the binary value
+    # differs from the repr's only on an exact 4th-decimal tie, which takes the slow path.
+    if value == 0:
+        return "0"  # also -0.0
+    shortest = repr(float(value))
+    if "e" not in shortest:
+        whole, _, frac = shortest.partition(".")
+        if len(frac) <= 3:
+            frac = frac.rstrip("0")
+            return f"{whole}.{frac}" if frac else whole
+        if rounding == ROUND_HALF_EVEN and not (len(frac) == 4 and frac[3] == "5"):
+            text = f"{value:.3f}".rstrip("0").rstrip(".")
+            return text or "0"
+    return _format_decimal_exact(value, rounding)
+
+
+def _format_decimal_exact(value: float, rounding: str) -> str:
     exact = Decimal(repr(float(value))) if value else Decimal(0)
     text = format(exact.quantize(_MILLI, rounding=rounding), "f")
     if "." in text:

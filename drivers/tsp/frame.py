@@ -17,6 +17,7 @@ then resynchronises at the next ``LF``. Empty lines (a bare ``LF`` or ``CR LF``)
 
 from __future__ import annotations
 
+import binascii
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -36,6 +37,12 @@ _VERB_RE = re.compile(rb"[A-Z]{1,16}")
 _ARG_RE = re.compile(rb"[\x21-\x29\x2b-\x7e]+")
 _CRC_RE = re.compile(rb"[0-9A-F]{4}")
 _LEADING_SEQ_RE = re.compile(rb"(0|[1-9][0-9]{0,4}) ")
+# Fast paths: one match for a whole well-formed body / line. Anything they refuse goes through
+# the field-by-field checks below, which name the exact problem.
+_BODY_RE = re.compile(rb"(?:0|[1-9][0-9]{0,4}) [A-Z]{1,16}(?: [\x21-\x29\x2b-\x7e]+)*")
+_LINE_RE = re.compile(
+    rb"(0|[1-9][0-9]{0,4}) ([A-Z]{1,16})((?: [\x21-\x29\x2b-\x7e]+)*)\*([0-9A-F]{4})\r?"
+)
 
 
 def _make_table() -> tuple[int, ...]:
@@ -54,8 +61,15 @@ _CRC_TABLE = _make_table()
 def crc16_ccitt_false(data: bytes, crc: int = 0xFFFF) -> int:
     """CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, xorout 0.
 
-    ``crc16_ccitt_false(b"123456789") == 0x29B1``.
+    ``crc16_ccitt_false(b"123456789") == 0x29B1``. ``binascii.crc_hqx`` computes exactly this
+    CRC in C; :func:`crc16_ccitt_false_reference` is the table-driven definition it is tested
+    against.
     """
+    return binascii.crc_hqx(data, crc)
+
+
+def crc16_ccitt_false_reference(data: bytes, crc: int = 0xFFFF) -> int:
+    """The same CRC, table-driven in Python: the definition firmware authors port."""
     for byte in data:
         crc = ((crc << 8) & 0xFFFF) ^ _CRC_TABLE[((crc >> 8) ^ byte) & 0xFF]
     return crc
@@ -112,9 +126,26 @@ def _check_fields(seq: int, verb: str, args: Iterable[str]) -> bytes:
     return b" ".join(parts)
 
 
+def _fast_body(seq: int, verb: str, args: tuple[str, ...]) -> bytes | None:
+    if type(seq) is not int or not 0 <= seq <= MAX_SEQ or type(verb) is not str:
+        return None
+    try:
+        text = f"{seq} {verb} {' '.join(args)}" if args else f"{seq} {verb}"
+        body = text.encode("ascii")
+    except (TypeError, UnicodeEncodeError):
+        return None
+    # one space per separator: an argument containing a space must not pass as two arguments
+    if body.count(b" ") != 1 + len(args) or not _BODY_RE.fullmatch(body):
+        return None
+    return body
+
+
 def encode_frame(seq: int, verb: str, args: Iterable[str] = ()) -> bytes:
     """The wire bytes of one frame, ending in ``LF``. ``ValueError`` if it cannot be framed."""
-    body = _check_fields(seq, verb, args)
+    args = tuple(args)
+    body = _fast_body(seq, verb, args)
+    if body is None:
+        body = _check_fields(seq, verb, args)
     line = body + b"*%04X\n" % crc16_ccitt_false(body)
     if len(line) > MAX_FRAME_LEN:
         raise ValueError(f"frame is {len(line)} bytes, more than the {MAX_FRAME_LEN} allowed")
@@ -134,6 +165,18 @@ def decode_line(line: bytes) -> Frame:
 
     Raises :class:`TspFramingError` for anything that is not exactly one valid frame.
     """
+    if len(line) < MAX_FRAME_LEN:
+        match = _LINE_RE.fullmatch(line)
+        if match is not None:
+            seq = int(match[1])
+            crc_at = match.start(4)
+            if seq <= MAX_SEQ and binascii.crc_hqx(line[: crc_at - 1], 0xFFFF) == int(match[4], 16):
+                args = match[3]
+                return (
+                    Frame(seq, match[2].decode("ascii"), tuple(args[1:].decode("ascii").split(" ")))
+                    if args
+                    else Frame(seq, match[2].decode("ascii"))
+                )
     raw = line
     if line.endswith(b"\r"):
         line = line[:-1]
