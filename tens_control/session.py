@@ -633,6 +633,7 @@ class SessionController:
         self._device: OpenedDevice | None = None
         self._rx: Prescription = over_the_counter()
         self._rx_note = ""
+        self._site_cache: dict[int, tuple[Prescription, str]] = {}
         self._pending_ratings: list[_PendingRating] = []
         self._telemetry: TelemetryWriter | None = None
         self._habituation: _Habituation | None = None
@@ -761,14 +762,21 @@ class SessionController:
         )
 
     def _placement(self, channel: int) -> ChannelPlacement | None:
-        c = self._rx.channel(channel)
-        return None if c is None else c.placement
+        """The prescribed placement of ``channel`` (a ChannelPrescription is one)."""
+        return self._rx.channel(channel)
 
     def _site_text(self, channel: int) -> str:
+        rx = self._rx
+        cached = self._site_cache.get(channel)
+        if cached is not None and cached[0] is rx:
+            return cached[1]
         placement = self._placement(channel)
         if placement is not None:
-            return placement.describe()
-        return f"not recorded; {DEFAULT_PAD.label} pads assumed"
+            text = placement.describe()
+        else:
+            text = f"not recorded; {DEFAULT_PAD.label} pads assumed"
+        self._site_cache[channel] = (rx, text)
+        return text
 
     def _channel_view(self, governor: SafetyGovernor, channel: int, active: bool) -> ChannelView:
         status = governor.channel_status(channel)
@@ -1391,6 +1399,20 @@ class SessionController:
             self._f.prepared = None
         if self._f.state is not SessionState.IDLE:
             self._transition(SessionState.IDLE, "disconnected")
+
+    def disconnect(self) -> None:
+        """Stop (if a session runs: stopped by user), then close the device: state IDLE."""
+        with self._op_lock:
+            self._set_command("disconnect")
+            governor = self._governor
+            if governor is not None:
+                governor.stop(StopReason.USER)
+            self._barrier()
+            self._shutdown_device()
+            with self._lock:
+                self._f.session = None
+                self._f.planned_s = None
+            self._barrier()
 
     def _check_open(self) -> None:
         if self._closed:

@@ -147,7 +147,11 @@ def make_rig(
     """A controller on a fresh database in virtual time (the store shares the clock)."""
     clock = VirtualClock()
     wall = virtual_wall_clock(clock, START)
-    store = Store.open(tmp / "tens.sqlite3", clock=clock, wall=wall)
+    # recover=False: the controller recovers (and reports) crashed sessions itself; a long
+    # flush interval keeps virtual-time tests fast (telemetry durability is the store's test)
+    store = Store.open(
+        tmp / "tens.sqlite3", clock=clock, wall=wall, recover=False, flush_interval_s=5.0
+    )
     if rx is not None:
         store.ensure_patient()
         store.save_prescription(dump_prescription(rx), author="Dr A. Example", reason="test")
