@@ -210,7 +210,7 @@ class TelemetryWriter:
             size = len(self._buffer)
         if size == 1:
             self._store._flusher.due(self._clock.now() + self._flush_interval)
-        if size >= self._batch_rows:
+        elif size == self._batch_rows:
             self._store._flusher.kick()
 
     def add_many(self, samples: list[Telemetry]) -> None:
@@ -224,7 +224,7 @@ class TelemetryWriter:
             size = len(self._buffer)
         if was_empty and size:
             self._store._flusher.due(self._clock.now() + self._flush_interval)
-        if size >= self._batch_rows:
+        if size >= self._batch_rows > size - len(rows):
             self._store._flusher.kick()
 
     def handle_report(self, report: Report) -> None:
