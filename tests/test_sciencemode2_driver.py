@@ -859,3 +859,22 @@ def test_a_restart_is_reported_before_the_commands_it_cancelled_fail(clock: Virt
     assert order[:2] == ["device_reset", "command failed: True"]
     assert device.record.level_at(1, clock.now()) == 0.0
     driver.close()
+
+
+def test_reconnect_after_unplugging_never_resumes(clock: VirtualClock) -> None:
+    driver, device, reports = running(clock)
+    device.inject(FaultKind.DISCONNECT, value=2.0)  # back after 2 s
+    clock.advance(3.0)
+    assert reports.events(DeviceEventKind.COMMS_LOST)
+    info = driver.reconnect()
+    assert info.model == "RehaStim 2"
+    assert driver.connected
+    assert driver.plan is None  # every channel must be configured again
+    with pytest.raises(DriverRefusedError):
+        driver.start()
+    clock.advance(5.0)
+    assert device.record.level_at(1, clock.now()) == 0.0
+    driver.configure(1, HZ100)
+    driver.start()
+    assert device.firmware.delivered(1) == 0.0
+    driver.close()

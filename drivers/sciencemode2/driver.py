@@ -59,6 +59,7 @@ from drivers.base import (
     IdentityError,
     Pattern,
     Pending,
+    PortError,
     Report,
     Telemetry,
     TensDriver,
@@ -504,15 +505,14 @@ class ScienceMode2Driver(TensDriver):
         )
 
     def reconnect(self, port: serial.Serial | None = None) -> DeviceInfo:
-        """Close the link, open the port again (or use ``port``), wait for Init, identify and
-        stop. Every output is left at 0; stimulation never resumes by itself."""
+        """Close the link, open the same port object again (or use ``port``, already open),
+        wait for Init, identify and stop. Every output is left at 0; stimulation never resumes
+        by itself; every channel must be configured again. Raises :class:`PortError` if the
+        port cannot be opened, :class:`IdentityError` if no RehaStim 2 answers."""
+        old = self._link.port
         self._teardown("reconnecting")
         if port is None:
-            if not self.url:
-                raise CommsLostError("cannot reconnect: this driver was not opened from a URL")
-            port = open_port(
-                self.url, clock=self.clock, baudrate=BAUDRATE, parity=serial.PARITY_EVEN
-            )
+            port = self._reopen(old)
         self._settings = {}
         self._plan = None
         self._attach(port)
@@ -524,26 +524,42 @@ class ScienceMode2Driver(TensDriver):
             raise
         return info
 
+    def _reopen(self, port: serial.Serial) -> serial.Serial:
+        """Open the same port object again (same path or URL and settings; for ``sim://`` the
+        same simulated device)."""
+        try:
+            if port.is_open:
+                port.close()
+            port.open()
+        except (serial.SerialException, OSError, ValueError) as error:
+            raise PortError(
+                f"port {self.url or 'of the RehaStim 2'} could not be opened again ({error}); "
+                "check that it is plugged in and switched on, then reconnect"
+            ) from None
+        return port
+
     # ------------------------------------------------------------------ locking
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """Hold the state lock; run deferred actions (reports, resolutions) after release."""
-        with self._lock:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-                actions: list[Callable[[], None]] = []
-                if self._depth == 0:
-                    actions, self._deferred = self._deferred, []
-        for action in actions:
-            try:
-                action()
-            except Exception:  # a handler bug must not break the driver
-                log.exception("report handler or completion callback failed")
-        if actions:
-            self.clock.notify()
+        actions: list[Callable[[], None]] = []
+        try:
+            with self._lock:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                    if self._depth == 0:
+                        actions, self._deferred = self._deferred, []
+        finally:
+            for action in actions:
+                try:
+                    action()
+                except Exception:  # a handler bug must not break the driver
+                    log.exception("report handler or completion callback failed")
+            if actions:
+                self.clock.notify()
 
     def _later(self, action: Callable[[], None]) -> None:
         self._deferred.append(action)
