@@ -19,6 +19,7 @@ from tens_control.errors import TensControlError
 # command name -> module implementing it (imported lazily, so `--help` stays fast)
 COMMANDS: dict[str, str] = {
     "devices": "tens_control.commands.devices",
+    "run": "tens_control.commands.run",
     "verify": "tens_control.commands.verify",
     "export": "tens_control.commands.export",
     "delete-patient": "tens_control.commands.delete_patient",

@@ -259,7 +259,8 @@ class ChannelView:
     set_ma: float
     """What the device acknowledged."""
     measured_ma: float | None
-    """Measured current from telemetry (None: not reported by this device, or no reading)."""
+    """Measured current from telemetry (None: not reported by this device, or no live reading
+    because the output is off)."""
     impedance_ohm: float | None
     lead_off: bool
     cap_ma: float
@@ -780,13 +781,15 @@ class SessionController:
 
     def _channel_view(self, governor: SafetyGovernor, channel: int, active: bool) -> ChannelView:
         status = governor.channel_status(channel)
+        # readings come only while the output is on; afterwards the last one is stale
+        live = governor.state is GovernorState.RUNNING
         return ChannelView(
             channel=channel,
             active=active,
             target_ma=status.target_ma,
             set_ma=status.set_ma,
-            measured_ma=status.measured_ma,
-            impedance_ohm=status.impedance_ohm,
+            measured_ma=status.measured_ma if live else None,
+            impedance_ohm=status.impedance_ohm if live else None,
             lead_off=status.lead_off,
             cap_ma=status.cap.value,
             cap_source=status.cap.source,
@@ -1115,6 +1118,9 @@ class SessionController:
         detail = event.detail or reason_in.value
         self._cancel_lead_off_timer()
         self._habituation_stop()
+        if session is None:
+            self._stopped_without_session(reason, detail)
+            return
         with self._lock:
             if self._f.state is SessionState.ENDED:
                 return
@@ -1145,6 +1151,23 @@ class SessionController:
         now = self._clock.now()
         self._notify(MessageUpdate(now, message, True))
         self._notify(EndedUpdate(now, reason, detail, text))
+
+    def _stopped_without_session(self, reason: EndReason, detail: str) -> None:
+        """The governor stopped while no session was running (nothing was stimulating)."""
+        governor = self._governor
+        state = self._f.state
+        if governor is not None and not governor.driver.connected:
+            with self._lock:
+                self._f.prepared = None
+                self._f.planned_s = None
+            self._transition_job(SessionState.IDLE, f"{END_WORDS[reason]}: {detail}", None)
+        elif state is SessionState.READY:
+            with self._lock:
+                self._f.prepared = None
+                self._f.planned_s = None
+            self._transition_job(
+                SessionState.CONNECTED, f"stopped before the start ({END_WORDS[reason]})", None
+            )
 
     # ================================================================== habituation
     def _habituation_started(self) -> None:
@@ -1600,6 +1623,13 @@ class SessionController:
             elif state is SessionState.IDLE:
                 raise SessionStateError("no device is connected; connect first")
             governor, _ = self._require_governor()
+            if governor.state is GovernorState.ENDED:
+                # stopped while no session ran: identify again (every output 0) first
+                if not governor.driver.connected:
+                    self._shutdown_device()
+                    self._barrier()
+                    raise SessionStateError("the device is not connected any more; connect again")
+                governor.connect()
             rx = self._load_prescription()
             if rx != self._rx:
                 info = governor.info
