@@ -13,7 +13,6 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from drivers.base import DriverError
 from tens_control.errors import TensControlError
 
 # command name -> module implementing it (imported lazily, so `--help` stays fast)
@@ -27,14 +26,19 @@ COMMANDS: dict[str, str] = {
     "screening": "tens_control.commands.screening",
     "report": "tens_control.commands.report",
     "import": "tens_control.commands.import_bundle",
+    "ui": "tens_control.commands.ui",
 }
+DEFAULT_COMMAND = "ui"
+"""Run when no command is given (options alone, e.g. ``--device URL``, go to it)."""
 
 
 def _load(name: str) -> ModuleType:
     return importlib.import_module(COMMANDS[name])
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; ``only``: load just that command (the UI starts without importing the
+    others)."""
     parser = argparse.ArgumentParser(
         prog="tens-control",
         description="Run TENS sessions safely, log them, and review them. "
@@ -42,21 +46,28 @@ def build_parser() -> argparse.ArgumentParser:
         "is configured).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for name in COMMANDS if only is None else [only]:
         _load(name).add_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    if not args_list or (args_list[0].startswith("-") and args_list[0] not in ("-h", "--help")):
+        args_list = [DEFAULT_COMMAND, *args_list]
+    parser = build_parser(only=args_list[0] if args_list[0] == DEFAULT_COMMAND else None)
     args = parser.parse_args(args_list)
-    command = args.command or "ui"
+    command = args.command or DEFAULT_COMMAND
     try:
-        if command == "ui" and "ui" not in COMMANDS:
-            return int(_load("devices").run(args))
         return int(_load(command).run(args))
-    except (TensControlError, DriverError) as error:
+    except TensControlError as error:
+        print(f"tens-control: error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        from drivers.base import DriverError  # imported late: the UI starts faster
+
+        if not isinstance(error, DriverError):
+            raise
         print(f"tens-control: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,533 @@
+"""What the review screens show, read from the store (no Textual here).
+
+Every figure comes from the review analytics (:func:`tens_control.review.analytics.summarize`)
+and every sentence about a figure from :mod:`tens_control.review.wording`, so the screens say
+exactly what the report says. This module only selects, groups and labels: patient status rows
+for the list, a patient's rows with their summary, a session's events and amplitude trajectory,
+and the export (which calls the report functions).
+
+:class:`ReviewSource` is used from worker threads, one call at a time per screen; its caches
+are plain dicts filled under a lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, tzinfo
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from tens_control.review.analytics import (
+    PatientSummary,
+    local_day,
+    per_session_changes,
+    summarize_data,
+)
+from tens_control.review.model import (
+    AdverseEventRow,
+    EventRow,
+    PatientData,
+    RatingRow,
+    SeriesKey,
+    SessionRow,
+)
+from tens_control.review.source import list_patients, load_patient
+from tens_control.review.wording import code_text, end_reason_text, num
+from tens_control.store import SessionInfo, Store, StoredEvent
+
+ExportFormat = Literal["html", "pdf", "csv", "json", "fhir"]
+EXPORT_FORMATS: tuple[ExportFormat, ...] = get_args(ExportFormat)
+EXPORT_SUFFIX: dict[ExportFormat, str] = {
+    "html": ".html",
+    "pdf": ".pdf",
+    "csv": ".csv",
+    "json": ".json",
+    "fhir": ".fhir.json",
+}
+EXPORT_LABELS: dict[ExportFormat, str] = {
+    "html": "HTML summary (2 pages)",
+    "pdf": "PDF summary (2 pages)",
+    "csv": "CSV: sessions and ratings",
+    "json": "JSON: every figure",
+    "fhir": "FHIR R4B bundle",
+}
+
+
+# --- the patient list --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PatientStatus:
+    """One line of the patient list, taken from the patient's summary."""
+
+    summary: PatientSummary
+
+    @property
+    def pseudonym(self) -> str:
+        return self.summary.pseudonym
+
+    @property
+    def sessions(self) -> int:
+        return self.summary.sessions
+
+    @property
+    def adherence_pct(self) -> float | None:
+        a = self.summary.adherence
+        return a.sessions_pct if a.available else None
+
+    @property
+    def pain_pct(self) -> float | None:
+        """Percent change of the headline series' weekly mean from the baseline week."""
+        o = self.summary.primary
+        return o.pct_change if o is not None and o.available else None
+
+    @property
+    def responder_30(self) -> bool | None:
+        o = self.summary.primary
+        return o.responder_30 if o is not None and o.available else None
+
+    @property
+    def responder_50(self) -> bool | None:
+        o = self.summary.primary
+        return o.responder_50 if o is not None and o.available else None
+
+    @property
+    def enough_data(self) -> bool:
+        """True when the pain change (and so the responder status) has a value."""
+        return self.pain_pct is not None
+
+    @property
+    def pain_reason(self) -> str:
+        """Why the pain change has no value ("" when it has one)."""
+        if self.enough_data:
+            return ""
+        o = self.summary.primary
+        if o is not None and o.reason:
+            return o.reason
+        return self.summary.reason or "not enough data: no before-session or diary ratings"
+
+    @property
+    def tolerance(self) -> bool:
+        """The latest tolerance window is flagged (a current pattern)."""
+        return self.summary.tolerance.current
+
+    @property
+    def adverse_events(self) -> int:
+        return len(self.summary.adverse_events)
+
+    @property
+    def faults(self) -> int:
+        return self.summary.fault_count
+
+    @property
+    def warning_count(self) -> int:
+        return int(self.tolerance) + self.adverse_events + self.faults
+
+    def warnings_text(self) -> str:
+        """``⚠ tolerance · 1 adverse event · 2 faults``, or ``none``."""
+        parts = []
+        if self.tolerance:
+            parts.append("tolerance")
+        elif self.summary.tolerance.flagged:
+            parts.append("tolerance earlier")
+        if self.adverse_events:
+            n = self.adverse_events
+            parts.append(f"{n} adverse event{'s' if n != 1 else ''}")
+        if self.faults:
+            parts.append(f"{self.faults} fault{'s' if self.faults != 1 else ''}")
+        return "⚠ " + " · ".join(parts) if parts else "none"
+
+
+SortKey = Literal["patient", "adherence", "pain", "warnings"]
+SORT_KEYS: tuple[SortKey, ...] = get_args(SortKey)
+SORT_LABELS: dict[SortKey, str] = {
+    "patient": "patient",
+    "adherence": "adherence",
+    "pain": "pain change",
+    "warnings": "warnings",
+}
+
+FilterKey = Literal["all", "responders", "non_responders", "not_enough", "warnings"]
+FILTER_KEYS: tuple[FilterKey, ...] = get_args(FilterKey)
+FILTER_LABELS: dict[FilterKey, str] = {
+    "all": "all patients",
+    "responders": "30 % responders",
+    "non_responders": "non-responders",
+    "not_enough": "not enough data",
+    "warnings": "with warnings",
+}
+
+
+def _none_last(value: float | None, reverse: bool) -> tuple[int, float]:
+    """Sort values ascending (or descending) with the patients without a value always last."""
+    if value is None:
+        return (1, 0.0)
+    return (0, -value if reverse else value)
+
+
+def sort_statuses(
+    rows: Sequence[PatientStatus], key: SortKey, reverse: bool = False
+) -> list[PatientStatus]:
+    """The rows sorted by ``key`` (ties by pseudonym); rows without a value sort last either
+    way. ``pain`` ascending puts the largest fall in pain first."""
+    by_name = sorted(rows, key=lambda r: r.pseudonym.lower(), reverse=reverse and key == "patient")
+    if key == "patient":
+        return by_name
+    value: Callable[[PatientStatus], float | None] = {
+        "adherence": lambda r: r.adherence_pct,
+        "pain": lambda r: r.pain_pct,
+        "warnings": lambda r: float(r.warning_count),
+    }[key]
+    # warnings: most first unless reversed
+    descending = (key == "warnings") != reverse
+    return sorted(by_name, key=lambda r: _none_last(value(r), descending))
+
+
+def filter_statuses(
+    rows: Sequence[PatientStatus], which: FilterKey, text: str = ""
+) -> list[PatientStatus]:
+    """The rows matching the preset ``which`` and containing ``text`` in the pseudonym."""
+    needle = text.strip().lower()
+    out = []
+    for r in rows:
+        if needle and needle not in r.pseudonym.lower():
+            continue
+        if which == "responders" and r.responder_30 is not True:
+            continue
+        if which == "non_responders" and r.responder_30 is not False:
+            continue
+        if which == "not_enough" and r.enough_data:
+            continue
+        if which == "warnings" and r.warning_count == 0:
+            continue
+        out.append(r)
+    return out
+
+
+# --- one patient -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLine:
+    """One session in the patient's session table."""
+
+    row: SessionRow
+    day: date
+    before: int | None
+    after: int | None
+    faults: tuple[str, ...]
+    rejections: int
+    adverse: int
+
+    def notes(self) -> str:
+        parts = []
+        if self.adverse:
+            parts.append("adverse event" if self.adverse == 1 else f"{self.adverse} adverse")
+        for code, n in sorted(Counter(self.faults).items()):
+            parts.append(f"{code_text(code)}{f' ×{n}' if n > 1 else ''}")
+        if self.rejections:
+            parts.append(f"{self.rejections} refused")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class PatientView:
+    """One patient's rows and the summary the analytics made of them."""
+
+    data: PatientData
+    summary: PatientSummary
+    tz: tzinfo
+
+    @property
+    def primary_key(self) -> SeriesKey | None:
+        o = self.summary.primary
+        return None if o is None else (o.pain, o.posture)
+
+    def in_period(self, moment: datetime) -> bool:
+        day = local_day(moment, self.tz)
+        s = self.summary
+        return (s.period_start is None or day >= s.period_start) and (
+            s.period_end is None or day <= s.period_end
+        )
+
+    def session_lines(self) -> list[SessionLine]:
+        """Every session in the period, oldest first, with the headline series' before and
+        after ratings (``None``: skipped or not asked)."""
+        key = self.primary_key
+        pairs = per_session_changes(self.data, key) if key is not None else {}
+        faults: dict[str, list[str]] = {}
+        rejections: Counter[str] = Counter()
+        for e in self.data.events:
+            if e.session_id is None:
+                continue
+            if e.kind == "fault":
+                faults.setdefault(e.session_id, []).append(e.code)
+            else:
+                rejections[e.session_id] += 1
+        adverse = Counter(a.session_id for a in self.data.adverse_events if a.session_id)
+        out = []
+        for s in sorted(self.data.sessions, key=lambda s: s.start):
+            if not self.in_period(s.start):
+                continue
+            before, after = pairs.get(s.id, (None, None))
+            out.append(
+                SessionLine(
+                    row=s,
+                    day=local_day(s.start, self.tz),
+                    before=before,
+                    after=after,
+                    faults=tuple(faults.get(s.id, ())),
+                    rejections=rejections[s.id],
+                    adverse=adverse[s.id],
+                )
+            )
+        return out
+
+    def prescription_text(self) -> str:
+        if not self.data.prescriptions:
+            return "no prescription on record"
+        p = max(self.data.prescriptions, key=lambda p: p.valid_from)
+        text = f"prescribed {p.sessions_per_day} × {p.session_minutes:.0f} min a day"
+        if p.minutes_per_day is not None:
+            text += f" (≤ {p.minutes_per_day:.0f} min a day)"
+        return text
+
+    def device_text(self) -> str:
+        parts = []
+        for d in self.data.devices:
+            sim = " (simulator)" if d.simulated else ""
+            parts.append(f"{d.model} {d.serial} fw {d.firmware}{sim}")
+        return "; ".join(parts) or "no device on record"
+
+
+# --- one session -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EventLine:
+    """One logged event of a session, in words."""
+
+    at: datetime
+    offset_s: float
+    kind: str
+    text: str
+    important: bool = False
+    """A fault, a refused request or a failed command."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionDetail:
+    """A session: its plan and end, its events in words, the amplitude set on each channel over
+    time, the measured current (when the device reports it), its ratings and adverse events."""
+
+    info: SessionInfo
+    row: SessionRow | None
+    events: tuple[EventLine, ...]
+    trajectory: dict[int, tuple[tuple[float, float], ...]]
+    """Channel -> (seconds from the start, set mA) at every change, from the log."""
+    measured: dict[int, tuple[tuple[float, float], ...]]
+    """Channel -> (seconds from the start, measured mA), from the telemetry."""
+    duration_s: float
+    ratings: tuple[RatingRow, ...]
+    adverse_events: tuple[AdverseEventRow, ...]
+    faults: tuple[EventRow, ...] = field(default=())
+
+
+def _fmt_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def describe_event(e: StoredEvent) -> tuple[str, str, bool]:
+    """(kind label, text, important) of one stored event."""
+    p = e.payload
+    kind = e.kind
+    if kind == "session_started":
+        return "start", "session started", False
+    if kind == "session_ended":
+        reason = end_reason_text(str(p.get("reason")))
+        detail = f" ({p['detail']})" if p.get("detail") else ""
+        recovered = " (closed at the next start)" if p.get("recovered") else ""
+        return "end", f"ended: {reason}{detail}{recovered}", p.get("reason") != "completed"
+    if kind == "state_changed":
+        why = f" ({p['reason']})" if p.get("reason") else ""
+        return "state", f"{p.get('from_state')} → {p.get('to_state')}{why}", False
+    if kind == "command":
+        ch = f" ch{p['channel']}" if p.get("channel") is not None else ""
+        args = p.get("args") or {}
+        shown = " ".join(f"{k}={_fmt_value(v)}" for k, v in args.items())
+        text = f"{p.get('command')}{ch}{' ' + shown if shown else ''}"
+        if not p.get("ok", True):
+            return "command", f"{text}: FAILED {p.get('error') or ''}".rstrip(), True
+        return "command", text, False
+    if kind == "amplitude_changed":
+        who = p.get("who") or ""
+        why = f", {p['why']}" if p.get("why") else ""
+        return (
+            "amplitude",
+            f"ch{p.get('channel')} {num(p.get('from_ma'))} → {num(p.get('to_ma'))} mA "
+            f"({who}{why})",
+            False,
+        )
+    if kind == "rejected":
+        value = p.get("value")
+        limit = p.get("limit")
+        vs = ""
+        if value is not None and limit is not None:
+            vs = f" {_fmt_value(value)} > limit {_fmt_value(limit)}"
+        source = f" [{p['source']}]" if p.get("source") else ""
+        return "REFUSED", f"{p.get('parameter')}{vs}{source}: {p.get('message')}", True
+    if kind == "fault":
+        ch = f" ch{p['channel']}" if p.get("channel") is not None else ""
+        detail = f": {p['detail']}" if p.get("detail") else ""
+        return "FAULT", f"{code_text(str(p.get('fault')))}{ch}{detail}", True
+    if kind == "device_event":
+        ch = f" ch{p['channel']}" if p.get("channel") is not None else ""
+        detail = f": {p['detail']}" if p.get("detail") else ""
+        return "device", f"{code_text(str(p.get('event')))}{ch}{detail}", False
+    if kind == "habituation_prompt":
+        return "prompt", f"still strong but comfortable? {p.get('response') or ''}".strip(), False
+    if kind == "note":
+        return "note", str(p.get("text") or ""), False
+    if kind == "pain_rated":
+        r = p.get("record") or {}
+        value = "skipped" if r.get("nrs") is None else str(r.get("nrs"))
+        return "rating", f"{r.get('when')} {r.get('pain')} {r.get('context')}: {value}", False
+    if kind == "adverse_event":
+        r = p.get("record") or {}
+        return "ADVERSE", f"{r.get('kind')} ({r.get('severity')}) {r.get('notes') or ''}", True
+    if kind == "telemetry_sealed":
+        return "telemetry", f"{p.get('count')} samples sealed (segment {p.get('segment')})", False
+    return kind, ", ".join(f"{k}={_fmt_value(v)}" for k, v in p.items()), False
+
+
+def trajectory_of(
+    events: Sequence[StoredEvent], start: datetime
+) -> dict[int, tuple[tuple[float, float], ...]]:
+    """Channel -> (seconds from ``start``, set mA) at each logged amplitude change; a channel
+    starts at 0 mA (S1), and a stop or a fault sets every channel back to 0."""
+    points: dict[int, list[tuple[float, float]]] = {}
+    for e in events:
+        t = (e.wall_time - start).total_seconds()
+        if e.kind == "amplitude_changed":
+            ch = int(e.payload.get("channel") or 0)
+            ma = float(e.payload.get("to_ma") or 0.0)
+            points.setdefault(ch, [(0.0, 0.0)]).append((t, ma))
+    return {ch: tuple(pts) for ch, pts in sorted(points.items())}
+
+
+# --- the source --------------------------------------------------------------------------------
+
+
+class ReviewSource:
+    """The review's view of one store (read-only): patient statuses, patients, sessions,
+    exports. Loaded patients are cached (the log does not change while review runs)."""
+
+    def __init__(self, store: Store, tz: tzinfo) -> None:
+        self.store = store
+        self.tz = tz
+        self._lock = threading.Lock()
+        self._patients: dict[str, PatientView] = {}
+
+    @property
+    def path(self) -> Path:
+        return self.store.path
+
+    def close(self) -> None:
+        self.store.close()
+
+    def pseudonyms(self) -> list[str]:
+        return [p.pseudonym for p in list_patients(self.store)]
+
+    def patient(self, pseudonym: str) -> PatientView:
+        """One patient's rows and summary (loaded once)."""
+        with self._lock:
+            cached = self._patients.get(pseudonym)
+        if cached is not None:
+            return cached
+        data = load_patient(self.store, pseudonym, tz=self.tz)
+        view = PatientView(data=data, summary=summarize_data(data, self.tz), tz=self.tz)
+        with self._lock:
+            self._patients[pseudonym] = view
+        return view
+
+    def statuses(self, progress: Callable[[int, int], None] | None = None) -> list[PatientStatus]:
+        """The status of every patient, in the order they were added."""
+        names = self.pseudonyms()
+        out = []
+        for i, name in enumerate(names):
+            out.append(PatientStatus(self.patient(name).summary))
+            if progress is not None:
+                progress(i + 1, len(names))
+        return out
+
+    def session(self, pseudonym: str, session_id: str) -> SessionDetail:
+        """One session of a patient, with its events, trajectory and ratings."""
+        view = self.patient(pseudonym)
+        info = self.store.session(session_id)
+        stored = self.store.events(session=session_id)
+        start = info.started_at
+        end = info.ended_at or (stored[-1].wall_time if stored else start)
+        lines = []
+        start_mono: float | None = None
+        for e in stored:
+            if e.kind == "session_started":
+                start_mono = e.mono_time
+            label, text, important = describe_event(e)
+            lines.append(
+                EventLine(
+                    at=e.wall_time,
+                    offset_s=(e.wall_time - start).total_seconds(),
+                    kind=label,
+                    text=text,
+                    important=important,
+                )
+            )
+        measured: dict[int, list[tuple[float, float]]] = {}
+        for sample in self.store.telemetry(session_id):
+            if sample.measured_ma is None:
+                continue
+            base = start_mono if start_mono is not None else sample.time
+            if start_mono is None:
+                start_mono = sample.time
+            measured.setdefault(sample.channel, []).append(
+                (sample.time - base, sample.measured_ma)
+            )
+        row = next((s for s in view.data.sessions if s.id == session_id), None)
+        return SessionDetail(
+            info=info,
+            row=row,
+            events=tuple(lines),
+            trajectory=trajectory_of(stored, start),
+            measured={ch: tuple(v) for ch, v in sorted(measured.items())},
+            duration_s=max(0.0, (end - start).total_seconds()),
+            ratings=tuple(
+                sorted(
+                    (r for r in view.data.ratings if r.session_id == session_id),
+                    key=lambda r: r.at,
+                )
+            ),
+            adverse_events=tuple(a for a in view.data.adverse_events if a.session_id == session_id),
+            faults=tuple(e for e in view.data.events if e.session_id == session_id),
+        )
+
+    def export(self, pseudonym: str, fmt: ExportFormat, path: Path, force: bool) -> int:
+        """Write the patient's report in ``fmt`` to ``path`` with the report functions
+        (replacing an existing file only with ``force``). Returns the bytes written."""
+        # imported here: the report brings matplotlib, fpdf2 and fhir.resources, which the
+        # screens never need
+        from tens_control.review.report import render, write_output
+
+        data = self.patient(pseudonym).data
+        content = render(data, fmt, tz=self.tz)
+        write_output(path, content, force=force)
+        return len(content)
+
+
+def default_export_name(pseudonym: str, fmt: ExportFormat) -> str:
+    """``P-014-review.html``."""
+    return f"{pseudonym}-review{EXPORT_SUFFIX[fmt]}"

@@ -1,0 +1,1 @@
+"""The screens of the patient UI (DESIGN.md §8)."""

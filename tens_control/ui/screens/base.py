@@ -1,0 +1,98 @@
+"""What every screen shares: the status lines, the banners, the footer with STOP, help."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar, TypeVar, cast
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Footer
+
+from tens_control.ui.widgets.status import BannerBar, StatusBar
+
+if TYPE_CHECKING:
+    from tens_control.ui.app import TensApp
+
+T = TypeVar("T")
+
+STOP_BINDING = Binding(
+    "escape", "app.emergency_stop", "STOP", key_display="Esc/Space", show=True, id="estop-footer"
+)
+"""Shown first in every footer (the App-level priority bindings do the work)."""
+
+HELP_BINDING = Binding("question_mark,f1", "app.help", "Help", key_display="?")
+
+
+class TensScreen(Screen[None]):
+    """A full screen: status lines, banners, the body, the footer."""
+
+    TITLE_TEXT: ClassVar[str] = ""
+    BINDINGS: ClassVar[list[BindingType]] = [STOP_BINDING, HELP_BINDING]
+    HIDDEN_BANNERS: ClassVar[frozenset[str]] = frozenset({"simulator"})
+    """Banner keys this screen does not list (the status line already shows the simulator)."""
+
+    @property
+    def tapp(self) -> TensApp:
+        return cast("TensApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(self.TITLE_TEXT)
+        yield BannerBar()
+        yield from self.compose_body()
+        yield Footer()
+
+    def compose_body(self) -> ComposeResult:
+        yield from ()
+
+    def on_mount(self) -> None:
+        self.refresh_view()
+
+    def on_screen_resume(self) -> None:
+        self.refresh_view()
+
+    def refresh_view(self) -> None:
+        """Redraw from the app's latest snapshot (called on every update and redraw tick)."""
+        app = self.tapp
+        if not self.is_mounted:
+            return
+        self.query_one(StatusBar).show(app.snapshot, app.ready, app.connecting)
+        self.query_one(BannerBar).show(
+            [b for b in app.banners() if b[0] not in self.HIDDEN_BANNERS]
+        )
+        self.refresh_body()
+
+    def refresh_body(self) -> None:
+        """Screens redraw their own content here."""
+
+
+class TensModal(ModalScreen[T]):
+    """A dialog over a screen: the status lines and the STOP footer stay visible."""
+
+    TITLE_TEXT: ClassVar[str] = ""
+    BINDINGS: ClassVar[list[BindingType]] = [STOP_BINDING]
+
+    @property
+    def tapp(self) -> TensApp:
+        return cast("TensApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(self.TITLE_TEXT)
+        yield from self.compose_body()
+        yield Footer()
+
+    def compose_body(self) -> ComposeResult:
+        yield from ()
+
+    def on_mount(self) -> None:
+        self.refresh_view()
+
+    def refresh_view(self) -> None:
+        app = self.tapp
+        if not self.is_mounted:
+            return
+        self.query_one(StatusBar).show(app.snapshot, app.ready, app.connecting)
+        self.refresh_body()
+
+    def refresh_body(self) -> None:
+        """Dialogs redraw their own content here."""

@@ -1,0 +1,278 @@
+"""Home: the device, today's sessions against the prescription, recent pain, what to do next."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Static
+
+from tens_control.ui.screens.base import TensScreen
+from tens_control.ui.text import fmt_minutes
+from tens_control.ui.widgets.chart import ScaleChart
+
+if TYPE_CHECKING:
+    from tens_control.session import SessionController
+    from tens_control.store.store import Store
+
+
+@dataclass(frozen=True)
+class HomeData:
+    """What the home screen shows from the store (read on a worker thread)."""
+
+    sessions_today: int = 0
+    minutes_today: float = 0.0
+    sessions_per_day: int | None = None
+    minutes_per_day: int | None = None
+    session_minutes: int = 30
+    prescription: str = ""
+    first_program: str = ""
+    ratings: tuple[int, ...] = ()
+    """Recent pain ratings (numbers only: skipped ratings are left out), oldest first."""
+    ratings_label: str = ""
+    last_session: str = ""
+    screening: str = "none"
+    """none, clear, blocked, overridden."""
+    screening_labels: tuple[str, ...] = field(default_factory=tuple)
+
+
+def load_home_data(store: Store, controller: SessionController) -> HomeData:
+    """Read everything the home screen shows (any thread)."""
+    from tens_control.screening import SHORT_LABELS, Question
+
+    patient = controller.patient
+    rx = controller.prescription
+    if rx.is_over_the_counter:
+        rx_text = "No prescription on record: over-the-counter defaults"
+    else:
+        rx_text = f"Prescription version {rx.version} by {rx.written_by}"
+    programs = controller.available_programs()
+    ratings = [r for r in store.pain_ratings(patient) if r.nrs is not None]
+    primary = [r for r in ratings if r.pain.value == "phantom"] or ratings
+    recent = tuple(int(r.nrs) for r in primary[-30:] if r.nrs is not None)
+    label = ""
+    if primary:
+        label = {
+            "phantom": "phantom pain",
+            "residual_limb": "residual-limb pain",
+            "other": "pain",
+        }.get(primary[-1].pain.value, "pain")
+    last = store.last_session(patient)
+    last_text = ""
+    if last is not None:
+        ended = "still open" if last.end_reason is None else last.end_reason.value.replace("_", " ")
+        last_text = f"Last session: {last.program}, {ended}"
+    screening = store.latest_screening(patient)
+    state = "none"
+    labels: tuple[str, ...] = ()
+    if screening is not None:
+        known = {q.value for q in Question}
+        yes = [Question(q) for q, answer in screening.answers.items() if answer and q in known]
+        covered = {Question(o.question) for o in screening.overrides if o.question in known}
+        open_yes = [q for q in yes if q not in covered]
+        labels = tuple(SHORT_LABELS[q] for q in open_yes)
+        state = "blocked" if open_yes else ("overridden" if yes else "clear")
+    return HomeData(
+        sessions_today=store.sessions_today(patient),
+        minutes_today=store.minutes_today(patient),
+        sessions_per_day=rx.sessions_per_day,
+        minutes_per_day=rx.minutes_per_day,
+        session_minutes=rx.session_minutes,
+        prescription=rx_text,
+        first_program=programs[0].title if programs else "",
+        ratings=recent,
+        ratings_label=label,
+        last_session=last_text,
+        screening=state,
+        screening_labels=labels,
+    )
+
+
+class HomeScreen(TensScreen):
+    TITLE_TEXT = "Home"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("n,enter", "new_session", "New session", key_display="N"),
+        Binding("c", "connect", "Connect"),
+        Binding("h", "history", "History"),
+        Binding("d", "diary", "Diary"),
+        Binding("s", "screening", "Safety questions", show=False),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data: HomeData | None = None
+
+    def compose_body(self) -> ComposeResult:
+        with VerticalScroll(id="home-body"):
+            with Horizontal(id="home-top"):
+                with Vertical(id="home-device", classes="card"):
+                    yield Static("", id="device-text", markup=False)
+                with Vertical(id="home-today", classes="card"):
+                    yield Static("", id="today-text", markup=False)
+            with Vertical(id="home-pain", classes="card"):
+                yield Static("", id="pain-text", markup=False)
+                yield ScaleChart(id="pain-spark")
+            with Vertical(id="home-next", classes="card"):
+                yield Static("", id="next-text", markup=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#home-device").border_title = "Device"
+        self.query_one("#home-today").border_title = "Today"
+        self.query_one("#home-pain").border_title = "Your pain lately"
+        self.query_one("#home-next").border_title = "What next"
+        self.reload()
+
+    def on_screen_resume(self) -> None:
+        self.reload()
+
+    def reload(self) -> None:
+        """Read the store again (after a session, a rating or a diary entry)."""
+        if self.tapp.store is not None and self.tapp.controller is not None:
+            self._load()
+        self.refresh_view()
+
+    @work(thread=True, exit_on_error=False, exclusive=True, group="home-data")
+    def _load(self) -> None:
+        store, controller = self.tapp.store, self.tapp.controller
+        if store is None or controller is None:
+            return
+        try:
+            data = load_home_data(store, controller)
+        except Exception:
+            import logging
+
+            logging.getLogger(__name__).exception("could not read the home screen data")
+            return
+        self.app.call_from_thread(self._loaded, data)
+
+    def _loaded(self, data: HomeData) -> None:
+        self.data = data
+        self.refresh_view()
+
+    def task_done(self, message: object) -> None:
+        if getattr(message, "task", "") in ("connect", "quiet-finish"):
+            self.reload()
+
+    def refresh_body(self) -> None:
+        app = self.tapp
+        snapshot = app.snapshot
+        data = self.data
+        # device
+        lines: list[str] = []
+        device = snapshot.device if snapshot is not None else None
+        if not app.ready:
+            lines.append("Starting…")
+        elif device is None:
+            lines.append("Connecting…" if app.connecting else "Not connected.")
+            lines.append("Press C to connect your device or the simulator.")
+        else:
+            kind = "the built-in SIMULATOR" if device.is_simulator else "a real TENS unit"
+            lines.append(f"{device.model}: {kind}")
+            lines.append(f"{device.url} · {device.protocol} · {device.channels} channels")
+            flags = [f for f in device.flags if f != "simulator"]
+            if flags:
+                lines.append("Note: " + ", ".join(flags))
+            state = str(snapshot.state) if snapshot is not None else ""
+            lines.append(f"State: {state}")
+        self.query_one("#device-text", Static).update("\n".join(x for x in lines if x.strip()))
+        # today
+        today: list[str] = []
+        if data is None:
+            today.append("…")
+        else:
+            allowed = f" of {data.sessions_per_day} allowed" if data.sessions_per_day else ""
+            today.append(f"Sessions today: {data.sessions_today}{allowed}")
+            per_day = f" of {data.minutes_per_day}" if data.minutes_per_day else ""
+            today.append(f"Minutes today: {round(data.minutes_today)}{per_day}")
+            today.append(f"One session: {fmt_minutes(data.session_minutes)}")
+            today.append(data.prescription)
+        self.query_one("#today-text", Static).update("\n".join(today))
+        # pain
+        spark = self.query_one("#pain-spark", ScaleChart)
+        if data is None or not data.ratings:
+            self.query_one("#pain-text", Static).update(
+                "No pain ratings yet. You rate your pain before and after each session."
+            )
+            spark.set_values([])
+            spark.display = False
+        else:
+            numbers = " ".join(str(n) for n in data.ratings[-12:])
+            self.query_one("#pain-text", Static).update(
+                f"Last {min(12, len(data.ratings))} ratings of {data.ratings_label} "
+                f"(0–10, oldest first): {numbers}"
+            )
+            spark.set_values([float(n) for n in data.ratings])
+            spark.display = True
+        # next
+        self.query_one("#next-text", Static).update("\n".join(self._next_actions(data)))
+
+    def _next_actions(self, data: HomeData | None) -> list[str]:
+        app = self.tapp
+        snapshot = app.snapshot
+        out: list[str] = []
+        if app.backend_error:
+            return ["Q  quit (see the message above)"]
+        if data is not None and data.screening == "none":
+            out.append("S  answer the safety questions (needed before the first session)")
+        if data is not None and data.screening == "blocked":
+            labels = ", ".join(data.screening_labels)
+            if (
+                snapshot is not None
+                and snapshot.device is not None
+                and (snapshot.device.is_simulator)
+            ):
+                out.append(
+                    f"You answered yes to: {labels}. Contact your clinician before using a real "
+                    "TENS unit. The simulator delivers no current, so you may practise."
+                )
+            else:
+                out.append(
+                    f"Stimulation is blocked: you answered yes to: {labels}. Please contact "
+                    "your clinician; they must review your answers first."
+                )
+        if snapshot is None or snapshot.device is None:
+            out.append("C  connect your device (or the simulator)")
+        else:
+            what = ""
+            if data is not None and data.first_program:
+                what = f": {data.first_program}, {fmt_minutes(data.session_minutes)}"
+            out.append(f"N  start a session{what}")
+            out.append("C  change or reconnect the device")
+        out.append("H  history and pain trend    D  diary    ?  help and safety    Q  quit")
+        if data is not None and data.last_session:
+            out.append(data.last_session)
+        return out
+
+    # ------------------------------------------------------------------ actions
+    def action_new_session(self) -> None:
+        app = self.tapp
+        if app.snapshot is None or app.snapshot.device is None:
+            self.notify("Connect a device first: press C.", severity="warning")
+            return
+        app.start_session_flow()
+
+    def action_connect(self) -> None:
+        from tens_control.ui.screens.connect import ConnectScreen
+
+        self.app.push_screen(ConnectScreen())
+
+    def action_history(self) -> None:
+        from tens_control.ui.screens.history import HistoryScreen
+
+        if self.tapp.store is not None:
+            self.app.push_screen(HistoryScreen())
+
+    def action_diary(self) -> None:
+        from tens_control.ui.screens.diary import DiaryScreen
+
+        if self.tapp.store is not None:
+            self.app.push_screen(DiaryScreen())
+
+    def action_screening(self) -> None:
+        if self.tapp.store is not None:
+            self.tapp.show_screening()
