@@ -377,10 +377,11 @@ def _run_session(
         print(f"tens-control: session ended: {words}{detail}", file=sys.stderr)
         return EXIT_ENDED
     finally:
+        printer.flush()
+        controller.remove_listener(printer)
         try:
             controller.close()
         finally:
-            printer.flush()
             store.close()
 
 
