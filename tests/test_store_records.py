@@ -288,3 +288,16 @@ def test_two_threads_log_to_one_store_without_losing_or_forking_anything(tmp_pat
         assert report.telemetry_rows == 150
     finally:
         store.close()
+
+
+def test_a_read_snapshot_for_bulk_queries(tmp_path: Path) -> None:
+    from sqlalchemy import func, select
+
+    from tens_control.store import schema
+
+    clock = VirtualClock()
+    with open_virtual(tmp_path / "log.sqlite3", clock) as store:
+        run_session(store, clock)
+        with store.reading() as conn:
+            n = conn.execute(select(func.count()).select_from(schema.telemetry)).scalar()
+        assert n == 80

@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import cached_property
@@ -444,6 +444,12 @@ class Store:
                     del self._queue[: len(queued)]
             except DBAPIError as error:
                 raise describe_sqlite_error(self.path, error.orig or error) from error
+
+    def reading(self) -> AbstractContextManager[Connection]:
+        """A connection in one read transaction (a consistent snapshot), for bulk queries with
+        SQLAlchemy Core on ``tens_control.store.schema`` (review, reports). Never write through
+        it: writes go through the Store's methods, which keep the hash chain."""
+        return self._reading()
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
