@@ -353,3 +353,23 @@ def test_delete_patient_command_with_yes_does_not_ask(
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     assert main(["delete-patient", "--db", str(source[0]), "--patient", "patient-1", "--yes"]) == 0
     assert count(source[0], "patients") == 0
+
+
+def test_a_bundle_without_telemetry_verifies_but_is_not_imported(
+    source: tuple[Path, VirtualClock], tmp_path: Path
+) -> None:
+    with Store.open(source[0], recover=False) as store:
+        light = store.export_patient(telemetry=False)
+    assert light["telemetry_included"] is False
+    assert light["telemetry"] == []
+    report = verify_bundle(light)
+    assert report.ok, report.summary()
+    light["telemetry_included"] = True  # claiming it is complete is caught
+    light["digest"] = bundle_digest(light)
+    assert "deleted record: telemetry segment" in str(verify_bundle(light).first)
+    light["telemetry_included"] = False
+    light["digest"] = bundle_digest(light)
+    with Store.open(tmp_path / "clinic.sqlite3") as clinic:
+        with pytest.raises(BundleError, match="without telemetry"):
+            clinic.import_bundle(light)
+        assert clinic.patients() == []

@@ -34,6 +34,11 @@ def add_parser(sub: Any) -> None:
         "tens-control-<patient>-<date>.json in the current directory)",
     )
     p.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    p.add_argument(
+        "--no-telemetry",
+        action="store_true",
+        help="leave out the telemetry samples (much smaller; the log still records what existed)",
+    )
     p.set_defaults(command="export")
 
 
@@ -68,7 +73,7 @@ def _write_new(path: Path, text: str, force: bool) -> None:
 def run(args: argparse.Namespace) -> int:
     with Store.open(args.db, create=False, recover=False) as store:
         patient = store.pick_patient(args.patient)
-        bundle = store.export_patient(patient.pseudonym)
+        bundle = store.export_patient(patient.pseudonym, telemetry=not args.no_telemetry)
     text = json.dumps(bundle, ensure_ascii=False, indent=1, sort_keys=True) + "\n"
     sessions = len(bundle["sessions"])
     events = sum(len(chain["events"]) for chain in bundle["chains"])

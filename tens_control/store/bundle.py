@@ -305,8 +305,10 @@ def bundle_digest(bundle: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(content).encode("utf-8")).hexdigest()
 
 
-def export_patient(conn: Connection, patient_id: int) -> dict[str, Any]:
-    """The bundle of one patient (inside a read transaction, so it is one consistent snapshot)."""
+def export_patient(conn: Connection, patient_id: int, *, telemetry: bool = True) -> dict[str, Any]:
+    """The bundle of one patient (inside a read transaction, so it is one consistent snapshot).
+    ``telemetry=False`` leaves the telemetry out (``telemetry_included: false``); the seals in the
+    chains still record what existed."""
     p, c, e, s = schema.patients.c, schema.chains.c, schema.events.c, schema.sessions.c
     patient = conn.execute(select(schema.patients).where(p.id == patient_id)).mappings().one()
     installation = conn.execute(
@@ -397,7 +399,7 @@ def export_patient(conn: Connection, patient_id: int) -> dict[str, Any]:
     unsealed = 0
     t = schema.telemetry.c
     by_id = {v: k for k, v in session_uids.items()}
-    for uid in session_uids.values():
+    for uid in session_uids.values() if telemetry else ():
         current: tuple[int, list[list[Any]]] | None = None
         for trow in conn.execute(
             select(t.segment, t.t, t.channel, t.set_ma, t.measured_ma, t.impedance_ohm)
@@ -429,6 +431,7 @@ def export_patient(conn: Connection, patient_id: int) -> dict[str, Any]:
         "chains": chains_out,
         "sessions": sessions_out,
         "records": records_out,
+        "telemetry_included": telemetry,
         "telemetry": kept,
         "unsealed_rows": unsealed,
     }
@@ -560,7 +563,7 @@ def verify_bundle(bundle: Mapping[str, Any]) -> VerifyReport:
             )
     except (KeyError, TypeError, AttributeError, ValueError) as error:
         raise BundleError(f"this bundle is malformed ({type(error).__name__}: {error})") from None
-    checker.finish()
+    checker.finish(telemetry_present=bundle.get("telemetry_included", True) is not False)
     if bundle_digest(bundle) != bundle["digest"]:
         report.add(
             Problem(
@@ -587,6 +590,12 @@ def import_bundle(
     report = verify_bundle(bundle)
     if not report.ok:
         raise BundleError(f"the bundle was not imported: {report.first}")
+    if bundle.get("telemetry_included", True) is False:
+        raise BundleError(
+            "the bundle was not imported: it was exported without telemetry (--no-telemetry), "
+            "so the log's telemetry seals would have nothing to check; export it with telemetry "
+            "to import it"
+        )
     added = {"patients": 0, "sessions": 0, "events": 0, "records": 0, "telemetry": 0}
     p, s, c, e = schema.patients.c, schema.sessions.c, schema.chains.c, schema.events.c
     src = bundle["patient"]

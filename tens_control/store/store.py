@@ -1544,12 +1544,15 @@ class Store:
         with self._reading() as conn:
             return bundle_mod.verify_database(conn, str(self.path))
 
-    def export_patient(self, patient: str | None = None) -> dict[str, Any]:
-        """Everything of one patient as a self-verifying bundle (see ``bundle.py``)."""
+    def export_patient(
+        self, patient: str | None = None, *, telemetry: bool = True
+    ) -> dict[str, Any]:
+        """Everything of one patient as a self-verifying bundle (see ``bundle.py``);
+        ``telemetry=False`` leaves the (large) telemetry out."""
         self.flush()
         with self._reading() as conn:
             pref = self._patient_ref(conn, patient)
-            return bundle_mod.export_patient(conn, pref.id)
+            return bundle_mod.export_patient(conn, pref.id, telemetry=telemetry)
 
     def import_bundle(
         self, bundle: Mapping[str, Any], *, pseudonym: str | None = None

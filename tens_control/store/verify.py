@@ -531,7 +531,9 @@ class CrossChecker:
         self._add(kind, "telemetry", f"{kind} record: {where}: {text} ({seal.describe()})", facts)
 
     # ---- what the log has but the tables lack
-    def finish(self) -> None:
+    def finish(self, *, telemetry_present: bool = True) -> None:
+        """Report what the log has but the tables lack. ``telemetry_present=False`` (a bundle
+        exported without telemetry): sealed segments are not expected."""
         for uid, ref in self.started.items():
             if uid not in self._seen_sessions:
                 self.report.add(
@@ -561,7 +563,7 @@ class CrossChecker:
                     )
                 )
         for key, ref in self.seals.items():
-            if key not in self._seen_segments:
+            if telemetry_present and key not in self._seen_segments:
                 self.report.add(
                     Problem(
                         "deleted",
