@@ -591,8 +591,7 @@ class Store:
         row = conn.execute(select(p.id, p.uid, p.pseudonym).where(p.pseudonym == name)).first()
         if row is None:
             raise UnknownPatientError(
-                f"there is no patient {name!r} in {self.path}; check the pseudonym "
-                "(tens-control export lists none without a patient)"
+                f"there is no patient {name!r} in {self.path}; check the pseudonym"
             )
         ref = _PatientRef(int(row.id), str(row.uid), str(row.pseudonym))
         self._patients[name] = ref
@@ -1254,19 +1253,12 @@ class Store:
             ref = self._session_ref(conn, session)
             row = conn.execute(self._session_query().where(schema.sessions.c.id == ref.id)).one()
             pseudonym = str(row.pseudonym)
-            ratings = tuple(self._ratings_for(conn, pseudonym, [session]).get(session, []))
+            ratings = tuple(
+                r
+                for r in self._records(schema.pain_ratings, pseudonym, session=session, conn=conn)
+                if isinstance(r, PainRating)
+            )
             return self._session_info(row, ratings)
-
-    def _ratings_for(
-        self, conn: Connection, patient: str, sessions: list[str]
-    ) -> dict[str, list[PainRating]]:
-        ratings = self._records(schema.pain_ratings, patient, conn=conn)
-        wanted = set(sessions)
-        out: dict[str, list[PainRating]] = {}
-        for rating in ratings:
-            if isinstance(rating, PainRating) and rating.session in wanted:
-                out.setdefault(rating.session, []).append(rating)
-        return out
 
     def sessions(
         self,
