@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sqlite3
 import stat
 from collections.abc import Iterator
@@ -49,14 +50,21 @@ def permissive_umask() -> Iterator[None]:
         os.umask(old)
 
 
-@pytest.fixture
-def filled(tmp_path: Path) -> Path:
-    """A closed log with some sessions (a few hundred kB)."""
-    path = tmp_path / "log.sqlite3"
+@pytest.fixture(scope="module")
+def filled_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("filled") / "log.sqlite3"
     clock = VirtualClock()
     with open_virtual(path, clock) as store:
         for _ in range(3):
             run_session(store, clock, samples=600)
+    return path
+
+
+@pytest.fixture
+def filled(filled_once: Path, tmp_path: Path) -> Path:
+    """A private copy of a closed log with some sessions (a few hundred kB)."""
+    path = tmp_path / "log.sqlite3"
+    shutil.copy(filled_once, path)
     return path
 
 

@@ -24,6 +24,7 @@ from tens_control.store.errors import (
     DatabaseCorruptError,
     DatabaseMissingError,
     NotATensControlDatabaseError,
+    StoreBusyError,
     StoreError,
 )
 
@@ -71,17 +72,28 @@ def _readonly_uri(path: Path) -> str:
     return path.resolve().as_uri() + "?mode=ro"
 
 
-def describe_sqlite_error(path: Path, error: Exception) -> StoreError:
+def describe_sqlite_error(path: Path, error: BaseException) -> StoreError:
     """Map a low-level SQLite error to one clear store error."""
     text = str(error)
-    if "not a database" in text or "file is encrypted" in text:
+    lowered = text.lower()
+    if "not a database" in lowered or "file is encrypted" in lowered:
         return NotATensControlDatabaseError(
-            f"{path} is not a tens-control database (not an SQLite file); "
-            "check the --db path or TENS_CONTROL_DB"
+            f"{path} is not a tens-control database (not an SQLite file); the file was not "
+            "changed. Check the --db path or TENS_CONTROL_DB"
         )
-    return DatabaseCorruptError(
-        f"{path} cannot be read ({text}); the file was not changed. Restore it from a backup, "
-        "or move it aside and start a new database"
+    if "malformed" in lowered or "corrupt" in lowered:
+        return DatabaseCorruptError(
+            f"{path} cannot be read ({text}); the file was not changed. Restore it from a "
+            "backup, or move it aside and start a new database"
+        )
+    if "locked" in lowered or "busy" in lowered:
+        return StoreBusyError(
+            f"{path} is busy: another program holds it ({text}); try again, or close the other "
+            "tens-control"
+        )
+    return StoreError(
+        f"{path} could not be used ({text}); check the free disk space and the permissions of "
+        "the file and its directory"
     )
 
 
