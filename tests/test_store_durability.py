@@ -320,3 +320,16 @@ def test_odd_numbers_in_telemetry_are_stored_so_that_the_log_still_verifies(
         report = store.verify()
         assert report.ok, report.summary()
         assert report.telemetry_rows == 2
+
+
+def test_no_stray_timer_is_left_on_a_virtual_clock_after_a_session(tmp_path: Path) -> None:
+    clock = VirtualClock()
+    with open_virtual(tmp_path / "log.sqlite3", clock) as store:
+        store.ensure_patient()
+        sid = store.begin_session(PLAN)
+        writer = store.telemetry_writer(sid)
+        writer.add(Telemetry(clock.now(), 1, 1.0, 1.0, 500.0))
+        store.append_event(sid, Note(text="queued"), safety=False)
+        assert clock.pending() == 1
+        store.end_session(sid, EndReason.COMPLETED)
+        assert clock.pending() == 0

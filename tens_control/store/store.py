@@ -777,6 +777,7 @@ class Store:
             )
             self._append(conn, ref.patient_id, ref.id, record, wall_time=ended, mono=mono_time)
         self._active.discard(session)
+        self._maybe_idle()
         return True
 
     def telemetry_writer(self, session: str) -> TelemetryWriter:
@@ -836,6 +837,12 @@ class Store:
                 pass
         for writer in list(self._writers.values()):
             writer.flush()
+        self._maybe_idle()
+
+    def _maybe_idle(self) -> None:
+        with self._write_lock:
+            if not self._queue and not any(w.pending for w in self._writers.values()):
+                self._flusher.idle()
 
     # ------------------------------------------------------------------ events
     @overload

@@ -110,6 +110,13 @@ class Flusher:
             self._timer.cancel()
         self._timer = self._clock.call_at(when, self._on_timer)
 
+    def idle(self) -> None:
+        """Nothing is pending any more: drop a scheduled virtual-clock deadline (so a virtual
+        clock holds no stray timer of ours)."""
+        if not self._background and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     def kick(self) -> None:
         """Commit as soon as possible (a batch is full)."""
         if self._background:
