@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 from drivers.clock import VirtualClock
 from tens_control.cli import main
@@ -30,7 +31,7 @@ from tens_control.store import (
     schema,
 )
 from tens_control.store.database import inspect_file
-from tests.store_support import open_virtual, raw, run_session
+from tests.store_support import PLAN, open_virtual, raw, run_session
 
 
 def mode(path: Path) -> int:
@@ -291,3 +292,23 @@ def test_a_version_without_a_migration_step_is_refused_untouched(
     with pytest.raises(MigrationError, match="no step from version 2"):
         Store.open(path)
     assert digest(path) == before
+
+
+def test_a_read_only_store_reads_and_never_writes(filled: Path) -> None:
+    before = digest(filled)
+    with Store.open(filled, read_only=True) as store:
+        assert store.read_only
+        assert len(store.sessions()) == 3
+        assert store.verify().ok
+        with pytest.raises(StoreError, match="read-only"):
+            store.ensure_patient("p-9")
+        with pytest.raises(StoreError, match="read-only"):
+            store.begin_session(PLAN)
+        with pytest.raises(StoreError, match="read-only"):
+            store.delete_patient("patient-1")
+        with store.reading() as conn, pytest.raises(DBAPIError):
+            conn.exec_driver_sql("DELETE FROM pain_ratings")
+    assert digest(filled) == before
+    assert not filled.with_name(filled.name + ".lock").exists()
+    with pytest.raises(DatabaseMissingError):
+        Store.open(filled.with_name("nope.sqlite3"), read_only=True)

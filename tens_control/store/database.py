@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import CursorResult, Engine, create_engine, event
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from tens_control.store import schema
 from tens_control.store.errors import (
@@ -166,6 +166,29 @@ def inspect_file(path: Path) -> int:
             "backup"
         )
     return version
+
+
+def make_read_only_engine(path: Path) -> Engine:
+    """An engine whose connections are SQLite ``mode=ro`` and ``query_only``: any write, by any
+    code path, fails instead of reaching the file."""
+    uri = _readonly_uri(path)
+
+    def connect() -> sqlite3.Connection:
+        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+        conn.isolation_level = None
+        conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        conn.execute("PRAGMA query_only=ON")
+        return conn
+
+    engine = create_engine(
+        "sqlite://", creator=connect, poolclass=QueuePool, pool_size=4, max_overflow=8
+    )
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+    return engine
 
 
 def make_engine(path: Path) -> Engine:

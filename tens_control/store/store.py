@@ -48,6 +48,7 @@ from tens_control.store.database import (
     insert_id,
     inspect_file,
     make_engine,
+    make_read_only_engine,
     tighten_permissions,
 )
 from tens_control.store.errors import (
@@ -283,6 +284,8 @@ class Store:
         self._sessions: dict[str, _SessionRef] = {}
         self._closed = False
         self._flusher = Flusher(clock, self._flush_batched, background=background_flush)
+        self.read_only = False
+        """True when opened with ``read_only=True``: every write method raises."""
 
     # ------------------------------------------------------------------ open / close
     @classmethod
@@ -300,6 +303,7 @@ class Store:
         batch_rows: int = BATCH_ROWS,
         seal_interval_s: float = SEAL_INTERVAL_S,
         seal_rows: int = SEAL_ROWS,
+        read_only: bool = False,
     ) -> Store:
         """Open (or create) the database.
 
@@ -314,8 +318,13 @@ class Store:
         ``patient-1``).
         ``background_flush``: commit batches on a background thread (default: yes, unless
         ``clock`` is a ``VirtualClock``, whose deadlines are run inline on that clock).
+        ``read_only``: open an existing database of the current schema for reading only (every
+        connection is SQLite ``mode=ro``; nothing is created, migrated, recovered or written,
+        and any write method raises :class:`StoreError`). For review and reports.
         """
         db_path = resolve_db_path(path)
+        if read_only:
+            return cls._open_read_only(db_path, clock=clock, wall=wall, patient=patient)
         new = False
         if not db_path.exists():
             if not create:
@@ -380,12 +389,66 @@ class Store:
                 raise
         return store
 
+    @classmethod
+    def _open_read_only(
+        cls,
+        db_path: Path,
+        *,
+        clock: Clock | None,
+        wall: WallClock | None,
+        patient: str | None,
+    ) -> Store:
+        version = inspect_file(db_path)
+        if version > schema.SCHEMA_VERSION:
+            raise NewerSchemaError(
+                f"{db_path} was written by a newer tens-control (schema version {version}; "
+                f"this version understands up to {schema.SCHEMA_VERSION}); the file was not "
+                "changed. Upgrade tens-control to open it"
+            )
+        if version < schema.SCHEMA_VERSION:
+            raise StoreError(
+                f"{db_path} has the older schema version {version} and must be upgraded before "
+                f"it can be opened read-only; run `tens-control verify --db {db_path}` once"
+            )
+        engine = make_read_only_engine(db_path)
+        try:
+            with engine.connect() as conn, conn.begin():
+                installation = conn.execute(
+                    select(schema.meta.c.value).where(schema.meta.c.key == "installation")
+                ).scalar_one()
+        except DBAPIError as error:
+            engine.dispose()
+            raise describe_sqlite_error(db_path, error.orig or error) from None
+        except BaseException:
+            engine.dispose()
+            raise
+        store = cls(
+            path=db_path,
+            engine=engine,
+            installation=str(installation),
+            clock=clock if clock is not None else VirtualClock(),
+            wall=wall if wall is not None else (lambda: datetime.now(UTC)),
+            default_patient=check_pseudonym(patient or configured_patient()),
+            liveness=LivenessLock(db_path),
+            flush_interval_s=FLUSH_INTERVAL_S,
+            background_flush=False,
+            batch_rows=BATCH_ROWS,
+            seal_interval_s=SEAL_INTERVAL_S,
+            seal_rows=SEAL_ROWS,
+        )
+        store.read_only = True
+        return store
+
     def close(self) -> None:
         """Commit everything pending (sealing telemetry), release the database. Idempotent.
 
         Sessions still running stay open in the database (the next start closes them as host
         crash, unless ended first)."""
         if self._closed:
+            return
+        if self.read_only:
+            self._closed = True
+            self._engine.dispose()
             return
         try:
             self._flusher.close()
@@ -418,12 +481,18 @@ class Store:
         if self._closed:
             raise StoreClosedError("the session store is closed; open it again")
 
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self.read_only:
+            raise StoreError(f"{self.path} was opened read-only; nothing can be written through it")
+
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
         """A write transaction under the write lock; queued (non-safety) events are written
         first, so the chain keeps their order."""
         with self._write_lock:
             self._check_open()
+            self._check_writable()
             try:
                 with self._engine.connect() as conn:
                     conn.execution_options(**WRITE)
@@ -703,6 +772,7 @@ class Store:
         """Start a session: its row and a ``session_started`` record, committed before this
         returns. Returns the session's id (a uid). ``simulator`` defaults to the device's own
         flag."""
+        self._check_writable()
         is_sim = simulator if simulator is not None else bool(device and device.is_simulator)
         uid = new_uid()
         started = self._now(at)
@@ -783,6 +853,7 @@ class Store:
     def telemetry_writer(self, session: str) -> TelemetryWriter:
         """The batch writer for a session's telemetry (one per session; the same one is
         returned while it is open). ``end_session`` closes it."""
+        self._check_writable()
         with self._write_lock:
             existing = self._writers.get(session)
             if existing is not None:
@@ -887,6 +958,7 @@ class Store:
         ``safety=False``: queued and committed within the flush interval (250 ms), and always
         before any later safety event; returns None.
         """
+        self._check_writable()
         kind = getattr(record, "kind", None)
         if kind not in CALLER_KINDS:
             raise StoreError(
@@ -1431,7 +1503,7 @@ class Store:
         unsealed telemetry, end it as ``host_crash`` at the time of its last event, and log
         that. Skipped (returns []) while another live process holds the database. Returns the
         ids of the sessions closed."""
-        self._check_open()
+        self._check_writable()
         if not self._liveness.try_exclusive():
             log.info("another tens-control process is using %s; not recovering", self.path)
             return []
@@ -1569,7 +1641,7 @@ class Store:
         """Remove every row of this patient (sessions, events, telemetry, records, chains,
         devices used by no one else). Deleted content is overwritten (``secure_delete``) and
         the WAL is truncated. Refused while another process may be running a session."""
-        self._check_open()
+        self._check_writable()
         if self._liveness.mode == "exclusive":
             got = True
         else:
