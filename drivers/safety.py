@@ -886,6 +886,16 @@ class SafetyGovernor:
         if self._state is GovernorState.RUNNING:
             self._pause(StopReason.LEAD_OFF, f"lead-off on channel {ch.number}")
 
+    def _lead_off_unknown(self, detail: str) -> None:
+        """Lead-off on a channel the device does not name (RehaStim 2 electrode error): every
+        configured channel is suspect; pause like any lead-off."""
+        for ch in self._channels.values():
+            if ch.settings is not None:
+                ch.lead_off = True
+        self._emit(SafetyEventKind.LEAD_OFF, None, detail=detail)
+        if self._state is GovernorState.RUNNING:
+            self._pause(StopReason.LEAD_OFF, f"lead-off ({detail})")
+
     def _on_device_event(self, event: DeviceEvent) -> None:
         self._enter()
         try:
@@ -894,8 +904,11 @@ class SafetyGovernor:
                 self._comms_lost(event.detail or "the driver reported comms loss")
                 return
             ch = self._channels.get(event.channel) if event.channel is not None else None
-            if kind is DeviceEventKind.LEAD_OFF and ch is not None:
-                self._lead_off(ch, event.detail or "the device reported lead-off")
+            if kind is DeviceEventKind.LEAD_OFF:
+                if ch is not None:
+                    self._lead_off(ch, event.detail or "the device reported lead-off")
+                else:
+                    self._lead_off_unknown(event.detail or "the device reported an electrode error")
                 return
             self._emit(
                 SafetyEventKind.DEVICE_EVENT,

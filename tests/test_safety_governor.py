@@ -736,6 +736,18 @@ def test_the_device_emergency_switch_reported_as_a_fault_code_ends_as_emergency_
     assert rig.gov.end_reason is StopReason.EMERGENCY_SWITCH
 
 
+def test_a_lead_off_without_a_channel_pauses_every_channel(rig: Rig) -> None:
+    rig.running(1, 2)
+    rig.ramp_to(1, 2.0)
+    rig.driver.report(DeviceEvent(rig.clock.now(), DeviceEventKind.LEAD_OFF, detail="electrode"))
+    assert rig.gov.state is GovernorState.PAUSED
+    assert rig.last(SafetyEventKind.PAUSED).reason is StopReason.LEAD_OFF
+    assert rig.last(SafetyEventKind.LEAD_OFF).channel is None
+    assert rig.gov.channel_status(1).lead_off and rig.gov.channel_status(2).lead_off
+    rig.clock.advance(0.1)
+    assert rig.driver.output == {1: 0.0, 2: 0.0}
+
+
 def test_impedance_over_threshold_in_telemetry_is_a_lead_off(rig: Rig) -> None:
     rig.running(1)
     rig.ramp_to(1, 2.0)
