@@ -114,6 +114,8 @@ LOG_TIMEOUT_S = 15.0
 """How long a public method waits for its log records to be committed before it treats the log
 as broken (stops output and raises :class:`SessionLogError`)."""
 HABITUATION_QUESTION = "Is the feeling still strong but comfortable?"
+DEFAULT_CHANNELS = 2
+"""Without prescribed channels a session uses channels 1 and 2 (the pair of a home unit)."""
 
 # --------------------------------------------------------------------------- states, reasons
 
@@ -1291,7 +1293,8 @@ class SessionController:
     def _areas(self, rx: Prescription, info: DeviceInfo) -> dict[int, float]:
         if rx.channels:
             return {c.channel: c.area_cm2 for c in rx.channels}
-        return {n: DEFAULT_PAD.area_cm2 for n in range(1, info.channels + 1)}
+        count = min(info.channels, DEFAULT_CHANNELS)
+        return {n: DEFAULT_PAD.area_cm2 for n in range(1, count + 1)}
 
     # ================================================================== connect
     def connect(
@@ -1461,10 +1464,11 @@ class SessionController:
         return self._rx.available_programs(device.profile, caps)
 
     def _session_channels(self, governor: SafetyGovernor) -> tuple[int, ...]:
+        """The prescribed channels; without any, the first two (a home unit's pair)."""
         usable = set(governor.channels)
         if self._rx.channels:
             return tuple(sorted(c.channel for c in self._rx.channels if c.channel in usable))
-        return tuple(sorted(usable))
+        return tuple(sorted(usable))[:DEFAULT_CHANNELS]
 
     def _check_preconditions(self, program: str | Program, minutes: float | None) -> _Prepared:
         governor, device = self._require_governor()

@@ -427,3 +427,22 @@ def test_after_a_session_another_one_starts_from_zero(rig: Rig) -> None:
     second = rig.c.snapshot().session_id
     assert second is not None
     assert second != first
+
+
+def test_a_rehastim_session_on_its_simulator(rig: Rig) -> None:
+    view = rig.c.connect("sim://sciencemode2")
+    assert view.profile_id == "rehastim2"
+    assert "no measured output" in view.flags
+    assert "no impedance" in view.flags
+    snap = rig.c.prepare("conventional", 0.5)
+    assert [ch.channel for ch in snap.channels if ch.active] == [1, 2]
+    assert len(snap.channels) == 8
+    rig.c.start()
+    session = rig.c.snapshot().session_id
+    assert session is not None
+    assert rig.c.set_target(1, 5.0).accepted
+    rig.advance(31)
+    assert _end_reason(rig, session) is EndReason.COMPLETED
+    assert rig.record.max_level(1) == 5.0
+    assert rig.record.level_at(1, rig.clock.now()) == 0.0
+    assert all(rig.record.max_level(ch) == 0.0 for ch in range(2, 9))
