@@ -446,3 +446,23 @@ def test_a_rehastim_session_on_its_simulator(rig: Rig) -> None:
     assert rig.record.max_level(1) == 5.0
     assert rig.record.level_at(1, rig.clock.now()) == 0.0
     assert all(rig.record.max_level(ch) == 0.0 for ch in range(2, 9))
+
+
+def test_a_stop_before_the_start_creates_no_session(rig: Rig) -> None:
+    rig.c.connect("sim://tsp")
+    rig.c.prepare("conventional", 1)
+    rig.c.stop()
+    assert rig.c.snapshot().state is SessionState.CONNECTED
+    assert not any(isinstance(u, EndedUpdate) for u in rig.updates)
+    rig.c.emergency_stop()
+    assert rig.c.snapshot().state is SessionState.CONNECTED
+    rig.c.prepare("conventional", 0.2)  # identifies the device again, every output 0
+    rig.c.start()
+    rig.advance(13)
+    assert rig.store.sessions()[0].end_reason is EndReason.COMPLETED
+    assert len(rig.store.sessions()) == 1
+    assert rig.states()[:3] == [
+        ("idle", "connected"),
+        ("connected", "ready"),
+        ("ready", "connected"),
+    ]
