@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "screening": "tens_control.commands.screening",
     "report": "tens_control.commands.report",
     "import": "tens_control.commands.import_bundle",
+    "review": "tens_control.commands.review",
     "ui": "tens_control.commands.ui",
 }
 DEFAULT_COMMAND = "ui"

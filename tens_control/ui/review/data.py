@@ -239,7 +239,8 @@ class PatientView:
 
     data: PatientData
     summary: PatientSummary
-    tz: tzinfo
+    tz: tzinfo | None
+    """Time zone of the days and times shown (None: this computer's local time)."""
 
     @property
     def primary_key(self) -> SeriesKey | None:
@@ -352,7 +353,8 @@ def describe_event(e: StoredEvent) -> tuple[str, str, bool]:
         reason = end_reason_text(str(p.get("reason")))
         detail = f" ({p['detail']})" if p.get("detail") else ""
         recovered = " (closed at the next start)" if p.get("recovered") else ""
-        return "end", f"ended: {reason}{detail}{recovered}", p.get("reason") != "completed"
+        completed = p.get("reason") == "completed"
+        return "end" if completed else "END", f"{reason}{detail}{recovered}", not completed
     if kind == "state_changed":
         why = f" ({p['reason']})" if p.get("reason") else ""
         return "state", f"{p.get('from_state')} → {p.get('to_state')}{why}", False
@@ -362,15 +364,14 @@ def describe_event(e: StoredEvent) -> tuple[str, str, bool]:
         shown = " ".join(f"{k}={_fmt_value(v)}" for k, v in args.items())
         text = f"{p.get('command')}{ch}{' ' + shown if shown else ''}"
         if not p.get("ok", True):
-            return "command", f"{text}: FAILED {p.get('error') or ''}".rstrip(), True
+            return "FAILED", f"{text}: {p.get('error') or 'the device refused it'}", True
         return "command", text, False
     if kind == "amplitude_changed":
         who = p.get("who") or ""
         why = f", {p['why']}" if p.get("why") else ""
         return (
             "amplitude",
-            f"ch{p.get('channel')} {num(p.get('from_ma'))} → {num(p.get('to_ma'))} mA "
-            f"({who}{why})",
+            f"ch{p.get('channel')} {num(p.get('from_ma'))} → {num(p.get('to_ma'))} mA ({who}{why})",
             False,
         )
     if kind == "rejected":
@@ -405,18 +406,37 @@ def describe_event(e: StoredEvent) -> tuple[str, str, bool]:
     return kind, ", ".join(f"{k}={_fmt_value(v)}" for k, v in p.items()), False
 
 
+ZEROING_COMMANDS = frozenset({"stop", "emergency_stop", "pause"})
+"""Logged commands after which every output is 0 (S1, S10)."""
+
+
 def trajectory_of(
-    events: Sequence[StoredEvent], start: datetime
+    events: Sequence[StoredEvent], start: datetime, end: datetime | None = None
 ) -> dict[int, tuple[tuple[float, float], ...]]:
-    """Channel -> (seconds from ``start``, set mA) at each logged amplitude change; a channel
-    starts at 0 mA (S1), and a stop or a fault sets every channel back to 0."""
+    """Channel -> (seconds from ``start``, set mA) at each change, from the log: every logged
+    amplitude change; a channel starts at 0 mA (S1); a stop, pause or emergency stop sets every
+    channel to 0, a fault its channel (or every channel); the session's ``end`` sets every
+    channel to 0."""
     points: dict[int, list[tuple[float, float]]] = {}
+
+    def zero(t: float, channel: int | None) -> None:
+        for ch, pts in points.items():
+            if (channel is None or ch == channel) and pts[-1][1] != 0.0:
+                pts.append((t, 0.0))
+
     for e in events:
-        t = (e.wall_time - start).total_seconds()
+        t = max(0.0, (e.wall_time - start).total_seconds())
+        p = e.payload
         if e.kind == "amplitude_changed":
-            ch = int(e.payload.get("channel") or 0)
-            ma = float(e.payload.get("to_ma") or 0.0)
-            points.setdefault(ch, [(0.0, 0.0)]).append((t, ma))
+            ch = int(p.get("channel") or 0)
+            points.setdefault(ch, [(0.0, 0.0)]).append((t, float(p.get("to_ma") or 0.0)))
+        elif e.kind == "command" and p.get("command") in ZEROING_COMMANDS and p.get("ok", True):
+            zero(t, None)
+        elif e.kind == "fault":
+            fault_ch = p.get("channel")
+            zero(t, None if fault_ch is None else int(fault_ch))
+    if end is not None:
+        zero(max(0.0, (end - start).total_seconds()), None)
     return {ch: tuple(pts) for ch, pts in sorted(points.items())}
 
 
@@ -427,7 +447,7 @@ class ReviewSource:
     """The review's view of one store (read-only): patient statuses, patients, sessions,
     exports. Loaded patients are cached (the log does not change while review runs)."""
 
-    def __init__(self, store: Store, tz: tzinfo) -> None:
+    def __init__(self, store: Store, tz: tzinfo | None = None) -> None:
         self.store = store
         self.tz = tz
         self._lock = threading.Lock()
@@ -494,15 +514,13 @@ class ReviewSource:
             base = start_mono if start_mono is not None else sample.time
             if start_mono is None:
                 start_mono = sample.time
-            measured.setdefault(sample.channel, []).append(
-                (sample.time - base, sample.measured_ma)
-            )
+            measured.setdefault(sample.channel, []).append((sample.time - base, sample.measured_ma))
         row = next((s for s in view.data.sessions if s.id == session_id), None)
         return SessionDetail(
             info=info,
             row=row,
             events=tuple(lines),
-            trajectory=trajectory_of(stored, start),
+            trajectory=trajectory_of(stored, start, info.ended_at),
             measured={ch: tuple(v) for ch, v in sorted(measured.items())},
             duration_s=max(0.0, (end - start).total_seconds()),
             ratings=tuple(

@@ -14,14 +14,14 @@ read-only reader needs the shared-memory index); the database file itself is nev
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from drivers.clock import VirtualClock
 from tens_control.store import NewerSchemaError, Store, StoreError, resolve_db_path, schema
@@ -46,7 +46,9 @@ def read_only_engine(path: Path) -> Engine:
         conn.execute("PRAGMA query_only=ON")
         return conn
 
-    engine = create_engine("sqlite://", creator=connect, pool_size=4, max_overflow=8)
+    engine = create_engine(
+        "sqlite://", creator=connect, poolclass=QueuePool, pool_size=4, max_overflow=8
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
@@ -105,4 +107,3 @@ def open_read_only(path: str | os.PathLike[str] | None = None) -> Store:
         seal_interval_s=1.0,
         seal_rows=1,
     )
-

@@ -1,0 +1,1 @@
+"""The review screens: patient list, patient, session, and the export dialogs."""
