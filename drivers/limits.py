@@ -133,6 +133,8 @@ def load_profile(path: Path) -> DeviceProfile:
         raise ProfileError(f"profile {path}: file not found") from None
     except tomllib.TOMLDecodeError as error:
         raise ProfileError(f"profile {path}: not valid TOML ({error})") from None
+    except UnicodeDecodeError:
+        raise ProfileError(f"profile {path}: not a text file (TOML must be UTF-8)") from None
     profile = parse_profile(data, str(path))
     if profile.id != path.stem:
         raise ProfileError(f"profile {path}: field id: must equal the file name ({path.stem!r})")
