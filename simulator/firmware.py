@@ -134,11 +134,15 @@ class DeliveredRecord:
         return {ch: self.level_at(ch, time) for ch in self._times}
 
     def max_between(self, channel: int, start: float, end: float) -> float:
-        """The highest amplitude ``channel`` delivered at any instant in ``[start, end]``."""
+        """The highest amplitude ``channel`` delivered at any instant in ``[start, end]``.
+
+        The level *at* ``start`` is the one after every change at that instant (as in
+        :meth:`level_at`); every level set after ``start`` counts, even one that lasted no time.
+        """
         times = self._times[channel]
         levels = self._levels[channel]
         highest = self.level_at(channel, start)
-        lo = bisect.bisect_left(times, start)
+        lo = bisect.bisect_right(times, start)
         hi = bisect.bisect_right(times, end)
         if hi > lo:
             highest = max(highest, max(levels[lo:hi]))
