@@ -159,17 +159,17 @@ class Aggregates:
             self.last_day = day
 
 
-def local_day(moment: datetime, tz: tzinfo) -> date:
-    """The calendar day of ``moment`` in ``tz`` (a naive datetime is read as UTC)."""
+Zone = tzinfo | None
+"""A time zone for calendar days; ``None`` is this computer's local zone (with its daylight
+saving rules, as SQLite's ``'localtime'``)."""
+
+
+def local_day(moment: datetime, tz: Zone) -> date:
+    """The calendar day of ``moment`` in ``tz`` (``None``: local time; a naive datetime is read
+    as UTC)."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(tz).date()
-
-
-def default_tz() -> tzinfo:
-    """This machine's local time zone (days are the patient's calendar days)."""
-    tz = datetime.now().astimezone().tzinfo
-    return tz if tz is not None else UTC
 
 
 def _add(table: dict[SeriesKey, dict[date, SumCount]], key: SeriesKey, day: date, v: int) -> None:
@@ -178,9 +178,10 @@ def _add(table: dict[SeriesKey, dict[date, SumCount]], key: SeriesKey, day: date
     days[day] = (s + v, n + 1)
 
 
-def aggregate(data: PatientData, tz: tzinfo | None = None) -> Aggregates:
-    """Reduce one patient's rows to :class:`Aggregates` (rows outside the period are ignored)."""
-    zone = tz if tz is not None else default_tz()
+def aggregate(data: PatientData, tz: Zone = None) -> Aggregates:
+    """Reduce one patient's rows to :class:`Aggregates` (rows outside the period are ignored;
+    days in ``tz``, default local time)."""
+    zone = tz
     lo, hi = data.period_from, data.period_to
 
     def inside(day: date) -> bool:
@@ -826,7 +827,7 @@ def summarize(
 
 
 def summarize_data(
-    data: PatientData, tz: tzinfo | None = None, primary: SeriesKey | None = None
+    data: PatientData, tz: Zone = None, primary: SeriesKey | None = None
 ) -> PatientSummary:
     """:func:`aggregate` then :func:`summarize`, for one patient's rows."""
     return summarize(aggregate(data, tz), primary=primary)

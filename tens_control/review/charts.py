@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import matplotlib
@@ -23,7 +23,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from tens_control.review.analytics import PatientSummary, local_day, per_session_changes
+from tens_control.review.analytics import PatientSummary, Zone, local_day, per_session_changes
 from tens_control.review.model import PatientData, series_label
 
 WIDTH_IN = 7.3  # 186 mm: an A4 page less 12 mm margins
@@ -59,7 +59,7 @@ def _x(moment: datetime) -> float:
     return float(mdates.date2num(moment))  # type: ignore[no-untyped-call]
 
 
-def _local(moment: datetime, tz: tzinfo) -> float:
+def _local(moment: datetime, tz: Zone) -> float:
     """A local time as a plot coordinate (the axis shows local days)."""
     if moment.tzinfo is not None:
         moment = moment.astimezone(tz).replace(tzinfo=None)
@@ -95,7 +95,7 @@ def _new(name: str) -> tuple[Figure, Axes]:
     return fig, fig.add_subplot()
 
 
-def pain_chart(data: PatientData, s: PatientSummary, tz: tzinfo) -> Figure:
+def pain_chart(data: PatientData, s: PatientSummary, tz: Zone) -> Figure:
     """Pain before and after each session of the headline series, and its 7-day rolling mean."""
     fig, ax = _new("pain")
     o = s.primary
@@ -139,7 +139,7 @@ def pain_chart(data: PatientData, s: PatientSummary, tz: tzinfo) -> Figure:
     return fig
 
 
-def weekly_chart(data: PatientData, s: PatientSummary, tz: tzinfo) -> Figure:
+def weekly_chart(data: PatientData, s: PatientSummary, tz: Zone) -> Figure:
     """Weekly means of the headline series against the baseline week."""
     fig, ax = _new("weekly")
     o = s.primary
@@ -194,7 +194,7 @@ def flagged_spans(s: PatientSummary) -> list[tuple[date, date]]:
     return spans
 
 
-def amplitude_chart(data: PatientData, s: PatientSummary, tz: tzinfo) -> Figure:
+def amplitude_chart(data: PatientData, s: PatientSummary, tz: Zone) -> Figure:
     """Each session's mean amplitude and the daily mean; flagged tolerance windows shaded."""
     fig, ax = _new("amplitude")
     ax.set_title("Amplitude — mean set current per session (mA)")
@@ -234,7 +234,7 @@ def amplitude_chart(data: PatientData, s: PatientSummary, tz: tzinfo) -> Figure:
     return fig
 
 
-def timeline_chart(data: PatientData, s: PatientSummary, tz: tzinfo) -> Figure:
+def timeline_chart(data: PatientData, s: PatientSummary, tz: Zone) -> Figure:
     """Daily pain (headline series) above other treatments, adverse events and faults."""
     fig = Figure(figsize=(WIDTH_IN, CHART_HEIGHTS_IN["timeline"]), layout="constrained")
     FigureCanvasAgg(fig)
@@ -316,7 +316,7 @@ def timeline_chart(data: PatientData, s: PatientSummary, tz: tzinfo) -> Figure:
     return fig
 
 
-BUILDERS: dict[str, Callable[[PatientData, PatientSummary, tzinfo], Figure]] = {
+BUILDERS: dict[str, Callable[[PatientData, PatientSummary, Zone], Figure]] = {
     "pain": pain_chart,
     "weekly": weekly_chart,
     "amplitude": amplitude_chart,
@@ -324,7 +324,7 @@ BUILDERS: dict[str, Callable[[PatientData, PatientSummary, tzinfo], Figure]] = {
 }
 
 
-def build_charts(data: PatientData, summary: PatientSummary, tz: tzinfo) -> dict[str, Figure]:
+def build_charts(data: PatientData, summary: PatientSummary, tz: Zone) -> dict[str, Figure]:
     """All four charts, by name (:data:`CHART_NAMES` order)."""
     with matplotlib.rc_context(STYLE):
         return {name: BUILDERS[name](data, summary, tz) for name in CHART_NAMES}

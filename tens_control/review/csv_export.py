@@ -10,10 +10,10 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime
 from typing import TextIO
 
-from tens_control.review.analytics import local_day
+from tens_control.review.analytics import Zone, local_day
 from tens_control.review.model import PatientData
 
 CSV_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -56,7 +56,7 @@ def _num(value: float | None) -> str:
     return "" if value is None else f"{value:g}"
 
 
-def write_csv(data: PatientData, out: TextIO, tz: tzinfo) -> int:
+def write_csv(data: PatientData, out: TextIO, tz: Zone) -> int:
     """Write the CSV to ``out``; returns the number of data rows."""
     lo, hi = data.period_from, data.period_to
 
@@ -128,7 +128,7 @@ def write_csv(data: PatientData, out: TextIO, tz: tzinfo) -> int:
     return len(rows)
 
 
-def csv_text(data: PatientData, tz: tzinfo) -> str:
+def csv_text(data: PatientData, tz: Zone) -> str:
     """The CSV as one string."""
     buf = io.StringIO()
     write_csv(data, buf, tz)

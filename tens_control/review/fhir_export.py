@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime
 from typing import Any
 
 from fhir.resources.R4B.bundle import Bundle
 
-from tens_control.review.analytics import default_tz, local_day
+from tens_control.review.analytics import Zone, local_day
 from tens_control.review.model import (
     PAIN_LABELS,
     POSTURE_LABELS,
@@ -102,10 +102,10 @@ def _session_status(s: SessionRow) -> str:
 
 
 def bundle_dict(
-    data: PatientData, tz: tzinfo | None = None, generated: datetime | None = None
+    data: PatientData, tz: Zone = None, generated: datetime | None = None
 ) -> dict[str, Any]:
     """The bundle as plain JSON-ready data (not yet validated; see :func:`build_bundle`)."""
-    zone = tz if tz is not None else default_tz()
+    zone = tz
     lo, hi = data.period_from, data.period_to
     pid = data.patient.id
 
@@ -232,16 +232,12 @@ def bundle_dict(
     }
 
 
-def build_bundle(
-    data: PatientData, tz: tzinfo | None = None, generated: datetime | None = None
-) -> Bundle:
+def build_bundle(data: PatientData, tz: Zone = None, generated: datetime | None = None) -> Bundle:
     """The bundle as a validated ``fhir.resources.R4B`` model."""
     return Bundle.model_validate(bundle_dict(data, tz, generated))
 
 
-def bundle_json(
-    data: PatientData, tz: tzinfo | None = None, generated: datetime | None = None
-) -> str:
+def bundle_json(data: PatientData, tz: Zone = None, generated: datetime | None = None) -> str:
     """The bundle as FHIR JSON. The exact text returned is parsed back and validated with
     ``fhir.resources`` first (a pydantic ``ValidationError`` if it were not valid FHIR R4B)."""
     text = json.dumps(bundle_dict(data, tz, generated), ensure_ascii=False, indent=1)

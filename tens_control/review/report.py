@@ -16,7 +16,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -28,8 +28,8 @@ from tens_control.errors import TensControlError
 from tens_control.review import charts as charts_mod
 from tens_control.review.analytics import (
     PatientSummary,
+    Zone,
     aggregate,
-    default_tz,
     local_day,
     per_session_changes,
     summarize,
@@ -90,7 +90,7 @@ class Report:
 
     data: PatientData
     summary: PatientSummary
-    tz: tzinfo
+    tz: Zone
     generated: datetime
 
     @property
@@ -232,12 +232,12 @@ def device_text(data: PatientData) -> str:
 
 def build_report(
     data: PatientData,
-    tz: tzinfo | None = None,
+    tz: Zone = None,
     generated: datetime | None = None,
     primary: SeriesKey | None = None,
 ) -> Report:
     """Summarise ``data`` for a report (``generated`` defaults to now)."""
-    zone = tz if tz is not None else default_tz()
+    zone = tz
     summary = summarize(aggregate(data, zone), primary=primary)
     return Report(
         data=data,
@@ -563,14 +563,14 @@ def render_pdf(report: Report) -> bytes:
 def render(
     data: PatientData,
     fmt: Format,
-    tz: tzinfo | None = None,
+    tz: Zone = None,
     generated: datetime | None = None,
 ) -> bytes:
     """The report of ``data`` in ``fmt``, as bytes ready to write."""
     if fmt == "csv":
         from tens_control.review.csv_export import csv_text
 
-        return csv_text(data, tz if tz is not None else default_tz()).encode("utf-8")
+        return csv_text(data, tz).encode("utf-8")
     if fmt == "fhir":
         from tens_control.review.fhir_export import bundle_json
 

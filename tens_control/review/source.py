@@ -28,13 +28,13 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, select, text
 
 from tens_control.prescription import PrescriptionError, parse_prescription
-from tens_control.review.analytics import default_tz, local_day
+from tens_control.review.analytics import Zone, local_day
 from tens_control.review.model import (
     AdverseEventRow,
     DeviceRow,
@@ -63,6 +63,13 @@ NOT_TREATMENTS = frozenset({"pain_episode"})
 """Diary kinds that are not other treatments."""
 
 
+def midnight(day: date, tz: Zone) -> datetime:
+    """The start of ``day`` in ``tz`` (``None``: local time), timezone-aware."""
+    if tz is None:
+        return datetime.combine(day, time(0)).astimezone()
+    return datetime.combine(day, time(0), tzinfo=tz)
+
+
 @dataclass(frozen=True, slots=True)
 class Window:
     """The UTC bounds (ISO text, as stored) of the local days ``first`` to ``last``."""
@@ -71,13 +78,9 @@ class Window:
     until: str | None
 
     @staticmethod
-    def of(first: date | None, last: date | None, tz: tzinfo) -> Window:
-        since = None if first is None else iso_utc(datetime.combine(first, time(0), tzinfo=tz))
-        until = (
-            None
-            if last is None
-            else iso_utc(datetime.combine(last + timedelta(days=1), time(0), tzinfo=tz))
-        )
+    def of(first: date | None, last: date | None, tz: Zone) -> Window:
+        since = None if first is None else iso_utc(midnight(first, tz))
+        until = None if last is None else iso_utc(midnight(last + timedelta(days=1), tz))
         return Window(since, until)
 
     def sql(self, column: str) -> str:
@@ -185,11 +188,11 @@ def load_patient(
     *,
     period_from: date | None = None,
     period_to: date | None = None,
-    tz: tzinfo | None = None,
+    tz: Zone = None,
 ) -> PatientData:
     """One patient's rows for the review over the local days ``period_from`` to ``period_to``
     (``None``: unbounded). ``pseudonym`` defaults to the current patient."""
-    zone = tz if tz is not None else default_tz()
+    zone = tz
     patient = store.pick_patient(pseudonym)
     window = Window.of(period_from, period_to, zone)
     # linked ratings may sit a little outside the period's sessions: read a margin around it
