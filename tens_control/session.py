@@ -2021,10 +2021,18 @@ class SessionController:
     def close(self) -> None:
         """Stop first (stopped by user, if a session runs), then close the device. Idempotent.
         The store stays open (its owner closes it)."""
+        self._set_command("close")
+        governor = self._governor
+        if governor is not None and not self._closed:
+            # before taking the operation lock: a connect/start blocked on the device must not
+            # delay the stop
+            try:
+                governor.stop(StopReason.USER)
+            except Exception:
+                log.exception("stop on close failed")
         with self._op_lock:
             if self._closed:
                 return
-            self._set_command("close")
             governor = self._governor
             if governor is not None:
                 try:
