@@ -17,8 +17,14 @@ from pypdf import PdfReader
 from tens_control.commands import import_bundle as import_cmd
 from tens_control.commands import report as report_cmd
 from tens_control.errors import TensControlError
-from tens_control.review.analytics import summarize_data
-from tens_control.review.source import list_patients, load_patient
+from tens_control.review.analytics import (
+    aggregate,
+    summarize,
+    summarize_data,
+    summarize_many,
+)
+from tens_control.review.source import list_patients, load_aggregates, load_patient, load_summaries
+from tens_control.review.wording import status_line
 from tens_control.store import Actor, AmplitudeChanged, EndReason, Store
 from tests.fixtures.review_data import Builder, at, on, responder, sample_patient
 from tests.fixtures.review_store import PLAN, open_store, populate
@@ -236,3 +242,50 @@ def test_cli_registers_report_and_import(
     assert err[0].startswith("tens-control: error:")
     assert "--force" in err[0]
     assert main(["import", str(tmp_path / "missing.json"), "--db", str(tmp_path / "c.db")]) == 2
+
+
+@pytest.fixture(scope="module")
+def clinic_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("clinic") / "clinic.sqlite3"
+    with open_store(path, "P-014") as store:
+        populate(store, sample_patient())
+        populate(store, responder(8, 4, "R-50"))
+        populate(store, responder(10, 7, "R-30"))
+        populate(store, responder(6, 6, "N-00"))
+        store.ensure_patient("EMPTY")
+    return path
+
+
+def test_the_patient_list_agrees_with_the_full_report(clinic_db: Path) -> None:
+    with Store.open(clinic_db, create=False, recover=False) as store:
+        quick = {
+            s.pseudonym: s
+            for s in summarize_many(load_aggregates(store, tz=UTC, tolerance_days=100_000))
+        }
+        names = [p.pseudonym for p in list_patients(store)]
+        full = {
+            name: summarize(aggregate(load_patient(store, name, tz=UTC), UTC), with_daily=False)
+            for name in names
+        }
+    assert sorted(quick) == sorted(full) == sorted(["P-014", "R-50", "R-30", "N-00", "EMPTY"])
+    for name in names:
+        assert quick[name] == full[name], name
+
+
+def test_the_patient_list_checks_tolerance_on_the_last_ten_days(clinic_db: Path) -> None:
+    with Store.open(clinic_db, create=False, recover=False) as store:
+        summaries = {s.pseudonym: s for s in load_summaries(store, tz=UTC)}
+    p = summaries["P-014"]
+    assert p.tolerance.available
+    assert p.tolerance.current
+    assert p.tolerance.windows_evaluated == 1
+    assert summaries["R-50"].primary is not None
+    assert summaries["R-50"].primary.responder_50
+    assert summaries["R-30"].primary is not None
+    assert summaries["R-30"].primary.band == "moderate"
+    assert summaries["N-00"].primary is not None
+    assert not summaries["N-00"].primary.responder_30
+    assert not summaries["EMPTY"].available
+    line = status_line(p)
+    assert line.startswith("P-014 · adherence 91 %")
+    assert "tolerance" in line

@@ -150,6 +150,9 @@ class Aggregates:
     last_day: date | None = None
     period_from: date | None = None
     period_to: date | None = None
+    amplitude_from: date | None = None
+    """Session amplitudes are known only from this day on (``None``: for every day); the
+    tolerance rule is checked only on windows that start on or after it."""
 
     def see_day(self, day: date) -> None:
         """Widen the data extent to include ``day``."""
@@ -822,7 +825,7 @@ def summarize(
         session_change=tuple(session_change(agg, k) for k in keys),
         outcomes=tuple(outcomes),
         primary=next((o for o in outcomes if (o.pain, o.posture) == key), None),
-        tolerance=tolerance(agg, key, start, end),
+        tolerance=tolerance(agg, key, max(start, agg.amplitude_from or start), end),
     )
 
 

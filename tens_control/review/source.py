@@ -34,7 +34,15 @@ from typing import Any
 from sqlalchemy import Connection, select, text
 
 from tens_control.prescription import PrescriptionError, parse_prescription
-from tens_control.review.analytics import Zone, local_day
+from tens_control.review.analytics import (
+    BACKGROUND_WHENS,
+    Aggregates,
+    PatientSummary,
+    SessionDay,
+    Zone,
+    local_day,
+    summarize_many,
+)
 from tens_control.review.model import (
     AdverseEventRow,
     DeviceRow,
@@ -234,9 +242,7 @@ def load_patient(
                     start=start,
                     end=end,
                     end_reason=r.end_reason,
-                    stim_minutes=(
-                        0.0 if end is None else max(0.0, (end - start).total_seconds() / 60)
-                    ),
+                    stim_minutes=_minutes(start, end),
                     program=str(r.program),
                     device_id=None if r.device_id is None else str(r.device_id),
                     mean_amplitude_ma=None if mean_ma is None else float(mean_ma),
@@ -340,6 +346,13 @@ def load_patient(
     )
 
 
+def _minutes(start: datetime, end: datetime | None) -> float:
+    """Minutes from start to end, to the millisecond (as the SQL of the patient list)."""
+    if end is None:
+        return 0.0
+    return max(0.0, round((end - start).total_seconds(), 3)) / 60.0
+
+
 def prescription_row(toml: str, valid_from: datetime, source: str) -> PrescriptionRow | None:
     """The schedule of a stored prescription: sessions a day (or, without one, as many
     sessions as fit the daily minutes), session minutes, daily minutes. ``None`` (and a
@@ -409,3 +422,229 @@ def _pain(value: str) -> PainKind:
 
 def _posture(value: str) -> Posture:
     return _POSTURES.get(value, "rest")
+
+
+# --- many patients at once --------------------------------------------------------------------
+
+TOLERANCE_DAYS = 10
+"""The patient list checks the tolerance rule on each patient's last 10 days only (two 5-day
+blocks): reading every session's amplitude log for every patient would be too slow."""
+
+
+def day_sql(column: str, tz: Zone) -> str:
+    """SQL for the local calendar day of an ISO time column, in ``tz``: ``'localtime'`` for the
+    system zone (``None``), or a fixed offset. Other zones raise ``ValueError``."""
+    if tz is None:
+        return f"date({column}, 'localtime')"
+    offset = tz.utcoffset(None)
+    if offset is None:
+        raise ValueError(f"time zone {tz} has no fixed offset; use the local zone (None)")
+    minutes = int(offset.total_seconds() // 60)
+    return f"date({column}, '{minutes:+d} minutes')"
+
+
+PAIRS_SQL = """
+WITH cand AS (
+    SELECT s.id AS sid, r.pain AS pain, r.context AS ctx, r.timing AS timing,
+           r.at || '|' || r.nrs AS at_nrs
+    FROM sessions AS s JOIN pain_ratings AS r ON r.session_id = s.id
+    WHERE r.nrs IS NOT NULL AND r.timing IN ('before', 'after', 'plus_30_min')
+      AND {window}
+    UNION ALL
+    SELECT s.id, r.pain, r.context, r.timing, r.at || '|' || r.nrs
+    FROM sessions AS s JOIN pain_ratings AS r
+      ON r.patient_id = s.patient_id
+     AND r.at >= strftime('%Y-%m-%dT%H:%M:%f', s.started_at, '-{before} minutes')
+     AND r.at <= strftime('%Y-%m-%dT%H:%M:%f', COALESCE(s.ended_at, s.started_at),
+                          '+{plus30} minutes')
+    WHERE +r.session_id IS NULL AND r.nrs IS NOT NULL AND {window} AND (
+            (r.timing = 'before' AND r.at <= s.started_at)
+         OR (r.timing = 'after' AND r.at >= s.ended_at
+             AND r.at <= strftime('%Y-%m-%dT%H:%M:%f', s.ended_at, '+{after} minutes'))
+         OR (r.timing = 'plus_30_min' AND r.at >= s.ended_at))
+),
+pair AS (
+    SELECT sid, pain, ctx,
+           MAX(CASE WHEN timing = 'before' THEN at_nrs END) AS b,
+           MAX(CASE WHEN timing = 'after' THEN at_nrs END) AS a,
+           MAX(CASE WHEN timing = 'plus_30_min' THEN at_nrs END) AS p
+    FROM cand GROUP BY sid, pain, ctx
+),
+val AS (
+    SELECT sid, pain, ctx, substr(b, 1, instr(b, '|') - 1) AS b_at,
+           CAST(substr(b, instr(b, '|') + 1) AS INTEGER) AS b,
+           CAST(substr(a, instr(a, '|') + 1) AS INTEGER) AS a,
+           CAST(substr(p, instr(p, '|') + 1) AS INTEGER) AS p
+    FROM pair WHERE b IS NOT NULL
+)
+SELECT s.patient_id AS pid, val.pain, val.ctx, {day} AS d,
+       SUM(a - b) AS cs, COUNT(a - b) AS cn, SUM(p - b) AS ps, COUNT(p - b) AS pn
+FROM val JOIN sessions AS s ON s.id = val.sid
+GROUP BY s.patient_id, val.pain, val.ctx, d
+"""
+
+
+def load_aggregates(
+    store: Store,
+    *,
+    period_from: date | None = None,
+    period_to: date | None = None,
+    tz: Zone = None,
+    tolerance_days: int = TOLERANCE_DAYS,
+) -> list[Aggregates]:
+    """Every patient's :class:`~tens_control.review.analytics.Aggregates`, computed with SQL
+    ``GROUP BY`` (one pass per table, no per-row Python), for the patient list. The same rules
+    as :func:`load_patient` + :func:`~tens_control.review.analytics.aggregate`, except that
+    session amplitudes are read for each patient's last ``tolerance_days`` days only."""
+    window = Window.of(period_from, period_to, tz)
+    params = window.params()
+    aggs: dict[int, Aggregates] = {}
+    with reading(store) as conn:
+        for pid, uid, name in conn.execute(text("SELECT id, uid, pseudonym FROM patients")):
+            aggs[int(pid)] = Aggregates(
+                patient=PatientRow(id=str(uid), pseudonym=str(name)),
+                period_from=period_from,
+                period_to=period_to,
+            )
+
+        def day(text_day: str) -> date:
+            return date.fromisoformat(text_day)
+
+        sessions_sql = (
+            f"SELECT patient_id, {day_sql('started_at', tz)} AS d, COUNT(*), "
+            "SUM(CASE WHEN ended_at IS NULL THEN 0.0 "
+            "ELSE MAX(0.0, ROUND((julianday(ended_at) - julianday(started_at)) * 86400.0, 3)) "
+            "/ 60.0 END), "
+            "COALESCE(end_reason, 'not ended') AS why "
+            f"FROM sessions WHERE {window.sql('started_at')} GROUP BY patient_id, d, why"
+        )
+        for pid, d, n, minutes, why in conn.execute(text(sessions_sql), params):
+            agg = aggs[int(pid)]
+            sd = agg.session_days.setdefault(day(d), SessionDay())
+            sd.sessions += int(n)
+            sd.minutes += float(minutes)
+            agg.end_reasons[str(why)] = agg.end_reasons.get(str(why), 0) + int(n)
+            agg.see_day(day(d))
+
+        ratings_sql = (
+            f"SELECT patient_id, pain, context, timing, {day_sql('at', tz)} AS d, "
+            "COUNT(*), COUNT(nrs), SUM(nrs) FROM pain_ratings "
+            f"WHERE {window.sql('at')} GROUP BY patient_id, pain, context, timing, d"
+        )
+        for pid, pain, ctx, timing, d, n, n_rated, total in conn.execute(text(ratings_sql), params):
+            agg = aggs[int(pid)]
+            agg.ratings_total += int(n)
+            agg.ratings_missing += int(n) - int(n_rated)
+            agg.see_day(day(d))
+            if timing in BACKGROUND_WHENS and n_rated:
+                key = (_pain(pain), _posture(ctx))
+                days = agg.background.setdefault(key, {})
+                s0, n0 = days.get(day(d), (0, 0))
+                days[day(d)] = (s0 + int(total), n0 + int(n_rated))
+
+        pairs_sql = PAIRS_SQL.format(
+            window=window.sql("s.started_at"),
+            day=day_sql("val.b_at", tz),
+            before=int(BEFORE_LINK.total_seconds() // 60),
+            after=int(AFTER_LINK.total_seconds() // 60),
+            plus30=int(PLUS_30_LINK.total_seconds() // 60),
+        )
+        for pid, pain, ctx, d, cs, cn, ps, pn in conn.execute(text(pairs_sql), params):
+            agg = aggs[int(pid)]
+            key = (_pain(pain), _posture(ctx))
+            if cn:
+                agg.change.setdefault(key, {})[day(d)] = (int(cs), int(cn))
+            if pn:
+                agg.change_30.setdefault(key, {})[day(d)] = (int(ps), int(pn))
+
+        events_sql = (
+            "SELECT c.patient_id, e.kind, json_extract(e.payload, '$.fault'), "
+            "json_extract(e.payload, '$.parameter'), json_extract(e.payload, '$.command') "
+            "FROM events AS e JOIN chains AS c ON c.id = e.chain_id "
+            f"WHERE e.kind IN ('fault', 'rejected') AND {window.sql('e.wall_time')}"
+        )
+        for pid, kind, fault, parameter, command in conn.execute(text(events_sql), params):
+            agg = aggs[int(pid)]
+            if kind == "fault":
+                code = str(fault or "fault")
+                agg.faults[code] = agg.faults.get(code, 0) + 1
+            else:
+                code = str(parameter or command or "rejected")
+                agg.rejections[code] = agg.rejections.get(code, 0) + 1
+
+        adverse_sql = (
+            "SELECT a.patient_id, a.uid, a.at, a.kind, a.severity, a.notes, s.uid "
+            "FROM adverse_events AS a LEFT JOIN sessions AS s ON s.id = a.session_id "
+            f"WHERE {window.sql('a.at')} ORDER BY a.at, a.id"
+        )
+        for pid, uid, at, kind, severity, notes, suid in conn.execute(text(adverse_sql), params):
+            agg = aggs[int(pid)]
+            moment = parse_utc(at)
+            agg.adverse_events.append(
+                AdverseEventRow(str(uid), moment, str(kind), str(notes), str(severity), suid)
+            )
+            agg.see_day(local_day(moment, tz))
+
+        treatments_sql = (
+            'SELECT patient_id, uid, kind, start, "end", notes FROM diary_entries '
+            "WHERE kind != 'pain_episode' ORDER BY start, id"
+        )
+        for pid, uid, kind, start, end, notes in conn.execute(text(treatments_sql)):
+            first = local_day(parse_utc(start), tz)
+            last = None if end is None else local_day(parse_utc(end), tz)
+            if period_to is not None and first > period_to:
+                continue
+            if period_from is not None and (last or first) < period_from:
+                continue
+            aggs[int(pid)].treatments.append(
+                TreatmentRow(str(uid), first, str(kind), str(notes), last)
+            )
+
+        for pid, toml, created, version in conn.execute(
+            text("SELECT patient_id, toml, created_at, version FROM prescriptions ORDER BY id")
+        ):
+            row = prescription_row(toml, parse_utc(created), f"prescription version {version}")
+            if row is not None:
+                aggs[int(pid)].prescriptions.append((local_day(row.valid_from, tz), row))
+
+        for pid, agg in aggs.items():
+            agg.prescriptions.sort(key=lambda t: t[0])
+            end = agg.period_to or agg.last_day
+            if end is None:
+                continue
+            agg.amplitude_from = end - timedelta(days=tolerance_days - 1)
+            recent = Window.of(
+                max(agg.amplitude_from, agg.period_from or agg.amplitude_from), end, tz
+            )
+            amp_sql = AMPLITUDE_SQL.format(window=recent.sql("s.started_at"))
+            means = {
+                int(r.sid): r.mean_ma
+                for r in conn.execute(text(amp_sql), {"pid": pid, **recent.params()})
+                if r.mean_ma is not None
+            }
+            if not means:
+                continue
+            starts = conn.execute(
+                select(schema.sessions.c.id, schema.sessions.c.started_at).where(
+                    schema.sessions.c.id.in_(sorted(means))
+                )
+            ).all()
+            for sid, started in starts:
+                sd = agg.session_days.setdefault(local_day(parse_utc(started), tz), SessionDay())
+                sd.amp_sum += float(means[int(sid)])
+                sd.amp_n += 1
+    return list(aggs.values())
+
+
+def load_summaries(
+    store: Store,
+    *,
+    period_from: date | None = None,
+    period_to: date | None = None,
+    tz: Zone = None,
+) -> list[PatientSummary]:
+    """A quick summary of every patient (no per-day lists), e.g. for the clinician's patient
+    list; see :func:`load_aggregates` for how it differs from a full report."""
+    return summarize_many(
+        load_aggregates(store, period_from=period_from, period_to=period_to, tz=tz)
+    )
