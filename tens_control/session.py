@@ -631,7 +631,8 @@ class SessionController:
         self._op_lock = threading.RLock()
         self._local = threading.local()
         self._f = _Fields()
-        self._listeners: list[Listener] = []
+        self._listeners: list[tuple[Listener, bool]] = []
+        self._channel_listeners = False
         self._governor: SafetyGovernor | None = None
         self._device: OpenedDevice | None = None
         self._rx: Prescription = over_the_counter()
@@ -658,17 +659,25 @@ class SessionController:
         self._rx = self._load_prescription()
 
     # ================================================================== listeners, snapshot
-    def add_listener(self, listener: Listener) -> None:
-        """Receive every :data:`Update` (on any thread; be quick)."""
+    def add_listener(self, listener: Listener, *, channel_updates: bool = True) -> None:
+        """Receive every :data:`Update` (on any thread; be quick, never block).
+
+        ``channel_updates=False``: no :class:`ChannelUpdate` (they come with every reading,
+        10 times a second per channel)."""
         with self._lock:
-            self._listeners = [*self._listeners, listener]
+            self._listeners = [*self._listeners, (listener, channel_updates)]
+            self._channel_listeners = any(wants for _, wants in self._listeners)
 
     def remove_listener(self, listener: Listener) -> None:
         with self._lock:
-            self._listeners = [x for x in self._listeners if x is not listener]
+            self._listeners = [x for x in self._listeners if x[0] is not listener]
+            self._channel_listeners = any(wants for _, wants in self._listeners)
 
     def _notify(self, update: Update) -> None:
-        for listener in self._listeners:
+        channel = isinstance(update, ChannelUpdate)
+        for listener, wants_channels in self._listeners:
+            if channel and not wants_channels:
+                continue
             try:
                 listener(update)
             except Exception:  # a UI bug must not break the session layer
@@ -1059,7 +1068,7 @@ class SessionController:
 
     def _channel_update(self, channel: int) -> None:
         governor = self._governor
-        if governor is None or not self._listeners:
+        if governor is None or not self._channel_listeners:
             return
         prepared = self._f.prepared
         active = prepared is not None and channel in prepared.channels
@@ -1269,7 +1278,7 @@ class SessionController:
         writer = self._telemetry
         if writer is not None:
             writer.add(report)
-        if self._listeners:
+        if self._channel_listeners:
             self._channel_update(report.channel)
 
     # ================================================================== prescription

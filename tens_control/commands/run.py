@@ -321,7 +321,7 @@ def _run_session(
         opened.driver.close()
         store.close()
         raise
-    controller.add_listener(printer)
+    controller.add_listener(printer, channel_updates=False)
     site = PainSite(args.pain_site)
     since = clock.now()
     try:
