@@ -154,6 +154,8 @@ async def advance(pilot: Pilot[Any], rig: UiRig, seconds: float) -> None:
     """Virtual time passes (the device and the controller run), then the UI catches up."""
     rig.clock.advance(seconds)
     await settle(pilot, rig.app)
+    rig.app.redraw()  # what the redraw timer does in real time
+    await pilot.pause()
 
 
 async def press(pilot: Pilot[Any], app: TensApp, *keys: str) -> None:

@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
-from textual.widgets import Input
 
 from tens_control.ui.calls import CallQueue
 from tens_control.ui.messages import BackendFailed, BackendReady, SessionUpdated, TaskDone
@@ -113,6 +112,7 @@ class TensApp(App[int]):
 
     CSS_PATH = "app.tcss"
     TITLE = "tens-control"
+    AUTO_FOCUS = ""
     ENABLE_COMMAND_PALETTE = False
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding(
@@ -164,8 +164,6 @@ class TensApp(App[int]):
     def on_mount(self) -> None:
         from tens_control.ui.screens.home import HomeScreen
 
-        if not self.options.cursor_blink:
-            Input.cursor_blink = False  # type: ignore[assignment]
         self.push_screen(HomeScreen())
         if self.controller is not None and self.store is not None:
             self._backend_ready(self.controller, self.store)
@@ -246,7 +244,7 @@ class TensApp(App[int]):
         if isinstance(update, ChannelUpdate):
             view = update.channel
             self.trace.add(view.channel, update.time, view.measured_ma, view.impedance_ohm)
-            coalesce = f"channel-{view.channel}"
+            coalesce = "channels"  # the handler redraws every channel from a fresh snapshot
         self.post_message(SessionUpdated(update, coalesce))
 
     def on_session_updated(self, message: SessionUpdated) -> None:
@@ -279,17 +277,23 @@ class TensApp(App[int]):
         self.refresh_screen()
 
     def take_snapshot(self) -> None:
-        if self.controller is not None:
+        if self.controller is not None and not self._exit:
             self.snapshot = self.controller.snapshot()
 
     def _tick(self) -> None:
-        """Redraw only (time left, live values). The truth is in the controller."""
+        self.redraw()
+
+    def redraw(self) -> None:
+        """Redraw only (time left, live values; the redraw timer calls this). The truth is in
+        the controller."""
         if self.controller is None:
             return
         self.take_snapshot()
         self.refresh_screen()
 
     def refresh_screen(self) -> None:
+        if not self.screen_stack:
+            return  # shutting down
         screen = self.screen
         if isinstance(screen, TensScreen | TensModal):
             screen.refresh_view()
@@ -302,6 +306,10 @@ class TensApp(App[int]):
         if snapshot is not None:
             out.extend((m.key, str(m.level), m.text) for m in snapshot.banners)
         return out
+
+    @property
+    def cursor_blink_enabled(self) -> bool:
+        return self.options.cursor_blink
 
     @property
     def session_active(self) -> bool:

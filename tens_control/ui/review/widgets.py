@@ -77,5 +77,9 @@ class LinesView(Static):
     }
     """
 
+    lines: tuple[Line, ...] = ()
+    """The lines shown."""
+
     def show(self, lines: Sequence[Line], empty: str = "None.") -> None:
+        self.lines = tuple(lines)
         self.update(lines_table(lines) if lines else Text(empty))

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, ClassVar, TypeVar, cast
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer
 
@@ -28,6 +29,7 @@ class TensScreen(Screen[None]):
     """A full screen: status lines, banners, the body, the footer."""
 
     TITLE_TEXT: ClassVar[str] = ""
+    AUTO_FOCUS = ""  # letter keys are commands: no text box takes them unless chosen
     BINDINGS: ClassVar[list[BindingType]] = [STOP_BINDING, HELP_BINDING]
     HIDDEN_BANNERS: ClassVar[frozenset[str]] = frozenset({"simulator"})
     """Banner keys this screen does not list (the status line already shows the simulator)."""
@@ -54,12 +56,13 @@ class TensScreen(Screen[None]):
     def refresh_view(self) -> None:
         """Redraw from the app's latest snapshot (called on every update and redraw tick)."""
         app = self.tapp
-        if not self.is_mounted:
-            return
-        self.query_one(StatusBar).show(app.snapshot, app.ready, app.connecting)
-        self.query_one(BannerBar).show(
-            [b for b in app.banners() if b[0] not in self.HIDDEN_BANNERS]
-        )
+        try:
+            status = self.query_one(StatusBar)
+            banners = self.query_one(BannerBar)
+        except NoMatches:
+            return  # not composed yet: on_mount redraws
+        status.show(app.snapshot, app.ready, app.connecting)
+        banners.show([b for b in app.banners() if b[0] not in self.HIDDEN_BANNERS])
         self.refresh_body()
 
     def refresh_body(self) -> None:
@@ -70,6 +73,7 @@ class TensModal(ModalScreen[T]):
     """A dialog over a screen: the status lines and the STOP footer stay visible."""
 
     TITLE_TEXT: ClassVar[str] = ""
+    AUTO_FOCUS = ""
     BINDINGS: ClassVar[list[BindingType]] = [STOP_BINDING]
 
     @property
@@ -89,9 +93,11 @@ class TensModal(ModalScreen[T]):
 
     def refresh_view(self) -> None:
         app = self.tapp
-        if not self.is_mounted:
-            return
-        self.query_one(StatusBar).show(app.snapshot, app.ready, app.connecting)
+        try:
+            status = self.query_one(StatusBar)
+        except NoMatches:
+            return  # not composed yet: on_mount redraws
+        status.show(app.snapshot, app.ready, app.connecting)
         self.refresh_body()
 
     def refresh_body(self) -> None:

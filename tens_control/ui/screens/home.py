@@ -51,7 +51,9 @@ def load_home_data(store: Store, controller: SessionController) -> HomeData:
     else:
         rx_text = f"Prescription version {rx.version} by {rx.written_by}"
     programs = controller.available_programs()
-    ratings = [r for r in store.pain_ratings(patient) if r.nrs is not None]
+    ratings = [
+        r for r in store.pain_ratings(patient) if r.nrs is not None and r.context.value == "rest"
+    ]
     primary = [r for r in ratings if r.pain.value == "phantom"] or ratings
     recent = tuple(int(r.nrs) for r in primary[-30:] if r.nrs is not None)
     label = ""
@@ -204,7 +206,7 @@ class HomeScreen(TensScreen):
             numbers = " ".join(str(n) for n in data.ratings[-12:])
             self.query_one("#pain-text", Static).update(
                 f"Last {min(12, len(data.ratings))} ratings of {data.ratings_label} "
-                f"(0–10, oldest first): {numbers}"
+                f"at rest (0–10, oldest first): {numbers}"
             )
             spark.set_values([float(n) for n in data.ratings])
             spark.display = True

@@ -13,6 +13,10 @@ class SafeInput(Input):
     output is above 0), when it is the emergency stop like everywhere else.
     """
 
+    def on_mount(self) -> None:
+        if not getattr(self.app, "cursor_blink_enabled", True):
+            self.cursor_blink = False  # deterministic screenshots
+
     def check_consume_key(self, key: str, character: str | None) -> bool:
         if key == "space" and getattr(self.app, "session_active", False):
             return False

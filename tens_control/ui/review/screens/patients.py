@@ -102,8 +102,8 @@ class PatientsScreen(Screen[None]):
             table = RowTable(id="patients")
             yield table
             yield Static(
-                "Adher.: % of prescribed sessions · Pain: weekly mean vs baseline week · "
-                "– not enough data (open the patient for the rule)",
+                "– = not enough data (open the patient for the rule) · Adher.: % of "
+                "prescribed sessions · Pain: weekly mean vs the baseline week",
                 id="legend",
             )
         yield Static("", id="export-state")
