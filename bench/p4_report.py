@@ -2,8 +2,8 @@
 
 The synthetic clinic database comes from ``bench/p4_generate.py`` (seeded; see its docstring
 for what it holds). It is generated once into ``bench/results/cache/`` and reused while the
-generator and its options are unchanged (delete the file to regenerate). Then, timed on the
-database opened read-only as ``tens-control report`` opens it:
+generator's version and its options are unchanged (``--regenerate`` rebuilds it). Then,
+timed on the database opened read-only as ``tens-control report`` opens it:
 
 * **all patients**: the clinic overview -- every patient's rows read from the store
   (``review.source.load_patient``), aggregated and summarised (``analytics.summarize_many``)
@@ -18,7 +18,6 @@ Run: ``python bench/p4_report.py`` (``--regenerate`` to rebuild the database fir
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 import time
 from collections.abc import Callable
@@ -45,10 +44,8 @@ RENDER_RUNS = 3
 
 
 def cache_path(patients: int, days: int) -> Path:
-    """Keyed by the options and the generator's source, so a changed generator regenerates."""
-    source = Path(p4_generate.__file__).read_bytes()
-    key = hashlib.sha256(source).hexdigest()[:12]
-    name = f"clinic-s{SEED}-{patients}x{days}-{key}.sqlite3"
+    """Keyed by the options and the generator's version, so a changed generator regenerates."""
+    name = f"clinic-s{SEED}-{patients}x{days}-v{p4_generate.GENERATOR_VERSION}.sqlite3"
     return benchlib.RESULTS_DIR / "cache" / name
 
 
