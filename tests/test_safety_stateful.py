@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -37,6 +37,7 @@ from hypothesis.stateful import (
 )
 
 import simulator  # noqa: F401 - registers sim://
+from drivers import exit_guard
 from drivers.base import ChannelSettings, DeviceEventKind, DriverError, Pattern, TensDriver
 from drivers.clock import Clock, VirtualClock
 from drivers.limits import CapLayer, CapSource, DeviceProfile, get_profile, max_amplitude_for_dose
@@ -51,6 +52,7 @@ from drivers.safety import (
     SafetyRejection,
     StopReason,
 )
+from drivers.sciencemode2.driver import ScienceMode2Driver
 from drivers.transport import open_port
 from drivers.tsp.driver import TspDriver
 from simulator.device import SimDevice
@@ -65,8 +67,6 @@ LEAD_OFF_DEADLINE_S = 0.1
 """S7: lead-off -> every channel 0 and the session paused within 100 ms."""
 COMMS_DEADLINE_S = 1.0
 """S8: no acknowledgement / no frame for 1 s -> comms lost, output 0."""
-KEEPALIVE_S = 1.0 / 3.0
-"""The longest a host may stay silent (a lost frame is at most this late after a fault)."""
 READBACK_DEADLINE_S = 0.35
 """S9: two consecutive 10 Hz readings, then STOP: about 0.2 s; we allow 0.35 s."""
 MARGIN_S = 0.01
@@ -92,10 +92,29 @@ class SimProtocol:
     """The fault kinds this protocol's simulator supports."""
     channels: int = 2
     """How many channels the tests drive."""
+    keepalive_s: float = 1.0 / 3.0
+    """The longest the host stays silent (keep-alive or status poll period)."""
+    silence_deadline_s: float = 1.0
+    """A device that goes silent is comms lost by then (S8: 1 s after the host's last frame
+    was due an answer)."""
+    device_watchdog_s: float = 1.0
+    """The device zeroes its output when it hears nothing for this long."""
+    resends_lost_commands: bool = False
+    """The driver sends an unanswered command again before the 1 s timeout (so one dropped
+    host frame need not end the session)."""
+
+    @property
+    def comms_deadline_s(self) -> float:
+        """Output 0 after a lost link at the latest (host stop or device watchdog)."""
+        return max(self.keepalive_s + COMMS_DEADLINE_S, self.device_watchdog_s)
 
 
 def _tsp_connect(port: serial.Serial, clock: Clock, url: str) -> TensDriver:
     return TspDriver.connect(port, clock, url=url)
+
+
+def _sciencemode2_connect(port: serial.Serial, clock: Clock, url: str) -> TensDriver:
+    return ScienceMode2Driver.connect(port, clock, url=url)
 
 
 ALL_FAULTS: tuple[FaultKind, ...] = (
@@ -124,7 +143,31 @@ PROTOCOLS: dict[str, SimProtocol] = {
         connect=_tsp_connect,
         faults=ALL_FAULTS,
     ),
+    "sciencemode2": SimProtocol(
+        name="sciencemode2",
+        url="sim://sciencemode2?seed={seed}",
+        profile_id="rehastim2",
+        connect=_sciencemode2_connect,
+        # no measured current (S9 cannot see stuck output or jumps) and no battery reports
+        faults=tuple(
+            k
+            for k in ALL_FAULTS
+            if k not in (FaultKind.STUCK, FaultKind.JUMP, FaultKind.BATTERY_LOW)
+        ),
+        keepalive_s=0.5,
+        silence_deadline_s=1.5,  # a status poll every 0.5 s, unanswered for 1 s
+        device_watchdog_s=1.2,
+        resends_lost_commands=True,
+    ),
 }
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_drivers() -> Iterator[None]:
+    """A failing case must not leave drivers in the exit guard (they would STOP at exit)."""
+    yield
+    for driver in exit_guard.registered():
+        exit_guard.unregister(driver)
 
 
 @pytest.fixture(params=sorted(PROTOCOLS))
@@ -191,7 +234,7 @@ class Injected:
         if self.kind is FaultKind.LATE:
             return self.time + (self.value or 1500.0) / 1000.0 + 1.5
         if self.kind in LINK_FAULTS:
-            return self.time + KEEPALIVE_S + COMMS_DEADLINE_S + 0.2
+            return self.time + 0.5 + COMMS_DEADLINE_S + 0.2
         return self.time + 0.4
 
 
@@ -281,6 +324,7 @@ class Harness:
             self.gov.configure(ch, settings)
         self.note_caps()
         self.gov.start(duration_s)
+        self.note_caps()  # some devices take their settings only at start
 
     def inject(
         self,
@@ -373,7 +417,7 @@ class Harness:
         for start, end in self.off_intervals(now):
             deadline = STOP_DEADLINE_S
             if self.link_fault_before(start):
-                deadline = COMMS_DEADLINE_S + KEEPALIVE_S + MARGIN_S
+                deadline = self.protocol.comms_deadline_s + MARGIN_S
             if start + deadline < end:
                 highest = record.max_any_between(start + deadline, end)
                 assert highest == 0.0, (
@@ -451,15 +495,20 @@ class Harness:
 
     def fault_deadline(self, fault: Injected) -> float | None:
         kind = fault.kind
+        protocol = self.protocol
         if kind in END_REASON_FOR_FAULT:
             return LEAD_OFF_DEADLINE_S
         if kind is FaultKind.MUTE and (fault.value is None or fault.value >= COMMS_DEADLINE_S):
-            return COMMS_DEADLINE_S + MARGIN_S
+            return protocol.silence_deadline_s + MARGIN_S
         if kind is FaultKind.DISCONNECT:
-            return COMMS_DEADLINE_S + MARGIN_S
-        if kind is FaultKind.DROP and fault.direction is Direction.DEVICE:
+            return max(protocol.silence_deadline_s, protocol.device_watchdog_s) + MARGIN_S
+        if (
+            kind is FaultKind.DROP
+            and fault.direction is Direction.DEVICE
+            and not protocol.resends_lost_commands
+        ):
             # the next host frame is lost; it goes out at most one keep-alive period later
-            return KEEPALIVE_S + COMMS_DEADLINE_S + MARGIN_S
+            return protocol.keepalive_s + COMMS_DEADLINE_S + MARGIN_S
         return None
 
     def check_lead_offs(self, now: float) -> None:
