@@ -8,6 +8,8 @@ so the tests assert both "nothing was sent" and "what the device delivered".
 from __future__ import annotations
 
 import math
+import random
+import threading
 
 import pytest
 
@@ -743,7 +745,8 @@ def test_a_lead_off_without_a_channel_pauses_every_channel(rig: Rig) -> None:
     assert rig.gov.state is GovernorState.PAUSED
     assert rig.last(SafetyEventKind.PAUSED).reason is StopReason.LEAD_OFF
     assert rig.last(SafetyEventKind.LEAD_OFF).channel is None
-    assert rig.gov.channel_status(1).lead_off and rig.gov.channel_status(2).lead_off
+    assert rig.gov.channel_status(1).lead_off
+    assert rig.gov.channel_status(2).lead_off
     rig.clock.advance(0.1)
     assert rig.driver.output == {1: 0.0, 2: 0.0}
 
@@ -953,3 +956,61 @@ def test_a_failing_event_handler_does_not_break_the_safety_path() -> None:
     r.running(1)
     r.gov.emergency_stop()
     assert r.gov.end_reason is StopReason.EMERGENCY
+
+
+def test_concurrent_callers_reports_and_clock_never_break_the_caps_or_the_ramp() -> None:
+    """The UI thread, the reader thread and the clock thread all call in at once."""
+    prescription = CapLayer(source=CapSource.PRESCRIPTION, max_amplitude_ma=20.0)
+    r = Rig(layers=(prescription,)).running(1, 2)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def ui(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for _ in range(400):
+                ch = rng.choice((1, 2))
+                action = rng.random()
+                try:
+                    if action < 0.4:
+                        r.gov.set_target(ch, rng.choice((0.0, 2.0, 5.0, 10.0, 19.5, 20.0, 25.0)))
+                    elif action < 0.7:
+                        r.gov.step_up(ch)
+                    elif action < 0.9:
+                        r.gov.step_down(ch)
+                    else:
+                        r.gov.set_comfort_cap(ch, rng.choice((None, 8.0, 15.0)))
+                except (SafetyRejection, GovernorStateError):
+                    pass
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                for ch in (1, 2):
+                    status = r.gov.channel_status(ch)
+                    r.driver.report(
+                        Telemetry(r.clock.now(), ch, status.set_ma, status.set_ma, 900.0)
+                    )
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=ui, args=(seed,)) for seed in (1, 2, 3)]
+    threads.append(threading.Thread(target=reader))
+    for thread in threads:
+        thread.start()
+    for _ in range(400):
+        r.clock.advance(0.05)
+    for thread in threads[:3]:
+        thread.join(timeout=30)
+    stop.set()
+    threads[3].join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
+    r.clock.advance(20)
+    assert r.gov.state is GovernorState.RUNNING
+    for ch in (1, 2):
+        record = r.driver.delivered[ch]
+        assert max(level for _, level in record) <= 20.0
+        assert max_rise(record, step=1.0, rate=2.0) <= 1e-9
