@@ -540,6 +540,7 @@ SNAPSHOTS: dict[str, tuple[str, ...]] = {
     "patient_list_sorted_by_pain": ("s", "s"),
     "patient_figures": ("down", "down", "enter"),
     "patient_charts": ("down", "down", "enter", "2"),
+    "patient_charts_timeline": ("down", "down", "enter", "2", "end"),
     "patient_weeks": ("down", "down", "enter", "3"),
     "patient_sessions": ("down", "down", "enter", "4"),
     "patient_not_enough_data": ("down", "down", "down", "enter"),

@@ -37,9 +37,16 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("pain", "Pain", 6),
     ("r30", "≥30 %", 5),
     ("r50", "≥50 %", 5),
-    ("warnings", "Warnings", 30),
+    ("warnings", "Warnings", 28),
 )
 NOT_ENOUGH = "–"
+SORT_ORDER: dict[SortKey, tuple[str, str]] = {
+    "patient": ("A to Z", "Z to A"),
+    "adherence": ("lowest first", "highest first"),
+    "pain": ("largest fall first", "largest rise first"),
+    "warnings": ("most first", "fewest first"),
+}
+"""How each sort orders the list, and reversed (patients without a value are always last)."""
 
 
 def yes_no(value: bool | None) -> str:
@@ -145,19 +152,19 @@ class PatientsScreen(Screen[None]):
         self.shown = rows
         table.clear()
         for r in rows:
-            table.add_row(*row_cells(r), key=r.pseudonym)
+            table.add_row(*row_cells(r), key=r.pseudonym, height=None)
         names = [r.pseudonym for r in rows]
         if keep in names:
             table.move_cursor(row=names.index(keep))
         self.query_one("#list-state", Static).update(self.state_text())
 
     def state_text(self) -> str:
-        arrow = "↓" if self.sort_reverse else "↑"
+        order = SORT_ORDER[self.sort_key][int(self.sort_reverse)]
         search = f" · name contains “{self.search}”" if self.search else ""
         return (
             f"{len(self.shown)} of {len(self.statuses)} patients · showing "
             f"{FILTER_LABELS[self.filter_key]}{search} · sorted by "
-            f"{SORT_LABELS[self.sort_key]} {arrow}"
+            f"{SORT_LABELS[self.sort_key]}, {order}"
         )
 
     def selected(self) -> str | None:

@@ -207,8 +207,12 @@ class SessionScreen(Screen[None]):
             )
             raise
         self.detail = detail
+        start = detail.info.started_at.astimezone(self.review.source.tz)
         self.query_one("#session-state", Static).update(
-            Text(f"{self.pseudonym} · session {self.session_id[:8]}", style="bold")
+            Text(
+                f"{self.pseudonym} · session of {start:%a} {start.day} {start:%b %Y %H:%M}",
+                style="bold",
+            )
         )
         self.query_one("#session-overview", LinesView).show(
             overview_lines(detail, self.review.source.tz)
