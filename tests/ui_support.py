@@ -98,7 +98,9 @@ def make_ui_rig(
     screening is on record (so the first-run questions do not appear)."""
     clock = VirtualClock()
     wall = virtual_wall_clock(clock, START)
-    store = Store.open(tmp / "tens.sqlite3", clock=clock, wall=wall)
+    # telemetry committed every 10 s of virtual time (not 0.25 s): the UI tests do not test
+    # the store's durability, and each commit is a real fsync
+    store = Store.open(tmp / "tens.sqlite3", clock=clock, wall=wall, flush_interval_s=10.0)
     store.ensure_patient()
     if rx is not None:
         store.save_prescription(dump_prescription(rx), author="Dr A. Example", reason="test")
