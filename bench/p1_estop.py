@@ -18,6 +18,7 @@ Targets: p99 <= 2 ms in-process, <= 5 ms over a pty. Run: ``python bench/p1_esto
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import threading
 import time
@@ -197,7 +198,17 @@ def figures(trials: int, workdir: Path, progress: Callable[[str], None]) -> list
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = benchlib.parser(__doc__ or "P1").parse_args(argv)
+    p = benchlib.parser(__doc__ or "P1")
+    p.add_argument(
+        "--switch-interval",
+        type=float,
+        metavar="S",
+        help="sys.setswitchinterval(S) first (CPython's default is 0.005 s): how long the "
+        "in-process device thread may wait for the interpreter lock (see docs/performance.md)",
+    )
+    args = p.parse_args(argv)
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
     trials = QUICK_TRIALS if args.quick else TRIALS
     with tempfile.TemporaryDirectory(prefix="tens-bench-p1-") as tmp:
         figs = figures(trials, Path(tmp), benchlib.progress)
