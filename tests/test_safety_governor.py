@@ -42,6 +42,7 @@ from drivers.safety import (
 )
 
 CONVENTIONAL = ChannelSettings(frequency_hz=100, pulse_width_us=200)
+ACUPUNCTURE = ChannelSettings(frequency_hz=4, pulse_width_us=250)
 AREAS = {1: 25.0, 2: 25.0}
 
 Request = tuple[object, ...]
@@ -67,7 +68,10 @@ class FakeDriver(TensDriver):
         self.auto_ack = True
         self.unanswered: list[Pending] = []
         self.fail_next: dict[str, DriverError] = {}
-        self.raise_on_request: DriverError | None = None
+        self.raise_on_request: Exception | None = None
+        self.latencies: dict[str, float] = {}
+        self.hold: set[str] = set()
+        """Verbs not acknowledged automatically (their pendings go to ``unanswered``)."""
         self._connected = True
         self._info = DeviceInfo(
             protocol="fake",
@@ -126,7 +130,7 @@ class FakeDriver(TensDriver):
         self.requests.append(request)
         verb = str(request[0])
         pending = Pending(verb, self.vclock.now() + self.ack_timeout_s)
-        if not self.auto_ack:
+        if not self.auto_ack or verb in self.hold:
             self.unanswered.append(pending)
             return pending
         failure = self.fail_next.pop(verb, None)
@@ -135,7 +139,7 @@ class FakeDriver(TensDriver):
             error = failure if failure is not None else self._apply(request)
             pending.resolve(error)
 
-        self.vclock.call_later(self.latency, answer)
+        self.vclock.call_later(self.latencies.get(verb, self.latency), answer)
         return pending
 
     # ---- TensDriver
@@ -1014,3 +1018,341 @@ def test_concurrent_callers_reports_and_clock_never_break_the_caps_or_the_ramp()
         record = r.driver.delivered[ch]
         assert max(level for _, level in record) <= 20.0
         assert max_rise(record, step=1.0, rate=2.0) <= 1e-9
+
+
+# ----------------------------------------------------------------------------- edges
+
+
+def test_nothing_is_available_before_connect_and_unknown_channels_are_named() -> None:
+    r = Rig()
+    assert r.gov.driver is r.driver
+    assert r.gov.profile.id == "tens-sim"
+    for read in (lambda: r.gov.caps, lambda: r.gov.info, lambda: r.gov.channel_status(1)):
+        with pytest.raises(GovernorStateError, match="connect first"):
+            read()
+    assert r.gov.remaining_s() is None
+    r.driver.report(DeviceEvent(0.0, DeviceEventKind.COMMS_LOST))  # nothing to end yet
+    assert r.gov.state is GovernorState.DISCONNECTED
+    r.gov.connect()
+    assert r.gov.info.model == "FAKE"
+    with pytest.raises(GovernorStateError, match="no channel 9; channels are 1, 2"):
+        r.gov.channel_status(9)
+    assert r.gov.remaining_s() is None
+
+
+def test_status_reports_the_ramp_in_progress(rig: Rig) -> None:
+    rig.running(1)
+    rig.gov.set_target(1, 5.0)
+    status = rig.gov.channel_status(1)
+    assert status.ramping
+    assert (status.target_ma, status.commanded_ma) == (5.0, 1.0)
+    assert rig.gov.remaining_s() == pytest.approx(1800.0, abs=0.01)
+    rig.clock.advance(5)
+    assert not rig.gov.channel_status(1).ramping
+
+
+def test_a_session_cannot_be_reconnected_under_way(rig: Rig) -> None:
+    rig.running(1)
+    with pytest.raises(GovernorStateError, match="stop it before reconnecting"):
+        rig.gov.connect()
+
+
+@pytest.mark.parametrize("duration", [0.0, -5.0, math.nan])
+def test_a_duration_that_is_not_a_positive_time_is_rejected(rig: Rig, duration: float) -> None:
+    rig.gov.connect()
+    rig.gov.configure(1, CONVENTIONAL)
+    with pytest.raises(SafetyRejection, match="not a positive time"):
+        rig.gov.start(duration)
+    assert "START" not in rig.driver.verbs()
+
+
+@pytest.mark.parametrize("cap", [-1.0, math.nan])
+def test_an_invalid_comfort_cap_is_rejected(rig: Rig, cap: float) -> None:
+    rig.gov.connect()
+    with pytest.raises(SafetyRejection, match="comfort cap"):
+        rig.gov.set_comfort_cap(1, cap)
+
+
+def test_caps_set_before_connect_apply_at_connect() -> None:
+    r = Rig()
+    r.gov.set_comfort_cap(1, 12.0)
+    r.gov.set_layers((CapLayer(source=CapSource.PRESCRIPTION, max_amplitude_ma=30.0),))
+    r.gov.connect()
+    assert r.gov.max_amplitude(1).value == 12.0
+    assert r.gov.max_amplitude(1).source is CapSource.COMFORT
+    assert r.gov.max_amplitude(2).source is CapSource.PRESCRIPTION
+
+
+def test_a_forbidden_program_on_an_idle_channel_is_just_unconfigured(rig: Rig) -> None:
+    rig.gov.connect()
+    rig.gov.configure(1, CONVENTIONAL)
+    rig.gov.set_layers((CapLayer(source=CapSource.PRESCRIPTION, max_frequency_hz=50),))
+    assert rig.gov.channel_status(1).settings is None
+    assert rig.driver.amps() == []
+
+
+def test_the_dose_limit_stays_strictly_below_the_power_density_limit() -> None:
+    # 100 Hz, 200 µs: 0.25 W/cm² on 0.128 cm² is reached at 40 mA; on a hair less area the
+    # limit is a hair under 40 mA, where rounding to the grid must not land on 40 (refused)
+    r = Rig(areas={1: 0.12799999936}, dose_override=True).running(1)
+    bound = r.gov.max_amplitude(1)
+    assert (bound.value, bound.source) == (39.5, CapSource.DOSE)
+    with pytest.raises(SafetyRejection, match=r"0\.25 W/cm²") as caught:
+        r.gov.set_target(1, 40.0)
+    assert caught.value.parameter == "power density"
+
+
+def test_readings_for_a_channel_the_governor_does_not_drive_are_ignored(rig: Rig) -> None:
+    rig.running(1)
+    for _ in range(3):
+        rig.driver.report(Telemetry(rig.clock.now(), 5, 0.0, 9.0, 900.0))
+    assert rig.gov.state is GovernorState.RUNNING
+
+
+def test_a_channel_already_off_does_not_pause_again_on_each_reading(rig: Rig) -> None:
+    rig.running(1, 2)
+    rig.driver.report(DeviceEvent(rig.clock.now(), DeviceEventKind.LEAD_OFF, channel=1))
+    rig.gov.resume()
+    rig.clock.advance(0.1)
+    rig.gov.set_target(2, 1.0)
+    for _ in range(3):
+        rig.driver.report(Telemetry(rig.clock.now(), 1, 0.0, 0.0, 100_000.0))
+    assert rig.gov.state is GovernorState.RUNNING
+    assert rig.gov.channel_status(1).lead_off
+
+
+def test_the_device_reported_set_current_is_read_back_too(rig: Rig) -> None:
+    rig.running(1)
+    rig.ramp_to(1, 4.0)
+    for _ in range(2):
+        rig.driver.report(Telemetry(rig.clock.now(), 1, 9.0, None, None))
+    assert rig.gov.end_reason is StopReason.OUTPUT_MISMATCH
+    assert rig.last(SafetyEventKind.OUTPUT_MISMATCH).data["device_set_ma"] == 9.0
+
+
+def test_output_read_back_after_the_end_sends_stop_again(rig: Rig) -> None:
+    rig.running(1)
+    rig.gov.stop()
+    rig.clock.advance(0.1)
+    sent = len(rig.driver.requests)
+    for _ in range(2):
+        rig.driver.report(Telemetry(rig.clock.now(), 1, 0.0, 6.0, 900.0))
+    assert rig.driver.requests[sent:] == [("STOP",)]
+    assert rig.last(SafetyEventKind.OUTPUT_MISMATCH).channel == 1
+    assert rig.gov.end_reason is StopReason.USER
+
+
+@pytest.mark.parametrize("answer", [None, DeviceRejectedError(ErrorCode.STATE, "AMP")])
+def test_an_acknowledgement_from_before_a_reconnect_changes_nothing(
+    rig: Rig, answer: DriverError | None
+) -> None:
+    rig.running(1)
+    rig.driver.hold.add("AMP")
+    rig.gov.set_target(1, 1.0)
+    rig.gov.stop()
+    rig.gov.connect()
+    count = len(rig.events)
+    rig.driver.unanswered[0].resolve(answer)  # the old AMP answered only now
+    rig.clock.advance(2.0)
+    assert rig.events[count:] == []
+    assert rig.gov.channel_status(1).set_ma == 0.0
+    assert rig.gov.state is GovernorState.IDLE
+
+
+def test_a_driver_failure_of_an_unknown_kind_ends_the_session_as_a_device_fault(
+    rig: Rig,
+) -> None:
+    rig.running(1)
+    rig.driver.fail_next["AMP"] = DriverError("something odd")
+    rig.gov.set_target(1, 1.0)
+    rig.clock.advance(0.1)
+    assert rig.gov.end_reason is StopReason.DEVICE_FAULT
+
+
+def test_a_decrease_that_cannot_be_sent_ends_the_session(rig: Rig) -> None:
+    rig.running(1)
+    rig.ramp_to(1, 3.0)
+    rig.driver.raise_on_request = CommsLostError("gone")
+    rig.gov.set_target(1, 1.0)
+    assert rig.gov.end_reason is StopReason.COMMS_LOST
+
+
+def test_a_pause_that_cannot_be_sent_is_comms_loss(rig: Rig) -> None:
+    rig.running(1)
+    rig.driver.raise_on_request = CommsLostError("gone")
+    rig.gov.pause()
+    assert (rig.gov.state, rig.gov.end_reason) == (GovernorState.ENDED, StopReason.COMMS_LOST)
+    assert rig.kinds()[-3:] == [
+        SafetyEventKind.PAUSED,
+        SafetyEventKind.COMMS_LOST,
+        SafetyEventKind.STOPPED,
+    ]
+
+
+def test_a_program_change_that_cannot_zero_the_channel_ends_the_session(rig: Rig) -> None:
+    rig.running(1)
+    rig.ramp_to(1, 2.0)
+    rig.driver.raise_on_request = CommsLostError("gone")
+    with pytest.raises(GovernorStateError, match="session ended while zeroing"):
+        rig.gov.configure(1, ACUPUNCTURE)
+    assert rig.gov.end_reason is StopReason.COMMS_LOST
+
+
+def test_a_configure_that_cannot_be_sent_or_is_lost_ends_as_comms_lost(rig: Rig) -> None:
+    rig.gov.connect()
+    rig.driver.fail_next["CFG"] = CommsLostError("no answer")
+    with pytest.raises(CommsLostError):
+        rig.gov.configure(1, CONVENTIONAL)
+    assert rig.gov.end_reason is StopReason.COMMS_LOST
+    r = Rig()
+    r.gov.connect()
+    r.driver.raise_on_request = CommsLostError("gone")
+    with pytest.raises(CommsLostError):
+        r.gov.configure(1, CONVENTIONAL)
+    assert r.gov.end_reason is StopReason.COMMS_LOST
+
+
+def test_an_unanswered_configure_ends_the_session_before_the_wait_gives_up(rig: Rig) -> None:
+    rig.gov.connect()
+    rig.driver.auto_ack = False
+    with pytest.raises(CommsLostError):
+        rig.gov.configure(1, CONVENTIONAL)
+    assert rig.gov.end_reason is StopReason.COMMS_LOST
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_start_that_fails_ends_the_session(rig: Rig, resume: bool) -> None:
+    rig.gov.connect()
+    rig.gov.configure(1, CONVENTIONAL)
+    if resume:
+        rig.gov.start(60)
+        rig.gov.pause()
+    rig.driver.fail_next["START"] = DeviceRejectedError(ErrorCode.STATE, "START")
+    with pytest.raises(DeviceRejectedError):
+        rig.gov.resume() if resume else rig.gov.start(60)
+    assert rig.gov.end_reason is StopReason.DEVICE_FAULT
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_start_that_cannot_be_sent_ends_the_session(rig: Rig, resume: bool) -> None:
+    rig.gov.connect()
+    rig.gov.configure(1, CONVENTIONAL)
+    if resume:
+        rig.gov.start(60)
+        rig.gov.pause()
+    rig.driver.raise_on_request = CommsLostError("gone")
+    with pytest.raises(CommsLostError):
+        rig.gov.resume() if resume else rig.gov.start(60)
+    assert rig.gov.end_reason is StopReason.COMMS_LOST
+
+
+def test_stop_before_connect_still_writes_stop_when_the_port_is_open() -> None:
+    r = Rig()
+    r.gov.stop()
+    assert r.driver.verbs() == ["STOP"]
+    assert r.gov.state is GovernorState.DISCONNECTED
+    r.driver.close()
+    r.gov.stop()
+    assert r.driver.verbs() == ["STOP", "CLOSE"]
+
+
+def test_a_driver_bug_in_stop_never_keeps_the_emergency_stop_from_ending(rig: Rig) -> None:
+    rig.running(1)
+    rig.driver.raise_on_request = RuntimeError("driver bug")
+    rig.gov.emergency_stop()
+    assert rig.gov.end_reason is StopReason.EMERGENCY
+    assert "could not be sent" in rig.last(SafetyEventKind.EMERGENCY_STOP).detail
+
+
+def test_timers_that_fire_late_do_nothing(rig: Rig) -> None:
+    rig.running(1)
+    done = Pending("PING", rig.clock.now())
+    done.resolve()
+    rig.gov._ack_overdue(done)  # answered: not a comms loss
+    rig.gov.stop()
+    rig.gov._on_duration()  # a duration timer after the end
+    rig.gov._ramp_tick(rig.gov._channels[1])  # a ramp tick after the end
+    assert rig.gov.end_reason is StopReason.USER
+    assert rig.driver.amps() == []
+
+
+def test_events_from_another_thread_are_delivered_in_order_by_the_thread_delivering() -> None:
+    r = Rig()
+    r.running(1)
+    seen: list[SafetyEventKind] = []
+    entered = threading.Event()
+    release = threading.Event()
+
+    def slow(event: SafetyEvent) -> None:
+        if event.kind is SafetyEventKind.TARGET_CHANGED:
+            entered.set()
+            release.wait(5)
+        seen.append(event.kind)
+
+    r.gov._on_event = slow
+    ui = threading.Thread(target=lambda: r.gov.set_target(1, 0.5))
+    ui.start()
+    assert entered.wait(5)
+    # the reader thread reports a lead-off while the UI thread is delivering: no waiting
+    r.driver.report(DeviceEvent(r.clock.now(), DeviceEventKind.LEAD_OFF, channel=1))
+    assert r.gov.state is GovernorState.PAUSED
+    release.set()
+    ui.join(5)
+    assert not ui.is_alive()
+    assert seen[:1] == [SafetyEventKind.TARGET_CHANGED]
+    assert SafetyEventKind.LEAD_OFF in seen
+    assert seen.index(SafetyEventKind.LEAD_OFF) < seen.index(SafetyEventKind.PAUSED)
+
+
+def test_a_stop_refused_by_the_device_during_a_pause_ends_the_session(rig: Rig) -> None:
+    rig.running(1)
+    rig.driver.fail_next["STOP"] = DeviceRejectedError(ErrorCode.BUSY, "STOP")
+    rig.gov.pause()
+    rig.clock.advance(0.1)
+    assert rig.gov.end_reason is StopReason.DEVICE_FAULT
+    assert rig.driver.verbs()[-1] == "STOP"  # and STOP again on the way out
+
+
+def test_a_smaller_last_step_is_rescheduled_sooner(rig: Rig) -> None:
+    rig.running(1)
+    rig.gov.set_target(1, 10.0)
+    rig.clock.advance(0.01)  # 1 mA acknowledged; the next full step is due 0.5 s later
+    acked = rig.last(SafetyEventKind.AMPLITUDE_SET).time
+    rig.gov.set_target(1, 1.5)  # now only 0.5 mA to go: due 0.25 s after the last step
+    rig.clock.advance(1.0)
+    assert rig.driver.amps(1) == [1.0, 1.5]
+    last = rig.last(SafetyEventKind.AMPLITUDE_SET)
+    assert last.time - acked == pytest.approx(0.25 + rig.driver.latency)
+
+
+def test_read_back_after_the_port_is_closed_only_reports(rig: Rig) -> None:
+    rig.running(1)
+    rig.gov.stop()
+    rig.driver.close()
+    for _ in range(2):
+        rig.driver.report(Telemetry(rig.clock.now(), 1, 0.0, 6.0, 900.0))
+    assert rig.last(SafetyEventKind.OUTPUT_MISMATCH).channel == 1
+    assert rig.driver.verbs()[-1] == "CLOSE"
+
+
+def test_a_lead_off_without_a_channel_while_paused_only_marks_the_channels(rig: Rig) -> None:
+    rig.running(1)
+    rig.gov.pause()
+    rig.driver.report(DeviceEvent(rig.clock.now(), DeviceEventKind.LEAD_OFF))
+    assert rig.gov.state is GovernorState.PAUSED
+    assert rig.gov.channel_status(1).lead_off
+    assert not rig.gov.channel_status(2).lead_off  # not configured
+
+
+def test_a_channel_reset_while_its_program_is_on_the_way_must_be_configured_again(
+    rig: Rig,
+) -> None:
+    rig.running(1)
+    rig.clock.call_later(
+        0.001,
+        lambda: rig.driver.report(DeviceEvent(rig.clock.now(), DeviceEventKind.LEAD_OFF, 1)),
+    )
+    with pytest.raises(GovernorStateError, match="configure it again"):
+        rig.gov.configure(1, ACUPUNCTURE)
+    assert rig.gov.state is GovernorState.PAUSED
+    assert rig.gov.channel_status(1).settings is None
