@@ -4,7 +4,8 @@
 Everything the review reads from the store goes through here. The queries are SQLAlchemy Core
 on :mod:`tens_control.store.schema`, inside one read transaction, and never touch telemetry.
 A session's amplitude figures are computed in SQL from its ``amplitude_changed`` events
-(SQLite's ``json_extract``, ``julianday`` and window functions):
+(SQLite's ``json_extract``, ``julianday`` and window functions; ``+e.kind`` keeps SQLite on the
+per-session index even if an index on ``kind`` exists, which would be far slower here):
 
 - ``mean_amplitude_ma``: for each channel, the time-weighted mean of the set amplitude over the
   time it was above 0 (each level holds until the channel's next change, the last one until the
@@ -135,7 +136,7 @@ WITH amp AS (
                ORDER BY e.wall_time, e.id
            ) AS t_next
     FROM events AS e JOIN sessions AS s ON s.id = e.session_id
-    WHERE e.kind = 'amplitude_changed' AND s.patient_id = :pid AND {window}
+    WHERE +e.kind = 'amplitude_changed' AND s.patient_id = :pid AND {window}
 ),
 spans AS (
     SELECT a.sid, a.ch, a.ma,
@@ -507,8 +508,13 @@ def load_aggregates(
                 period_to=period_to,
             )
 
+        days_seen: dict[str, date] = {}
+
         def day(text_day: str) -> date:
-            return date.fromisoformat(text_day)
+            found = days_seen.get(text_day)
+            if found is None:
+                found = days_seen[text_day] = date.fromisoformat(text_day)
+            return found
 
         sessions_sql = (
             f"SELECT patient_id, {day_sql('started_at', tz)} AS d, COUNT(*), "
