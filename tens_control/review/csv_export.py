@@ -26,7 +26,7 @@ CSV_COLUMNS: tuple[tuple[str, str], ...] = (
     ("end_utc", "session end, UTC, ISO 8601 (empty if the session never ended)"),
     ("program", "stimulation program"),
     ("device", "device model and serial number"),
-    ("stim_minutes", "minutes of stimulation (pauses excluded)"),
+    ("stim_minutes", "minutes from the session's start to its end"),
     ("end_reason", "how the session ended (completed, stopped_by_user, lead_off, ...)"),
     ("mean_amplitude_ma", "time-weighted mean set amplitude while stimulating, mA"),
     ("max_amplitude_ma", "highest set amplitude in the session, mA"),

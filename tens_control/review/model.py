@@ -94,7 +94,7 @@ class PrescriptionRow:
 class SessionRow:
     """One session.
 
-    ``stim_minutes`` is the time stimulation ran (pauses excluded where the store knows them).
+    ``stim_minutes`` is the session's length, start to end (as the daily limit counts it).
     ``mean_amplitude_ma`` is the time-weighted mean set amplitude while stimulating, averaged
     over the channels in use; ``None`` when the session never stimulated.
     """
