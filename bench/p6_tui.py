@@ -21,6 +21,7 @@ Run: ``python bench/p6_tui.py``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import subprocess
@@ -111,6 +112,8 @@ def rss_bytes() -> int:
 
 async def session_rss(minutes: float, workdir: Path) -> tuple[int, int]:
     """RSS (bytes) with the session running at 10 mA, and after ``minutes`` of it."""
+    from textual.worker import WorkerCancelled
+
     from drivers.clock import VirtualClock
     from tens_control.prescription import dump_prescription, prescription_from_dict
     from tens_control.screening import Question
@@ -156,7 +159,8 @@ async def session_rss(minutes: float, workdir: Path) -> tuple[int, int]:
 
             async def settle() -> None:
                 for _ in range(3):
-                    await app.workers.wait_for_complete()
+                    with contextlib.suppress(WorkerCancelled):  # the app cancels stale work
+                        await app.workers.wait_for_complete()
                     app.wait_calls()
                     await pilot.pause()
 
