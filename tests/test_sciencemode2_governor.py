@@ -158,10 +158,6 @@ def test_electrode_error_zeroes_every_channel_on_the_device_within_100_ms(rig: R
     assert rig.device.record.max_any_between(at + 1e-6, rig.clock.now()) == 0.0
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="governor: a LEAD_OFF event with channel=None (RehaStim 2) must pause every channel",
-)
 def test_electrode_error_pauses_the_session(rig: Rig) -> None:
     rig.session(up_to=4.0)
     rig.device.inject(FaultKind.LEAD_OFF, channel=2)
