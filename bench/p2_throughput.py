@@ -72,6 +72,58 @@ def pipelined_rate(driver: TspDriver, commands: int, window: int) -> float:
     return commands / elapsed
 
 
+ECHO_SERVER = """
+import os, pty, selectors, sys, tty
+master, slave = pty.openpty()
+tty.setraw(slave)
+print(os.ttyname(slave), flush=True)
+with selectors.DefaultSelector() as sel:
+    sel.register(master, selectors.EVENT_READ)
+    sel.register(sys.stdin, selectors.EVENT_READ)
+    while True:
+        for key, _ in sel.select(5.0):
+            if key.fileobj is sys.stdin:
+                raise SystemExit(0)
+            os.write(master, os.read(master, 4096))
+"""
+
+
+def echo_rate(commands: int) -> float:
+    """Reference: request/response round trips per second through a pty to a bare echo process
+    (no protocol, no simulator): the floor under any blocking exchange over a pty."""
+    import subprocess
+    import sys
+
+    import serial
+
+    server = subprocess.Popen(
+        [sys.executable, "-c", ECHO_SERVER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        path = server.stdout.readline().strip()
+        port = serial.Serial(path, timeout=2.0)
+        try:
+            line = b"12 AMP 1 1.5*ABCD\n"
+            start = time.perf_counter()
+            for _ in range(commands):
+                port.write(line)
+                if port.readline() != line:
+                    raise RuntimeError("the echo process did not answer")
+            return commands / (time.perf_counter() - start)
+        finally:
+            port.close()
+    finally:
+        if server.stdin is not None:
+            server.stdin.close()
+        server.wait(10)
+        if server.stdout is not None:
+            server.stdout.close()
+
+
 def figures(commands: int, runs: int, workdir: Path) -> list[Figure]:
     blocking: list[float] = []
     pipelined: list[float] = []
@@ -88,6 +140,8 @@ def figures(commands: int, runs: int, workdir: Path) -> list[Figure]:
         finally:
             driver.close()
             clock.close()
+    echo = [echo_rate(commands) for _ in range(runs)]
+    s_echo = Stats.of(echo, higher_is_better=True)
     s_block = Stats.of(blocking, higher_is_better=True)
     s_pipe = Stats.of(pipelined, higher_is_better=True)
     return [
@@ -109,6 +163,16 @@ def figures(commands: int, runs: int, workdir: Path) -> list[Figure]:
             2000.0,
             ">=",
             s_block,
+            {"commands_per_run": commands},
+        ),
+        Figure(
+            "P2.echo",
+            "reference: blocking round trips through a pty to a bare echo process",
+            s_echo.median,
+            "/s",
+            None,
+            "info",
+            s_echo,
             {"commands_per_run": commands},
         ),
     ]

@@ -10,7 +10,8 @@ of the machine into one machine-readable file::
 
 ``met`` is null for reference figures (no target). A benchmark never fails on timing: the exit
 status is non-zero only if a script could not run. Run: ``python bench/run_all.py``
-(``--quick`` for a smoke run, ``--only p1,p3`` for some, ``--out FILE`` elsewhere).
+(``--quick`` for a smoke run, ``--only p1,p3`` to re-run some and keep the other figures of
+the file, each re-run figure with its own run's time and machine, ``--out FILE`` elsewhere).
 """
 
 from __future__ import annotations
@@ -76,6 +77,17 @@ def main(argv: list[str] | None = None) -> int:
                 figures.append(fig)
     machine = benchlib.machine()
     machine["load_average_before"] = machine_before["load_average"]
+    if args.only and args.out.exists():
+        # a partial run updates its scripts' figures and keeps the others (with their run)
+        previous = json.loads(args.out.read_text(encoding="utf-8"))
+        kept = [f for f in previous.get("figures", []) if f.get("script") not in chosen]
+        for fig in figures:
+            fig["run"] = {
+                "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+                "machine": machine,
+            }
+        figures = kept + figures
+        figures.sort(key=lambda f: SCRIPTS.index(f["script"]) if f.get("script") in SCRIPTS else 99)
     payload = {
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": args.quick,
