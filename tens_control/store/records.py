@@ -32,6 +32,12 @@ from pydantic import (
 )
 
 from drivers.base import ChannelSettings, DeviceInfo
+from tens_control.pain import AdverseKind as AdverseKind
+from tens_control.pain import DiaryKind as DiaryKind
+from tens_control.pain import PainContext as PainContext
+from tens_control.pain import PainSite as PainSite
+from tens_control.pain import RatingTime as RatingTime
+from tens_control.pain import Severity as Severity
 from tens_control.store.canonical import iso_utc, new_uid, parse_utc
 
 
@@ -73,53 +79,6 @@ class EndReason(StrEnum):
     OUTPUT_MISMATCH = "output_mismatch"
     LIMIT_REACHED = "limit_reached"
     HOST_CRASH = "host_crash"
-
-
-class RatingTime(StrEnum):
-    """When a pain rating was taken."""
-
-    BEFORE = "before"
-    DURING = "during"
-    AFTER = "after"
-    PLUS_30_MIN = "plus_30_min"
-    DIARY = "diary"
-
-
-class PainSite(StrEnum):
-    """Which pain a rating is about."""
-
-    PHANTOM = "phantom"
-    RESIDUAL_LIMB = "residual_limb"
-    OTHER = "other"
-
-
-class PainContext(StrEnum):
-    """At rest or on movement."""
-
-    REST = "rest"
-    MOVEMENT = "movement"
-
-
-class DiaryKind(StrEnum):
-    PAIN_EPISODE = "pain_episode"
-    MEDICATION_CHANGE = "medication_change"
-    KETAMINE_INFUSION = "ketamine_infusion"
-    MIRROR_THERAPY = "mirror_therapy"
-    PHYSIOTHERAPY = "physiotherapy"
-    OTHER = "other"
-
-
-class AdverseKind(StrEnum):
-    SKIN_REDNESS = "skin_redness"
-    BURN = "burn"
-    HEADACHE = "headache"
-    OTHER = "other"
-
-
-class Severity(StrEnum):
-    MILD = "mild"
-    MODERATE = "moderate"
-    SEVERE = "severe"
 
 
 class Actor(StrEnum):
