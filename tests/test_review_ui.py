@@ -579,3 +579,49 @@ def test_snapshot_confirm_replace(
 ) -> None:
     (clinic.export_dir / "P-030-review.html").write_bytes(b"old")
     assert snap_compare(snapshot_app, terminal_size=SIZE, run_before=run_keys("e", "ctrl+s"))
+
+
+@pytest.mark.slow
+def test_tens_control_review_runs_in_a_terminal_and_quits(clinic: Clinic) -> None:
+    """The real command on a pseudo-terminal (80×24): the list appears, `q` quits with 0, and
+    the database is unchanged."""
+    import fcntl
+    import os
+    import select
+    import struct
+    import termios
+    import time
+
+    before = sha256(clinic.db)
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    env = {**os.environ, "TERM": "xterm-256color", "TZ": "UTC"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tens_control", "review", "--db", str(clinic.db)],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        cwd=clinic.export_dir,
+        start_new_session=True,
+    )
+    os.close(slave)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 60
+        while b"P-NR" not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                try:
+                    seen += os.read(master, 65536)
+                except OSError:
+                    break
+        assert b"P-NR" in seen, seen[-2000:]
+        os.write(master, b"q")
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        os.close(master)
+    assert sha256(clinic.db) == before

@@ -475,15 +475,13 @@ class ReviewSource:
             self._patients[pseudonym] = view
         return view
 
-    def statuses(self, progress: Callable[[int, int], None] | None = None) -> list[PatientStatus]:
+    def status(self, pseudonym: str) -> PatientStatus:
+        """One patient's line in the patient list."""
+        return PatientStatus(self.patient(pseudonym).summary)
+
+    def statuses(self) -> list[PatientStatus]:
         """The status of every patient, in the order they were added."""
-        names = self.pseudonyms()
-        out = []
-        for i, name in enumerate(names):
-            out.append(PatientStatus(self.patient(name).summary))
-            if progress is not None:
-                progress(i + 1, len(names))
-        return out
+        return [self.status(name) for name in self.pseudonyms()]
 
     def session(self, pseudonym: str, session_id: str) -> SessionDetail:
         """One session of a patient, with its events, trajectory and ratings."""

@@ -40,6 +40,8 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("warnings", "Warnings", 28),
 )
 NOT_ENOUGH = "–"
+PROGRESS_EVERY = 10
+"""While loading, redraw the list after every this many patients."""
 SORT_ORDER: dict[SortKey, tuple[str, str]] = {
     "patient": ("A to Z", "Z to A"),
     "adherence": ("lowest first", "highest first"),
@@ -89,6 +91,7 @@ class PatientsScreen(Screen[None]):
         self.filter_key: FilterKey = "all"
         self.search = ""
         self.loaded = False
+        self.total = 0
 
     @property
     def review(self) -> ReviewApp:
@@ -128,13 +131,19 @@ class PatientsScreen(Screen[None]):
 
     @work(exclusive=True, group="patients", exit_on_error=False)
     async def load(self) -> None:
-        """Read every patient's status (a thread: the database is blocking)."""
+        """Read every patient's status, one patient at a time in a thread (the database is
+        blocking); the list fills in as they come."""
+        source = self.review.source
         try:
-            statuses = await asyncio.to_thread(self.review.source.statuses)
+            names = await asyncio.to_thread(source.pseudonyms)
+            self.total = len(names)
+            for i, name in enumerate(names):
+                self.statuses.append(await asyncio.to_thread(source.status, name))
+                if i == 0 or (i + 1) % PROGRESS_EVERY == 0:
+                    self.refresh_rows()
         except Exception as error:  # shown on screen; the log is not touched
             self.query_one("#list-state", Static).update(f"Could not read the patients: {error}")
             raise
-        self.statuses = statuses
         self.loaded = True
         self.refresh_rows()
 
@@ -161,8 +170,9 @@ class PatientsScreen(Screen[None]):
     def state_text(self) -> str:
         order = SORT_ORDER[self.sort_key][int(self.sort_reverse)]
         search = f" · name contains “{self.search}”" if self.search else ""
+        reading = "" if self.loaded else f"reading {len(self.statuses)} of {self.total}… · "
         return (
-            f"{len(self.shown)} of {len(self.statuses)} patients · showing "
+            f"{reading}{len(self.shown)} of {len(self.statuses)} patients · showing "
             f"{FILTER_LABELS[self.filter_key]}{search} · sorted by "
             f"{SORT_LABELS[self.sort_key]}, {order}"
         )
