@@ -11,6 +11,7 @@ link (the device's own watchdog then zeroes the output), and are idempotent.
 from __future__ import annotations
 
 import contextlib
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from drivers.clock import Clock
+
+log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- errors
 
@@ -304,9 +307,38 @@ class TensDriver(ABC):
     def request_stop(self) -> Pending:
         """Every output to 0 mA. Written to the port before this returns."""
 
-    @abstractmethod
+    close_wait_s: float = 0.3
+    """How long ``close()`` waits for the stop's acknowledgement before closing anyway."""
+
     def close(self) -> None:
-        """Stop (best effort), then close the port. Idempotent; never raises."""
+        """STOP (best effort, a short wait for its acknowledgement), then close the port.
+
+        Idempotent; never raises. Inside a clock callback (where waiting is not allowed) the
+        STOP is still written, just not waited for.
+        """
+        if self.closed:
+            return
+        try:
+            pending = self.request_stop()
+            if not pending.done():
+                with contextlib.suppress(DriverError, RuntimeError):
+                    self.clock.wait_until(pending.done, self.close_wait_s)
+        except Exception:  # close() must never raise
+            log.exception("%r: error while stopping before close", self)
+        finally:
+            try:
+                self._teardown("closed")
+            except Exception:
+                log.exception("%r: error while closing", self)
+
+    @property
+    @abstractmethod
+    def closed(self) -> bool:
+        """True once ``close()`` (or a lost link) has released the port."""
+
+    @abstractmethod
+    def _teardown(self, reason: str) -> None:
+        """Release the port and background work. Called once by ``close()``; idempotent."""
 
     @property
     @abstractmethod

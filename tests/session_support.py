@@ -220,6 +220,13 @@ class WrappedDriver(TensDriver):
         self.inner.close()
 
     @property
+    def closed(self) -> bool:
+        return self.inner.closed
+
+    def _teardown(self, reason: str) -> None:
+        self.inner.close()
+
+    @property
     def connected(self) -> bool:
         return self.inner.connected
 

@@ -169,6 +169,13 @@ class FakeDriver(TensDriver):
         self._connected = False
 
     @property
+    def closed(self) -> bool:
+        return not self._connected
+
+    def _teardown(self, reason: str) -> None:
+        self._connected = False
+
+    @property
     def connected(self) -> bool:
         return self._connected
 

@@ -418,7 +418,6 @@ class ScienceMode2Driver(TensDriver):
 
     ack_timeout_s: float = 1.0
     """S8: a command unacknowledged this long means the link is lost."""
-    close_wait_s: float = 0.3
     """How long :meth:`close` waits for the stop acknowledgement before closing the port."""
 
     def __init__(
@@ -833,26 +832,6 @@ class ScienceMode2Driver(TensDriver):
                 StopChannelListMode(),
                 accept=frozenset({Result.OK, Result.WRONG_MODE}),
             )
-
-    def close(self) -> None:
-        """Stop (best effort, short wait for its acknowledgement), then close the port.
-        Idempotent; never raises."""
-        with self._lock:
-            if self._closed:
-                return
-        try:
-            pending = self.request_stop()
-            if not pending.done():
-                # RuntimeError: called inside a clock callback, where waiting is not allowed
-                with contextlib.suppress(DriverError, RuntimeError):
-                    self.clock.wait_until(pending.done, self.close_wait_s)
-        except Exception:  # close() must never raise
-            log.exception("%s: error while stopping before close", self.url)
-        finally:
-            try:
-                self._teardown("closed")
-            except Exception:
-                log.exception("%s: error while closing", self.url)
 
     @property
     def closed(self) -> bool:

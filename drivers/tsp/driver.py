@@ -104,7 +104,6 @@ class TspDriver(TensDriver):
     """S8: no frame at all from the device this long (while connected) means the link is lost."""
     max_retransmits: int = 2
     """Resends of one command after ``ERR CRC``."""
-    close_wait_s: float = 0.3
     """How long :meth:`close` waits for the ``STOP`` acknowledgement before closing the port."""
 
     # ------------------------------------------------------------------ construction
@@ -610,28 +609,6 @@ class TspDriver(TensDriver):
         self._link.close()
         exit_guard.unregister(self)
         self.clock.notify()
-
-    def close(self) -> None:
-        """``STOP`` (best effort, short wait for its acknowledgement), then close the port.
-
-        Idempotent; never raises.
-        """
-        with self._lock:
-            if self._closed:
-                return
-        try:
-            pending = self.request_stop()
-            if not pending.done():
-                # RuntimeError: called inside a clock callback, where waiting is not allowed
-                with contextlib.suppress(DriverError, RuntimeError):
-                    self.clock.wait_until(pending.done, self.close_wait_s)
-        except Exception:  # close() must never raise
-            log.exception("%s: error while stopping before close", self.url)
-        finally:
-            try:
-                self._teardown("closed")
-            except Exception:
-                log.exception("%s: error while closing", self.url)
 
     def __enter__(self) -> TspDriver:
         return self
