@@ -4,6 +4,7 @@ DELIVERED) and the screen as plain text."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from typing import Any
 
 from rich.console import Console
 from textual.pilot import Pilot
+from textual.worker import WorkerCancelled, WorkerFailed
 
 from drivers.clock import Clock, VirtualClock
 from simulator.device import SimDevice
@@ -147,7 +149,9 @@ def screen_text(app: TensApp) -> str:
 async def settle(pilot: Pilot[Any], app: TensApp) -> None:
     """Let the app process everything pending: workers, queued calls, messages."""
     for _ in range(3):
-        await app.workers.wait_for_complete()
+        for worker in list(app.workers):
+            with contextlib.suppress(WorkerCancelled, WorkerFailed):
+                await worker.wait()
         app.wait_calls()
         await pilot.pause()
 

@@ -305,7 +305,13 @@ class TensApp(App[int]):
         snapshot = self.snapshot
         if snapshot is not None:
             out.extend((m.key, str(m.level), m.text) for m in snapshot.banners)
-        return out
+        seen: set[str] = set()
+        unique = []
+        for banner in out:  # e.g. "comms lost" and "ended" can say the same thing
+            if banner[2] not in seen:
+                seen.add(banner[2])
+                unique.append(banner)
+        return unique
 
     @property
     def cursor_blink_enabled(self) -> bool:
@@ -313,11 +319,10 @@ class TensApp(App[int]):
 
     @property
     def session_active(self) -> bool:
-        """A session is running or paused, or some output is above 0."""
-        snapshot = self.snapshot
-        if snapshot is None:
-            return False
-        return snapshot.stimulating or str(snapshot.state) in ("running", "paused")
+        """A session is running or paused, or some output may still be above 0."""
+        from tens_control.ui.widgets.status import session_active
+
+        return session_active(self.snapshot)
 
     # ------------------------------------------------------------------ emergency stop
     def action_emergency_stop(self) -> None:

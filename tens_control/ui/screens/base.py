@@ -62,8 +62,15 @@ class TensScreen(Screen[None]):
         except NoMatches:
             return  # not composed yet: on_mount redraws
         status.show(app.snapshot, app.ready, app.connecting)
-        banners.show([b for b in app.banners() if b[0] not in self.HIDDEN_BANNERS])
+        hidden = self.hidden_banner_texts()
+        banners.show(
+            [b for b in app.banners() if b[0] not in self.HIDDEN_BANNERS and b[2] not in hidden]
+        )
         self.refresh_body()
+
+    def hidden_banner_texts(self) -> frozenset[str]:
+        """Banner texts this screen already shows in its own words."""
+        return frozenset()
 
     def refresh_body(self) -> None:
         """Screens redraw their own content here."""

@@ -111,6 +111,9 @@ class PostSessionScreen(TensScreen):
         self.saving = False
         self.error = ""
 
+    def hidden_banner_texts(self) -> frozenset[str]:
+        return frozenset({self.end_message})
+
     def compose_body(self) -> ComposeResult:
         with VerticalScroll(id="post-body", can_focus=False):
             yield Static(self.end_message, id="post-end", markup=False)

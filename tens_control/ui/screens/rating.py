@@ -123,6 +123,9 @@ class RatingScreen(TensScreen):
             end_message,
         )
 
+    def hidden_banner_texts(self) -> frozenset[str]:
+        return frozenset({self.end_message})
+
     def compose_body(self) -> ComposeResult:
         with VerticalScroll(id="rating-body", can_focus=False):
             yield Static("", id="rating-end", markup=False)

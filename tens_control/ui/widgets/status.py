@@ -37,17 +37,34 @@ def output_line(snapshot: Snapshot | None) -> tuple[str, str]:
     """(text, css class) for the output state (S11)."""
     if snapshot is None or not snapshot.channels:
         return "Output off", "off"
+    state = str(snapshot.state)
     if snapshot.stimulating:
         parts = [
             f"{ch.channel}: {fmt_ma(ch.set_ma)} mA"
             for ch in snapshot.channels
             if ch.active or ch.set_ma > 0
         ]
-        return "■ STIMULATING  " + "  ".join(parts), "stimulating"
-    state = str(snapshot.state)
+        if state in ("running", "paused"):
+            return "■ STIMULATING  " + "  ".join(parts), "stimulating"
+        if snapshot.end_reason is not None and str(snapshot.end_reason) == "comms_lost":
+            # STOP was sent but the device cannot confirm it; its own watchdog switches it off
+            return "STOP sent — device not answering", "paused"
+        return "■ STOPPING  " + "  ".join(parts), "stimulating"
     if state == "paused":
         return "‖ PAUSED — output off", "paused"
     return "Output off", "off"
+
+
+def session_active(snapshot: Snapshot | None) -> bool:
+    """A session is running or paused, or output may still be on (not yet confirmed off)."""
+    if snapshot is None:
+        return False
+    state = str(snapshot.state)
+    if state in ("running", "paused"):
+        return True
+    if state in ("ended", "idle") and snapshot.end_reason is not None:
+        return False  # the session is over and STOP was sent
+    return snapshot.stimulating
 
 
 class StatusBar(Vertical):
