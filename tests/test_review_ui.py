@@ -27,7 +27,7 @@ from tens_control.review.fhir_export import parse_bundle
 from tens_control.review.model import PatientData, PatientRow
 from tens_control.review.source import load_patient
 from tens_control.review.wording import answer_lines
-from tens_control.store import DatabaseMissingError, NotATensControlDatabaseError, StoreError
+from tens_control.store import DatabaseMissingError, NotATensControlDatabaseError, Store, StoreError
 from tens_control.ui.review import plot
 from tens_control.ui.review.app import ReviewApp, make_review_app
 from tens_control.ui.review.data import (
@@ -36,7 +36,6 @@ from tens_control.ui.review.data import (
     filter_statuses,
     sort_statuses,
 )
-from tens_control.ui.review.readonly import open_read_only
 from tens_control.ui.review.screens.export import ConfirmReplace, ExportDialog
 from tens_control.ui.review.screens.patient import PatientScreen
 from tens_control.ui.review.screens.patients import PatientsScreen
@@ -84,7 +83,7 @@ def app_for(clinic: Clinic, export_dir: Path | None = None) -> ReviewApp:
 
 def expected_summary(db: Path, pseudonym: str) -> PatientSummary:
     """What the analytics say about a patient, computed apart from the UI."""
-    store = open_read_only(db)
+    store = Store.open(read_only=True, path=db)
     try:
         return summarize_data(load_patient(store, pseudonym, tz=UTC), UTC)
     finally:
@@ -448,7 +447,7 @@ async def test_a_review_session_leaves_the_database_byte_identical(clinic: Clini
     assert app.source.store.closed
     assert sha256(clinic.db) == before
     # and a write through the review's store is refused by SQLite, not merely avoided
-    store = open_read_only(clinic.db)
+    store = Store.open(read_only=True, path=clinic.db)
     try:
         with pytest.raises(StoreError):
             store.ensure_patient("P-NEW-PATIENT")
@@ -459,11 +458,11 @@ async def test_a_review_session_leaves_the_database_byte_identical(clinic: Clini
 
 def test_open_read_only_refuses_what_is_not_a_database(tmp_path: Path) -> None:
     with pytest.raises(DatabaseMissingError, match="there is no database"):
-        open_read_only(tmp_path / "missing.sqlite3")
+        Store.open(read_only=True, path=tmp_path / "missing.sqlite3")
     junk = tmp_path / "junk.sqlite3"
     junk.write_bytes(b"not a database at all" * 10)
     with pytest.raises(NotATensControlDatabaseError):
-        open_read_only(junk)
+        Store.open(read_only=True, path=junk)
     assert junk.read_bytes() == b"not a database at all" * 10
 
 

@@ -1,6 +1,6 @@
 """The clinician review app: :class:`ReviewApp`, :func:`make_review_app` and :func:`run_review`.
 
-Read-only: the store is opened with :func:`~tens_control.ui.review.readonly.open_read_only`,
+Read-only: the store is opened with ``Store.open(read_only=True)``,
 so nothing the app does can change the log. Reading runs in workers (``asyncio.to_thread``:
 SQLite is blocking) and each worker updates its screen when it has the data, so
 ``app.workers.wait_for_complete()`` means the screen shows it. Exports call the report functions
@@ -24,8 +24,8 @@ from textual.screen import Screen
 from textual.widgets import Static
 
 from tens_control.errors import TensControlError
+from tens_control.store import Store
 from tens_control.ui.review.data import ExportFormat, ReviewSource
-from tens_control.ui.review.readonly import open_read_only
 from tens_control.ui.review.screens.export import ExportDialog, ExportRequest
 from tens_control.ui.review.screens.patient import PatientScreen
 from tens_control.ui.review.screens.patients import PatientsScreen
@@ -135,7 +135,7 @@ def make_review_app(
     """The review app on the database ``db`` (``None``: ``$TENS_CONTROL_DB`` or the user data
     directory), opened read-only. Raises a :class:`~tens_control.store.StoreError` with one
     clear message when it cannot be opened."""
-    store = open_read_only(db)
+    store = Store.open(db, read_only=True)
     source = ReviewSource(store, tz)
     if patient is not None and patient not in source.pseudonyms():
         source.close()
