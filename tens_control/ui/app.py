@@ -126,6 +126,7 @@ class TensApp(App[int]):
         Binding("space", "emergency_stop", "STOP", show=False, priority=True, id="estop-space"),
         Binding("ctrl+e", "emergency_stop", "STOP", show=False, priority=True, id="estop-ctrl-e"),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+        Binding("q", "quit", "Quit", show=False),
     ]
 
     def __init__(

@@ -10,7 +10,7 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         (
             (STOP_KEYS, "EMERGENCY STOP: every output to 0 at once (also Ctrl+E)"),
             ("?  or  F1", "help: keys and safety reminders"),
-            ("Q", "quit (any output is stopped first)"),
+            ("Q  or  Ctrl+Q", "quit (any output is stopped first)"),
         ),
     ),
     (

@@ -34,6 +34,7 @@ class RunningScreen(TensScreen):
         Binding("0", "zero", "Channel to 0", show=False),
         Binding("p", "pause", "Pause/Resume"),
         Binding("x", "end", "End session"),
+        Binding("q", "quit_hint", "Quit", show=False),
     ]
 
     def __init__(self) -> None:
@@ -161,6 +162,12 @@ class RunningScreen(TensScreen):
         controller = self.tapp.controller
         if controller is not None:
             self.tapp.queue_call("call", controller.stop)
+
+    def action_quit_hint(self) -> None:
+        self.notify(
+            "A session is running: press X to end it first (Ctrl+Q quits at once, stopping it).",
+            timeout=6,
+        )
 
     def task_done(self, message: TaskDone) -> None:
         if message.task == "resume":
