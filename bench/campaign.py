@@ -643,7 +643,13 @@ def _try(
     except allowed:
         pass
     except Exception as error:
-        tally.violations.append(f"{what}: raised {type(error).__name__}: {error}"[:300])
+        kind = f"{type(error).__module__}.{type(error).__qualname__}".removeprefix("builtins.")
+        line = f"{what}: raised {kind}: {error}"[:300]
+        gap = KNOWN_INPUT_GAPS.get((what.split(" ", 1)[0], kind))
+        if gap is None:
+            tally.violations.append(line)
+        else:
+            tally.known.append(f"{line} [known gap: {gap}]")
 
 
 TSP_ALPHABET = b"0123456789 ACKERTSTOPHELLOCFGAMPINGSTATUSEVTLEADOFF.-*ABCDEF\n\r"
@@ -777,6 +783,24 @@ def fuzz_files(
         with Store.open(workdir / f"import-{index}.sqlite3", recover=False) as store:
             store.import_bundle(content)
 
+    source_db = (workdir / "bundle-source.sqlite3").read_bytes()
+
+    def open_database(path: Path) -> None:
+        before = path.read_bytes()
+        try:
+            with Store.open(path, create=False, recover=False) as store:
+                store.verify()
+        except TensControlError:
+            if path.read_bytes() != before:
+                raise RuntimeError("a database refused as damaged was changed") from None
+            raise
+
+    for index in range(max(5, bundle_rounds // 4)):
+        data = _mutate(rng, source_db) if rng.random() < 0.8 else _noise(rng)
+        path = workdir / f"damaged-{index}.sqlite3"
+        path.write_bytes(data)
+        _try(tally, f"database file #{index}", (TensControlError,), partial(open_database, path))
+
     for index in range(bundle_rounds):
         if rng.random() < 0.5:
             data = _mutate(rng, bundle)
@@ -828,6 +852,15 @@ def run_fuzz(seed: int, rounds: int, bundle_rounds: int, workdir: Path) -> list[
 KNOWN_GAPS: dict[tuple[str, FaultKind], str] = {}
 """Scenarios whose failure is a known, reported gap: listed in the table and the output (never
 hidden) but not counted as violations. Remove an entry once its cause is fixed."""
+KNOWN_INPUT_GAPS: dict[tuple[str, str], str] = {
+    ("bundle", "struct.error"): (
+        "verify_bundle digests telemetry rows without checking their types: a bundle whose "
+        "telemetry holds a non-number raises struct.error from canonical.TelemetryDigest "
+        "instead of BundleError (reported to the store's owner)"
+    ),
+}
+"""Bad-input failures that are known and reported, by (input, exception): listed in the output
+(never hidden) but not counted. Remove an entry once its cause is fixed."""
 QUICK_CONTROLLER = frozenset(
     {FaultKind.LEAD_OFF, FaultKind.JUMP, FaultKind.EMERGENCY, FaultKind.DISCONNECT}
 )
