@@ -18,13 +18,18 @@ from sqlalchemy.exc import DBAPIError
 from drivers.clock import VirtualClock
 from tens_control.cli import main
 from tens_control.store import (
+    Actor,
+    AmplitudeChanged,
     DatabaseCorruptError,
     DatabaseMissingError,
+    EndReason,
     MigrationError,
     NewerSchemaError,
     NotATensControlDatabaseError,
+    StateChanged,
     Store,
     StoreError,
+    amplitude,
     default_db_path,
     migrations,
     resolve_db_path,
@@ -230,68 +235,201 @@ def _add_locale(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE patients ADD COLUMN locale TEXT NOT NULL DEFAULT 'en'")
 
 
-def test_an_older_schema_is_migrated_with_a_backup_and_the_log_still_verifies(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The migration path, exercised with a test-only step from version 1 to a version 2."""
-    path = tmp_path / "log.sqlite3"
+def _v1_database(path: Path) -> dict[str, tuple[float | None, float | None]]:
+    """A schema version 1 database: two completed sessions with amplitude changes, one ended
+    without any, and one left running (as after a crash). Written by this code, then taken
+    back to the version 1 layout (no amplitude columns, no partial index, version 1).
+    Returns the figures each session should get, by uid."""
     clock = VirtualClock()
-    with open_virtual(path, clock) as store:
-        sid = run_session(store, clock)
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(migrations.STEPS, 1, ("add patients.locale", _add_locale))
-    with Store.open(path) as store:
-        assert [s.uid for s in store.sessions()] == [sid]
+    with open_virtual(path, clock, recover=False) as store:
+        done = [run_session(store, clock), run_session(store, clock, samples=25)]
+        quiet = store.begin_session(PLAN)
+        clock.advance(5.0)
+        store.end_session(quiet, EndReason.COMPLETED)
+        running = store.begin_session(PLAN)
+        for level in (2.0, 5.0):
+            store.append_event(
+                running,
+                AmplitudeChanged(channel=2, from_ma=0.0, to_ma=level, who=Actor.PATIENT, why="up"),
+            )
+            clock.advance(2.0)
+        store.append_event(running, StateChanged(from_state="running", to_state="paused"))
+        store._active.discard(running)  # as if the process had died: recovery may close it
+    with raw(path) as conn:
+        conn.execute("DROP INDEX ix_events_review_kinds")
+        conn.execute("ALTER TABLE sessions DROP COLUMN mean_amplitude_ma")
+        conn.execute("ALTER TABLE sessions DROP COLUMN max_amplitude_ma")
+        conn.execute("UPDATE schema_version SET version = 1")
+    assert inspect_file(path) == 1
+    # run_session: 1, 2, 3, 4 mA for 1 s each (samples=25: 1, 2 for 1 s and 3 for 0.5 s);
+    # the running one ends (host crash) at its last event: 2 mA for 2 s, 5 mA for 2 s
+    return {
+        done[0]: (2.5, 4.0),
+        done[1]: ((1.0 + 2.0 + 3.0 * 0.5) / 2.5, 3.0),
+        quiet: (None, None),
+        running: (3.5, 5.0),
+    }
+
+
+def _rows(path: Path, table: str, columns: str = "*") -> list[tuple[object, ...]]:
+    with raw(path) as conn:
+        return conn.execute(f"SELECT {columns} FROM {table} ORDER BY rowid").fetchall()
+
+
+V1_SESSION_COLUMNS = (
+    "id, uid, patient_id, device_id, program, plan, planned_minutes, prescription_version, "
+    "simulator, started_at, started_mono, ended_at, ended_mono, end_reason"
+)
+
+
+def test_a_version_1_database_is_migrated_to_2_with_a_backup_and_still_verifies(
+    tmp_path: Path,
+) -> None:
+    """The real step 1 -> 2: amplitude columns added and filled from the log, the partial
+    index created; nothing else changed, every chain still verifies."""
+    path = tmp_path / "log.sqlite3"
+    expected = _v1_database(path)
+    before = {
+        table: _rows(path, table)
+        for table in ("patients", "chains", "events", "telemetry", "pain_ratings", "devices")
+    }
+    sessions_before = _rows(path, "sessions", V1_SESSION_COLUMNS)
+    with Store.open(path, recover=False) as store:
+        assert inspect_file(path) == 2
+        for table, rows in before.items():
+            assert _rows(path, table) == rows, table
+        assert _rows(path, "sessions", V1_SESSION_COLUMNS) == sessions_before
         report = store.verify()
         assert report.ok, report.summary()
-    assert inspect_file(path) == 2
     with raw(path) as conn:
         versions = conn.execute("SELECT version, description FROM schema_version").fetchall()
-        locale = conn.execute("SELECT locale FROM patients").fetchone()[0]
-    assert versions == [(1, "created"), (2, "add patients.locale")]
-    assert locale == "en"
+        figures = {
+            uid: (mean_ma, max_ma)
+            for uid, mean_ma, max_ma, ended in conn.execute(
+                "SELECT uid, mean_amplitude_ma, max_amplitude_ma, ended_at FROM sessions"
+            )
+            if ended is not None
+        }
+        index_sql = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'ix_events_review_kinds'"
+        ).fetchone()[0]
+    assert [v for v, _ in versions] == [1, 2]
+    assert versions[1][1] == migrations.STEPS[1][0]
+    assert "WHERE kind IN ('fault', 'rejected')" in index_sql
+    assert len(figures) == 3  # the running session has no end, so no figures yet
+    for uid, (mean_ma, max_ma) in figures.items():
+        want_mean, want_max = expected[uid]
+        assert mean_ma == (None if want_mean is None else pytest.approx(want_mean, abs=1e-3)), uid
+        assert max_ma == want_max, uid
     backup = migrations.backup_path(path, 1)
     assert backup.exists()
     assert mode(backup) == 0o600
     assert inspect_file(backup) == 1
+    # the next start closes the crashed session and stores its figures too
+    with Store.open(path) as store:
+        running = [uid for uid in expected if uid not in figures]
+        assert store.verify().ok
+    with raw(path) as conn:
+        row = conn.execute(
+            "SELECT mean_amplitude_ma, max_amplitude_ma, end_reason FROM sessions WHERE uid = ?",
+            (running[0],),
+        ).fetchone()
+    assert row == (
+        pytest.approx(expected[running[0]][0], abs=1e-3),
+        expected[running[0]][1],
+        "host_crash",
+    )
+
+
+def test_the_migrated_figures_are_those_a_new_database_stores(tmp_path: Path) -> None:
+    """Backfilled (migration) and stored-at-end figures agree with each other and with the
+    figures computed from the log."""
+    path = tmp_path / "log.sqlite3"
+    _v1_database(path)
+    with Store.open(path, recover=False) as store, store.reading() as conn:
+        stored = {
+            int(sid): (mean_ma, max_ma)
+            for sid, mean_ma, max_ma in conn.exec_driver_sql(
+                "SELECT id, mean_amplitude_ma, max_amplitude_ma FROM sessions "
+                "WHERE ended_at IS NOT NULL AND max_amplitude_ma IS NOT NULL"
+            )
+        }
+        assert stored == amplitude.compute(conn, stored)
+        every = [int(x) for x in conn.exec_driver_sql("SELECT id FROM sessions").scalars()]
+    fresh = tmp_path / "fresh.sqlite3"
+    clock = VirtualClock()
+    with open_virtual(fresh, clock) as store:
+        run_session(store, clock)
+    with raw(fresh) as conn:
+        assert conn.execute(
+            "SELECT mean_amplitude_ma, max_amplitude_ma FROM sessions"
+        ).fetchall() == [(pytest.approx(2.5, abs=1e-3), 4.0)]
+    assert len(every) == 4
 
 
 def test_a_failing_migration_leaves_the_database_as_it_was(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "log.sqlite3"
-    clock = VirtualClock()
-    with open_virtual(path, clock) as store:
-        run_session(store, clock)
+    _v1_database(path)
+    before = digest(path)
 
     def broken(conn: Connection) -> None:
         _add_locale(conn)
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
     monkeypatch.setitem(migrations.STEPS, 1, ("broken step", broken))
     with pytest.raises(MigrationError, match="was not changed"):
         Store.open(path)
     assert inspect_file(path) == 1
+    assert digest(path) == before
     with raw(path) as conn:
         columns = [row[1] for row in conn.execute("PRAGMA table_info(patients)")]
     assert "locale" not in columns
     monkeypatch.undo()
-    with Store.open(path) as store:
+    with Store.open(path, recover=False) as store:
         assert store.verify().ok
+    assert inspect_file(path) == 2
 
 
 def test_a_version_without_a_migration_step_is_refused_untouched(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "log.sqlite3"
-    Store.open(path).close()
+    _v1_database(path)
     before = digest(path)
     monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
-    monkeypatch.setitem(migrations.STEPS, 1, ("one", _add_locale))
     with pytest.raises(MigrationError, match="no step from version 2"):
         Store.open(path)
     assert digest(path) == before
+
+
+def test_the_review_queries_use_the_partial_index_only_for_faults(tmp_path: Path) -> None:
+    """Faults and refused requests are found through the partial index; the amplitude query
+    stays on the per-session index (a plain index on kind made SQLite pick it: 30x slower)."""
+    path = tmp_path / "log.sqlite3"
+    clock = VirtualClock()
+    with open_virtual(path, clock) as store:
+        run_session(store, clock)
+    with raw(path) as conn:
+        faults = " ".join(
+            str(r[-1])
+            for r in conn.execute(
+                "EXPLAIN QUERY PLAN SELECT e.id FROM events AS e JOIN chains AS c "
+                f"ON c.id = e.chain_id WHERE c.patient_id = 1 AND {schema.review_kinds_sql('e')} "
+                "ORDER BY e.wall_time, e.id"
+            )
+        )
+        amp = " ".join(
+            str(r[-1])
+            for r in conn.execute(
+                "EXPLAIN QUERY PLAN "
+                + amplitude.AMPLITUDE_SQL.format(where="e.session_id IN (1, 2)")
+            )
+        )
+    assert "ix_events_review_kinds" in faults
+    assert "ix_events_review_kinds" not in amp
+    assert "ix_events_session" in amp
 
 
 def test_a_read_only_store_reads_and_never_writes(filled: Path) -> None:

@@ -3,14 +3,11 @@
 
 Everything the review reads from the store goes through here. The queries are SQLAlchemy Core
 on :mod:`tens_control.store.schema`, inside one read transaction, and never touch telemetry.
-A session's amplitude figures are computed in SQL from its ``amplitude_changed`` events
-(SQLite's ``json_extract``, ``julianday`` and window functions; ``+e.kind`` keeps SQLite on the
-per-session index even if an index on ``kind`` exists, which would be far slower here):
-
-- ``mean_amplitude_ma``: for each channel, the time-weighted mean of the set amplitude over the
-  time it was above 0 (each level holds until the channel's next change, the last one until the
-  session's end); then the mean over the channels that stimulated;
-- ``max_amplitude_ma``: the highest amplitude set on any channel.
+A session's amplitude figures (``mean_amplitude_ma``: the time-weighted mean of the set amplitude
+while above 0, per channel, then over the channels; ``max_amplitude_ma``: the highest set) are
+the ones the store keeps with each ended session (:mod:`tens_control.store.amplitude`); only a
+session without an end has them computed from its ``amplitude_changed`` events, by the same SQL.
+Faults and refused requests are read through the store's partial index on those event kinds.
 
 A session's minutes are start to end, as the daily limit counts them (0 while it has no end).
 
@@ -26,8 +23,8 @@ from __future__ import annotations
 import bisect
 import json
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -58,7 +55,7 @@ from tens_control.review.model import (
     TreatmentRow,
     When,
 )
-from tens_control.store import Store, schema
+from tens_control.store import Store, amplitude, schema
 from tens_control.store.canonical import iso_utc, parse_utc
 
 log = logging.getLogger(__name__)
@@ -109,12 +106,9 @@ class Window:
         return out
 
 
-@contextmanager
-def reading(store: Store) -> Iterator[Connection]:
+def reading(store: Store) -> AbstractContextManager[Connection]:
     """One read transaction on the store's database."""
-    # The store has no public read-connection API yet; this is the only place that uses it.
-    with store._reading() as conn:
-        yield conn
+    return store.reading()
 
 
 def list_patients(store: Store) -> list[PatientRow]:
@@ -125,33 +119,27 @@ def list_patients(store: Store) -> list[PatientRow]:
     return [PatientRow(id=str(r.uid), pseudonym=str(r.pseudonym)) for r in rows]
 
 
-AMPLITUDE_SQL = """
-WITH amp AS (
-    SELECT e.session_id AS sid,
-           json_extract(e.payload, '$.channel') AS ch,
-           json_extract(e.payload, '$.to_ma') AS ma,
-           julianday(e.wall_time) AS t,
-           LEAD(julianday(e.wall_time)) OVER (
-               PARTITION BY e.session_id, json_extract(e.payload, '$.channel')
-               ORDER BY e.wall_time, e.id
-           ) AS t_next
-    FROM events AS e JOIN sessions AS s ON s.id = e.session_id
-    WHERE +e.kind = 'amplitude_changed' AND s.patient_id = :pid AND {window}
-),
-spans AS (
-    SELECT a.sid, a.ch, a.ma,
-           (COALESCE(a.t_next, julianday(s.ended_at)) - a.t) * 86400.0 AS dur
-    FROM amp AS a JOIN sessions AS s ON s.id = a.sid
-),
-per_channel AS (
-    SELECT sid, ch,
-           SUM(CASE WHEN ma > 0 AND dur > 0 THEN ma * dur END)
-               / SUM(CASE WHEN ma > 0 AND dur > 0 THEN dur END) AS mean_ma,
-           MAX(ma) AS max_ma
-    FROM spans GROUP BY sid, ch
-)
-SELECT sid, AVG(mean_ma) AS mean_ma, MAX(max_ma) AS max_ma FROM per_channel GROUP BY sid
-"""
+def _amplitudes(conn: Connection, pid: int, window: Window) -> dict[int, amplitude.Figures]:
+    """The amplitude figures of the patient's sessions that started in ``window``, by session
+    id: the stored ones of ended sessions, computed from the log for sessions without an end.
+    Sessions without figures are absent."""
+    rows = conn.execute(
+        text(
+            "SELECT id, ended_at, mean_amplitude_ma, max_amplitude_ma FROM sessions "
+            f"WHERE patient_id = :pid AND {window.sql('started_at')}"
+        ),
+        {"pid": pid, **window.params()},
+    ).all()
+    out: dict[int, amplitude.Figures] = {}
+    running: list[int] = []
+    for r in rows:
+        if r.ended_at is None:
+            running.append(int(r.id))
+        elif r.mean_amplitude_ma is not None or r.max_amplitude_ma is not None:
+            out[int(r.id)] = (r.mean_amplitude_ma, r.max_amplitude_ma)
+    if running:
+        out.update(amplitude.compute(conn, running))
+    return out
 
 
 def _site(plan_json: str) -> str | None:
@@ -214,12 +202,7 @@ def load_patient(
     with reading(store) as conn:
         pid = int(conn.execute(select(p.id).where(p.uid == patient.uid)).scalar_one())
         params: dict[str, Any] = {"pid": pid, **window.params()}
-        amp = {
-            int(r.sid): (r.mean_ma, r.max_ma)
-            for r in conn.execute(
-                text(AMPLITUDE_SQL.format(window=window.sql("s.started_at"))), params
-            )
-        }
+        amp = _amplitudes(conn, pid, window)
         session_rows = conn.execute(
             text(
                 "SELECT id, uid, program, plan, started_at, ended_at, end_reason, device_id "
@@ -284,7 +267,7 @@ def load_patient(
             text(
                 "SELECT e.id, e.session_id, e.wall_time, e.kind, e.payload "
                 "FROM events AS e JOIN chains AS c ON c.id = e.chain_id "
-                "WHERE c.patient_id = :pid AND e.kind IN ('fault', 'rejected') "
+                f"WHERE c.patient_id = :pid AND {schema.review_kinds_sql('e')} "
                 f"AND {window.sql('e.wall_time')} ORDER BY e.wall_time, e.id"
             ),
             params,
@@ -567,7 +550,7 @@ def load_aggregates(
             "SELECT c.patient_id, e.kind, json_extract(e.payload, '$.fault'), "
             "json_extract(e.payload, '$.parameter'), json_extract(e.payload, '$.command') "
             "FROM events AS e JOIN chains AS c ON c.id = e.chain_id "
-            f"WHERE e.kind IN ('fault', 'rejected') AND {window.sql('e.wall_time')}"
+            f"WHERE {schema.review_kinds_sql('e')} AND {window.sql('e.wall_time')}"
         )
         for pid, kind, fault, parameter, command in conn.execute(text(events_sql), params):
             agg = aggs[int(pid)]
@@ -622,11 +605,10 @@ def load_aggregates(
             recent = Window.of(
                 max(agg.amplitude_from, agg.period_from or agg.amplitude_from), end, tz
             )
-            amp_sql = AMPLITUDE_SQL.format(window=recent.sql("s.started_at"))
             means = {
-                int(r.sid): r.mean_ma
-                for r in conn.execute(text(amp_sql), {"pid": pid, **recent.params()})
-                if r.mean_ma is not None
+                sid: mean_ma
+                for sid, (mean_ma, _) in _amplitudes(conn, pid, recent).items()
+                if mean_ma is not None
             }
             if not means:
                 continue

@@ -1,10 +1,15 @@
 """Schema versions: creating the current schema, and upgrading older databases step by step.
 
-Version 1 is the first schema; no older tens-control database exists, so :data:`STEPS` is empty
-today. The machinery is exercised by the tests with a test-only step (v1 -> v2). When the schema
-changes: bump ``schema.SCHEMA_VERSION``, change the tables in ``schema.py``, and register here
-the step from the previous version, written in plain SQL/Core against the *old* layout. A step
-must never change a hash-chained value (events, or a record's content), or ``verify`` fails.
+Steps:
+
+- 1 -> 2: ``sessions.mean_amplitude_ma`` and ``max_amplitude_ma`` are added and filled in for
+  every ended session from its ``amplitude_changed`` events (``amplitude.backfill``), and the
+  partial index ``ix_events_review_kinds`` (faults and refused requests only) is created.
+
+When the schema changes: bump ``schema.SCHEMA_VERSION``, change the tables in ``schema.py``, and
+register here the step from the previous version, written in plain SQL against the *old* layout
+(not with ``schema.py``'s tables, which describe the newest one). A step must never change a
+hash-chained value (events, or a record's content), or ``verify`` fails.
 
 Before migrating, the file is copied to ``<database>.schema-v<N>.bak`` (owner-only); all steps
 run in one transaction, so a failing step leaves the database as it was.
@@ -21,7 +26,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, insert
 
-from tens_control.store import schema
+from tens_control.store import amplitude, schema
 from tens_control.store.canonical import iso_utc, new_uid
 from tens_control.store.database import WRITE
 from tens_control.store.errors import MigrationError
@@ -30,7 +35,23 @@ log = logging.getLogger(__name__)
 
 Step = Callable[[Connection], None]
 
-STEPS: dict[int, tuple[str, Step]] = {}
+
+def _v1_to_v2(conn: Connection) -> None:
+    """Add the sessions' derived amplitude figures (filled in from the log) and the partial
+    index on the fault/rejection events."""
+    conn.exec_driver_sql("ALTER TABLE sessions ADD COLUMN mean_amplitude_ma FLOAT")
+    conn.exec_driver_sql("ALTER TABLE sessions ADD COLUMN max_amplitude_ma FLOAT")
+    conn.exec_driver_sql(
+        "CREATE INDEX ix_events_review_kinds ON events (chain_id, wall_time) "
+        f"WHERE {schema.REVIEW_KINDS_SQL}"
+    )
+    filled = amplitude.backfill(conn)
+    log.info("schema 2: amplitude figures stored for %d ended session(s)", filled)
+
+
+STEPS: dict[int, tuple[str, Step]] = {
+    1: ("session amplitude figures stored; partial index on fault/rejection events", _v1_to_v2),
+}
 """from_version -> (description, step upgrading a database from that version to the next)."""
 
 

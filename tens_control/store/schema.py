@@ -21,10 +21,13 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
-SCHEMA_VERSION = 1
-"""The schema this code writes. Older databases are migrated; newer ones are refused."""
+SCHEMA_VERSION = 2
+"""The schema this code writes. Older databases are migrated; newer ones are refused.
+Version 2 added ``sessions.mean_amplitude_ma`` / ``max_amplitude_ma`` (derived from the log, see
+``amplitude.py``) and the partial index ``ix_events_review_kinds``."""
 
 APP_ID = "tens-control"
 """Value of ``meta.app``: how a tens-control database is recognised."""
@@ -104,10 +107,30 @@ sessions = Table(
     Column("ended_at", String(32), nullable=True),
     Column("ended_mono", Float, nullable=True),
     Column("end_reason", String(32), nullable=True),
+    Column("mean_amplitude_ma", Float, nullable=True),
+    Column("max_amplitude_ma", Float, nullable=True),
     Index("ix_sessions_patient_started", "patient_id", "started_at"),
 )
 """``plan`` is the canonical JSON of ``records.SessionPlan`` (program, per-channel settings,
-electrode sites and areas, caps in force, planned minutes, prescription version)."""
+electrode sites and areas, caps in force, planned minutes, prescription version).
+``mean_amplitude_ma`` / ``max_amplitude_ma`` (version 2) are derived from the session's
+``amplitude_changed`` events when it ends (``amplitude.py``): not hash-chained, not exported,
+NULL while the session has no end."""
+
+REVIEW_EVENT_KINDS: tuple[str, ...] = ("fault", "rejected")
+"""The event kinds the review counts (faults, refused requests): the only ones in the partial
+index ``ix_events_review_kinds``."""
+
+REVIEW_KINDS_SQL = "kind IN (" + ", ".join(f"'{k}'" for k in REVIEW_EVENT_KINDS) + ")"
+"""The partial index's condition. SQLite uses the index only for a query whose WHERE contains
+this very term (on an unaliased ``events`` table, or ``e.``-prefixed as
+:func:`review_kinds_sql` writes it)."""
+
+
+def review_kinds_sql(alias: str = "") -> str:
+    """The partial index's condition for a query naming the events table ``alias``."""
+    return REVIEW_KINDS_SQL if not alias else f"{alias}.{REVIEW_KINDS_SQL}"
+
 
 events = Table(
     "events",
@@ -125,7 +148,17 @@ events = Table(
     UniqueConstraint("chain_id", "seq", name="uq_event_chain_seq"),
     Index("ix_events_session", "session_id"),
     Index("ix_events_chain_time", "chain_id", "wall_time"),
+    Index(
+        "ix_events_review_kinds",
+        "chain_id",
+        "wall_time",
+        sqlite_where=text(REVIEW_KINDS_SQL),
+        postgresql_where=text(REVIEW_KINDS_SQL),
+    ),
 )
+"""``ix_events_review_kinds`` (version 2) is partial: only faults and refused requests, so that
+the review finds them without scanning every event, and SQLite never picks it for other kinds
+(a plain index on ``kind`` made it choose that index for ``amplitude_changed``: 30x slower)."""
 
 telemetry = Table(
     "telemetry",

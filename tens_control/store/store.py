@@ -27,8 +27,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from drivers.base import DeviceInfo, Telemetry
 from drivers.clock import Clock, RealClock, VirtualClock
+from tens_control.store import amplitude, migrations, schema
 from tens_control.store import bundle as bundle_mod
-from tens_control.store import migrations, schema
 from tens_control.store import verify as verify_mod
 from tens_control.store.canonical import (
     GENESIS_HASH,
@@ -548,9 +548,17 @@ class Store:
     ) -> StoredEvent:
         """Append one record to the patient's local chain (inside ``conn``'s transaction)."""
         chain_id, chain_uid, head_seq, head_hash = self._local_chain(conn, patient_id)
-        return self._append_to(
+        stored = self._append_to(
             conn, chain_id, chain_uid, head_seq, head_hash, session_id, record, wall_time, mono
         )
+        if session_id is not None and stored.kind == "amplitude_changed":
+            # a late amplitude event of an ended session: keep its derived figures current
+            ended = conn.execute(
+                select(schema.sessions.c.ended_at).where(schema.sessions.c.id == session_id)
+            ).scalar()
+            if ended is not None:
+                amplitude.refresh(conn, [session_id])
+        return stored
 
     def _append_to(
         self,
@@ -842,6 +850,7 @@ class Store:
                 .where(s.id == ref.id)
                 .values(ended_at=ended, ended_mono=mono_time, end_reason=EndReason(reason).value)
             )
+            amplitude.refresh(conn, [ref.id])
             record = SessionEnded(
                 session=session, ended_at=parse_utc(ended), reason=reason, detail=detail
             )
@@ -1564,6 +1573,7 @@ class Store:
                             end_reason=EndReason.HOST_CRASH.value,
                         )
                     )
+                    amplitude.refresh(conn, [int(row.id)])
                     record = SessionEnded(
                         session=uid,
                         ended_at=parse_utc(ended_at),
@@ -1632,6 +1642,18 @@ class Store:
         bundle, naming its first broken record (:class:`BundleError`)."""
         with self._transaction() as conn:
             name, added = bundle_mod.import_bundle(conn, bundle, pseudonym=pseudonym)
+            # derived figures of every session of the bundle (new ones, and ones it ended)
+            s = schema.sessions.c
+            uids = [str(x["uid"]) for x in bundle["sessions"]]
+            ids: list[int] = []
+            for i in range(0, len(uids), 500):
+                ids.extend(
+                    int(x)
+                    for x in conn.execute(
+                        select(s.id).where(s.uid.in_(uids[i : i + 500]))
+                    ).scalars()
+                )
+            amplitude.refresh(conn, ids)
         self._patients.clear()
         self._sessions.clear()
         return ImportResult(name, added)
