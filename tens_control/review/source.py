@@ -26,7 +26,7 @@ import logging
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, select, text
@@ -142,6 +142,14 @@ def _amplitudes(conn: Connection, pid: int, window: Window) -> dict[int, amplitu
     return out
 
 
+def _utc(stored: str) -> datetime:
+    """A stored time (``canonical.iso_utc`` text, ending in ``Z``) as an aware UTC datetime:
+    :func:`parse_utc` without its conversion when the text is already UTC (the same value,
+    faster over a year of rows)."""
+    moment = datetime.fromisoformat(stored)
+    return moment if moment.tzinfo is UTC else parse_utc(stored)
+
+
 def _site(plan_json: str) -> str | None:
     try:
         plan = json.loads(plan_json)
@@ -214,9 +222,16 @@ def load_patient(
         uid_of = {int(r.id): str(r.uid) for r in session_rows}
         sessions: list[SessionRow] = []
         device_ids: set[int] = set()
+        site_of: dict[str, str | None] = {}  # a patient's sessions mostly share a few plans
+
+        def sites(plan: str) -> str | None:
+            if plan not in site_of:
+                site_of[plan] = _site(plan)
+            return site_of[plan]
+
         for r in session_rows:
-            start = parse_utc(r.started_at)
-            end = None if r.ended_at is None else parse_utc(r.ended_at)
+            start = _utc(r.started_at)
+            end = None if r.ended_at is None else _utc(r.ended_at)
             mean_ma, max_ma = amp.get(int(r.id), (None, None))
             if r.device_id is not None:
                 device_ids.add(int(r.device_id))
@@ -231,7 +246,7 @@ def load_patient(
                     device_id=None if r.device_id is None else str(r.device_id),
                     mean_amplitude_ma=None if mean_ma is None else float(mean_ma),
                     max_amplitude_ma=None if max_ma is None else float(max_ma),
-                    electrode_site=_site(str(r.plan)),
+                    electrode_site=sites(str(r.plan)),
                 )
             )
         rating_rows = conn.execute(
@@ -254,7 +269,7 @@ def load_patient(
         ratings = [
             RatingRow(
                 id=str(r.uid),
-                at=parse_utc(r.at),
+                at=_utc(r.at),
                 when=_when(r.timing),
                 pain=_pain(r.pain),
                 posture=_posture(r.context),
