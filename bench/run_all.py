@@ -38,6 +38,20 @@ SCRIPTS = (
 )
 
 
+def source() -> dict[str, Any]:
+    """The commit measured, and tracked files with changes not yet committed (in a shared work
+    tree, other people's work in progress is measured too)."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", *args], cwd=benchlib.REPO_DIR, capture_output=True, text=True, check=False
+        )
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    changed = [line[3:] for line in git("status", "--porcelain", "-uno").splitlines() if line]
+    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted": changed}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny budgets (smoke run)")
@@ -93,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "seconds": round(time.perf_counter() - started, 1),
         "machine": machine,
+        "source": source(),
         "figures": figures,
         "failed": failed,
     }
