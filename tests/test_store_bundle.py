@@ -373,3 +373,14 @@ def test_a_bundle_without_telemetry_verifies_but_is_not_imported(
         with pytest.raises(BundleError, match="without telemetry"):
             clinic.import_bundle(light)
         assert clinic.patients() == []
+
+
+def test_bundle_with_a_non_number_in_its_telemetry_is_refused_plainly(
+    source: tuple[Path, VirtualClock],
+) -> None:
+    """Found by the reliability campaign: this used to escape as struct.error."""
+    bundle = export(source[0])
+    assert bundle["telemetry"], "the fixture log has telemetry"
+    bundle["telemetry"][0]["rows"][0][2] = "twelve"
+    with pytest.raises(BundleError, match=r"telemetry\[0\] holds a value that is not a number"):
+        verify_bundle(bundle)

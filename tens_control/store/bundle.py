@@ -15,6 +15,7 @@ cross-checks name *which* record was edited, inserted or deleted.
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from functools import partial
@@ -551,12 +552,19 @@ def verify_bundle(bundle: Mapping[str, Any]) -> VerifyReport:
                 )
         for index, seg in enumerate(bundle["telemetry"]):
             rows = seg["rows"]
+            try:
+                digest = telemetry_digest(rows)
+            except (struct.error, TypeError, ValueError):
+                raise BundleError(
+                    f"this bundle is malformed: telemetry[{index}] holds a value that is not "
+                    "a number; export the patient again from the original database"
+                ) from None
             checker.check_segment(
                 SegmentFacts(
                     str(seg["session"]),
                     int(seg["segment"]),
                     len(rows),
-                    telemetry_digest(rows),
+                    digest,
                     f"telemetry[{index}]",
                 ),
                 session_open=str(seg["session"]) in open_sessions,
