@@ -682,7 +682,16 @@ def tolerance(agg: Aggregates, key: SeriesKey | None, start: date, end: date) ->
     flagged: list[ToleranceWindow] = []
     latest: ToleranceWindow | None = None
 
+    stats: dict[date, tuple[Fraction, int, Fraction, int]] = {}
+
     def block_stats(first: date) -> tuple[Fraction, int, Fraction, int]:
+        # each block is the second of one window and the first of another: compute it once
+        found = stats.get(first)
+        if found is None:
+            found = stats[first] = _block_stats(first)
+        return found
+
+    def _block_stats(first: date) -> tuple[Fraction, int, Fraction, int]:
         amp_sum = 0.0
         amp_n = rel_s = rel_n = 0
         for k in range(block):

@@ -266,17 +266,18 @@ def load_patient(
                 select(s.id, s.uid).where(s.id.in_(sorted(missing_sessions)))
             ):
                 uid_of[int(sid)] = str(suid)
+        whens, pains, postures = _WHENS.get, _PAINS.get, _POSTURES.get
         ratings = [
             RatingRow(
-                id=str(r.uid),
-                at=_utc(r.at),
-                when=_when(r.timing),
-                pain=_pain(r.pain),
-                posture=_posture(r.context),
-                value=None if r.nrs is None else int(r.nrs),
-                session_id=None if r.session_id is None else uid_of.get(int(r.session_id)),
+                str(uid),
+                _utc(at),
+                whens(timing, "diary"),
+                pains(pain, "other"),
+                postures(ctx, "rest"),
+                None if nrs is None else int(nrs),
+                None if sid is None else uid_of.get(int(sid)),
             )
-            for r in rating_rows
+            for uid, sid, at, nrs, timing, pain, ctx in rating_rows
         ]
         event_rows = conn.execute(
             text(
