@@ -195,8 +195,6 @@ class DiaryScreen(TensScreen):
             yield DataTable(id="diary-table", zebra_stripes=True, cursor_type="row")
 
     def on_mount(self) -> None:
-        table = self.query_one("#diary-table", DataTable)
-        table.add_columns("When", "What", "Pain", "Notes")
         self._load()
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="diary")
@@ -214,7 +212,8 @@ class DiaryScreen(TensScreen):
     def _loaded(self, rows: list[tuple[str, ...]]) -> None:
         self.rows = rows
         table = self.query_one("#diary-table", DataTable)
-        table.clear()
+        table.clear(columns=True)  # column widths from every row, every time
+        table.add_columns("When", "What", "Pain", "Notes")
         table.add_rows(rows)
         self.refresh_view()
 
