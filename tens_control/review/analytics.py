@@ -707,6 +707,22 @@ def tolerance(agg: Aggregates, key: SeriesKey | None, start: date, end: date) ->
         rel = Fraction(rel_s, rel_n) if rel_n else Fraction(0)
         return amp, amp_n, rel, rel_n
 
+    def window(
+        first: date, a0: Fraction, a1: Fraction, rise: Fraction, r0: Fraction, r1: Fraction
+    ) -> ToleranceWindow:
+        return ToleranceWindow(
+            start=first,
+            end=first + timedelta(days=2 * block - 1),
+            amplitude_prev=float(a0),
+            amplitude_last=float(a1),
+            rise_pct=float(rise * 100),
+            relief_prev=float(r0),
+            relief_last=float(r1),
+            flagged=rise >= TOLERANCE_RISE and r1 < r0,
+        )
+
+    # only flagged windows and the latest one are reported: build the others' rows lazily
+    last_args: tuple[date, Fraction, Fraction, Fraction, Fraction, Fraction] | None = None
     first = start
     while first + timedelta(days=2 * block - 1) <= end:
         a0, an0, r0, rn0 = block_stats(first)
@@ -715,20 +731,15 @@ def tolerance(agg: Aggregates, key: SeriesKey | None, start: date, end: date) ->
         if min(an0, an1, rn0, rn1) >= TOLERANCE_MIN_SESSIONS and a0 > 0:
             evaluated += 1
             rise = (a1 - a0) / a0
-            is_flagged = rise >= TOLERANCE_RISE and r1 < r0
-            latest = ToleranceWindow(
-                start=first,
-                end=first + timedelta(days=2 * block - 1),
-                amplitude_prev=float(a0),
-                amplitude_last=float(a1),
-                rise_pct=float(rise * 100),
-                relief_prev=float(r0),
-                relief_last=float(r1),
-                flagged=is_flagged,
-            )
-            if is_flagged:
-                flagged.append(latest)
+            last_args = (first, a0, a1, rise, r0, r1)
+            if rise >= TOLERANCE_RISE and r1 < r0:
+                flagged.append(window(*last_args))
         first = first_next
+    if last_args is not None:
+        if flagged and flagged[-1].start == last_args[0]:
+            latest = flagged[-1]
+        else:
+            latest = window(*last_args)
     if evaluated == 0:
         return Tolerance(available=False, reason=not_enough("tolerance"), series=key)
     return Tolerance(
