@@ -79,6 +79,14 @@ async def test_a_whole_session_from_the_keyboard(tmp_path: Path) -> None:
             assert state(rig) is SessionState.CONNECTED
             assert rig.opened[-1].info.is_simulator
             assert "SIMULATOR — no stimulation is delivered" in screen_text(app)
+            connects = [
+                r
+                for r in rig.records("state_changed")
+                if isinstance(r, StateChanged) and r.to_state == "connected"
+            ]
+            assert len(connects) == 2  # at start, and again from the connect screen
+            assert rig.store.devices()[-1].is_simulator
+            assert rig.record.max_level() == 0.0  # connecting never stimulates
 
             # ---- setup and pre-rating (phantom 7, residual limb skipped)
             await press(pilot, app, "n")
