@@ -46,10 +46,10 @@ def source() -> dict[str, Any]:
         done = subprocess.run(
             ["git", *args], cwd=benchlib.REPO_DIR, capture_output=True, text=True, check=False
         )
-        return done.stdout.strip() if done.returncode == 0 else ""
+        return done.stdout.rstrip() if done.returncode == 0 else ""
 
     changed = [line[3:] for line in git("status", "--porcelain", "-uno").splitlines() if line]
-    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted": changed}
+    return {"commit": git("rev-parse", "--short", "HEAD").strip(), "uncommitted": changed}
 
 
 def main(argv: list[str] | None = None) -> int:
