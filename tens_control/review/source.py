@@ -210,43 +210,53 @@ def load_patient(
     with reading(store) as conn:
         pid = int(conn.execute(select(p.id).where(p.uid == patient.uid)).scalar_one())
         params: dict[str, Any] = {"pid": pid, **window.params()}
-        amp = _amplitudes(conn, pid, window)
         session_rows = conn.execute(
             text(
-                "SELECT id, uid, program, plan, started_at, ended_at, end_reason, device_id "
+                "SELECT id, uid, program, plan, started_at, ended_at, end_reason, device_id, "
+                "mean_amplitude_ma, max_amplitude_ma "
                 f"FROM sessions WHERE patient_id = :pid AND {margin.sql('started_at')} "
                 "ORDER BY started_at, id"
             ),
             {"pid": pid, **margin.params()},
         ).all()
-        uid_of = {int(r.id): str(r.uid) for r in session_rows}
+        since, until = window.since, window.until
+
+        def in_window(started: str) -> bool:
+            return (since is None or started >= since) and (until is None or started < until)
+
+        # amplitude figures for the period's sessions only: stored ones, or from the log for a
+        # session without an end
+        live = amplitude.compute(
+            conn, [int(r[0]) for r in session_rows if r[5] is None and in_window(r[4])]
+        )
+        uid_of: dict[int, str] = {}
         sessions: list[SessionRow] = []
         device_ids: set[int] = set()
         site_of: dict[str, str | None] = {}  # a patient's sessions mostly share a few plans
-
-        def sites(plan: str) -> str | None:
+        for sid, suid, program, plan, started, ended, why, device, mean_ma, max_ma in session_rows:
+            uid_of[int(sid)] = str(suid)
+            start = _utc(started)
+            end = None if ended is None else _utc(ended)
+            if ended is None:
+                mean_ma, max_ma = live.get(int(sid), (None, None))
+            elif not in_window(started):
+                mean_ma = max_ma = None
+            if device is not None:
+                device_ids.add(int(device))
             if plan not in site_of:
-                site_of[plan] = _site(plan)
-            return site_of[plan]
-
-        for r in session_rows:
-            start = _utc(r.started_at)
-            end = None if r.ended_at is None else _utc(r.ended_at)
-            mean_ma, max_ma = amp.get(int(r.id), (None, None))
-            if r.device_id is not None:
-                device_ids.add(int(r.device_id))
+                site_of[plan] = _site(str(plan))
             sessions.append(
                 SessionRow(
-                    id=str(r.uid),
+                    id=str(suid),
                     start=start,
                     end=end,
-                    end_reason=r.end_reason,
+                    end_reason=why,
                     stim_minutes=_minutes(start, end),
-                    program=str(r.program),
-                    device_id=None if r.device_id is None else str(r.device_id),
+                    program=str(program),
+                    device_id=None if device is None else str(device),
                     mean_amplitude_ma=None if mean_ma is None else float(mean_ma),
                     max_amplitude_ma=None if max_ma is None else float(max_ma),
-                    electrode_site=sites(str(r.plan)),
+                    electrode_site=site_of[plan],
                 )
             )
         rating_rows = conn.execute(
@@ -257,9 +267,7 @@ def load_patient(
             {"pid": pid, **margin.params()},
         ).all()
         missing_sessions = {
-            int(r.session_id)
-            for r in rating_rows
-            if r.session_id is not None and int(r.session_id) not in uid_of
+            int(r[1]) for r in rating_rows if r[1] is not None and int(r[1]) not in uid_of
         }
         if missing_sessions:
             for sid, suid in conn.execute(
