@@ -59,14 +59,16 @@ class TensScreen(Screen[None]):
         try:
             status = self.query_one(StatusBar)
             banners = self.query_one(BannerBar)
+            status.show(app.snapshot, app.ready, app.connecting)
+            hidden = self.hidden_banner_texts()
+            banners.show(
+                [b for b in app.banners() if b[0] not in self.HIDDEN_BANNERS and b[2] not in hidden]
+            )
+            self.refresh_body()
         except NoMatches:
-            return  # not composed yet: on_mount redraws
-        status.show(app.snapshot, app.ready, app.connecting)
-        hidden = self.hidden_banner_texts()
-        banners.show(
-            [b for b in app.banners() if b[0] not in self.HIDDEN_BANNERS and b[2] not in hidden]
-        )
-        self.refresh_body()
+            # part of the screen is not composed yet (a redraw can arrive first, from another
+            # thread's update); the next update or redraw tick draws it
+            return
 
     def hidden_banner_texts(self) -> frozenset[str]:
         """Banner texts this screen already shows in its own words."""
@@ -101,11 +103,10 @@ class TensModal(ModalScreen[T]):
     def refresh_view(self) -> None:
         app = self.tapp
         try:
-            status = self.query_one(StatusBar)
+            self.query_one(StatusBar).show(app.snapshot, app.ready, app.connecting)
+            self.refresh_body()
         except NoMatches:
-            return  # not composed yet: on_mount redraws
-        status.show(app.snapshot, app.ready, app.connecting)
-        self.refresh_body()
+            return  # not composed yet: the next update or redraw tick draws it
 
     def refresh_body(self) -> None:
         """Dialogs redraw their own content here."""

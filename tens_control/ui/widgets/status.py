@@ -82,6 +82,11 @@ class StatusBar(Vertical):
             yield Static("Starting…", id="status-device", classes="pending")
             yield Static("Output off", id="status-output", classes="off")
 
+    def on_mount(self) -> None:
+        redraw = getattr(self.screen, "refresh_view", None)
+        if callable(redraw):
+            self.call_after_refresh(redraw)  # in case a redraw came before this was composed
+
     def show(self, snapshot: Snapshot | None, ready: bool, connecting: bool) -> None:
         device_text, device_class = device_line(snapshot, ready, connecting)
         output_text, output_class = output_line(snapshot)
