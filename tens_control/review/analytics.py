@@ -670,6 +670,10 @@ def _with_pct(w: WeekMean, m: Fraction | None, base: Fraction) -> WeekMean:
     )
 
 
+_Block = tuple[float, int, int, int]
+"""A 5-day block of the tolerance rule: amplitude sum, its count, relief sum, its count."""
+
+
 def tolerance(agg: Aggregates, key: SeriesKey | None, start: date, end: date) -> Tolerance:
     """Slide two consecutive 5-day blocks over the period (one day at a time); flag a window when
     the mean session amplitude of the second block is ≥ 20 % above the first's and the mean
@@ -682,34 +686,30 @@ def tolerance(agg: Aggregates, key: SeriesKey | None, start: date, end: date) ->
     flagged: list[ToleranceWindow] = []
     latest: ToleranceWindow | None = None
 
-    stats: dict[date, tuple[Fraction, int, Fraction, int]] = {}
+    stats: dict[date, _Block] = {}
 
-    def block_stats(first: date) -> tuple[Fraction, int, Fraction, int]:
-        # each block is the second of one window and the first of another: compute it once
+    def block_stats(first: date) -> _Block:
+        # each block is the second of one window and the first of another: sum it once
         found = stats.get(first)
         if found is None:
-            found = stats[first] = _block_stats(first)
+            amp_sum = 0.0
+            amp_n = rel_s = rel_n = 0
+            for k in range(block):
+                d = first + timedelta(days=k)
+                sd = agg.session_days.get(d)
+                if sd is not None:
+                    amp_sum += sd.amp_sum
+                    amp_n += sd.amp_n
+                cs, cn = change.get(d, (0, 0))
+                rel_s -= cs  # relief = before − after = −change
+                rel_n += cn
+            found = stats[first] = (amp_sum, amp_n, rel_s, rel_n)
         return found
 
-    def _block_stats(first: date) -> tuple[Fraction, int, Fraction, int]:
-        amp_sum = 0.0
-        amp_n = rel_s = rel_n = 0
-        for k in range(block):
-            d = first + timedelta(days=k)
-            sd = agg.session_days.get(d)
-            if sd is not None:
-                amp_sum += sd.amp_sum
-                amp_n += sd.amp_n
-            cs, cn = change.get(d, (0, 0))
-            rel_s -= cs  # relief = before − after = −change
-            rel_n += cn
-        amp = Fraction(amp_sum) / amp_n if amp_n else Fraction(0)
-        rel = Fraction(rel_s, rel_n) if rel_n else Fraction(0)
-        return amp, amp_n, rel, rel_n
-
-    def window(
-        first: date, a0: Fraction, a1: Fraction, rise: Fraction, r0: Fraction, r1: Fraction
-    ) -> ToleranceWindow:
+    def window(first: date, b0: _Block, b1: _Block) -> ToleranceWindow:
+        a0, a1 = Fraction(b0[0]) / b0[1], Fraction(b1[0]) / b1[1]
+        r0, r1 = Fraction(b0[2], b0[3]), Fraction(b1[2], b1[3])
+        rise = (a1 - a0) / a0
         return ToleranceWindow(
             start=first,
             end=first + timedelta(days=2 * block - 1),
@@ -721,25 +721,29 @@ def tolerance(agg: Aggregates, key: SeriesKey | None, start: date, end: date) ->
             flagged=rise >= TOLERANCE_RISE and r1 < r0,
         )
 
-    # only flagged windows and the latest one are reported: build the others' rows lazily
-    last_args: tuple[date, Fraction, Fraction, Fraction, Fraction, Fraction] | None = None
+    # The test in exact integers (the same result as with fractions, without building them):
+    # with a = p / (q * n) (p / q the float sum as an exact ratio) and rise limit N / D,
+    # (a1 - a0) / a0 >= N / D  <=>  D * p1 * q0 * n0 >= (N + D) * p0 * q1 * n1  (a0 > 0);
+    # r1 < r0  <=>  s1 * m0 < s0 * m1 (relief sums s over counts m > 0).
+    # Window rows are built only for flagged windows and the latest one.
+    big_n, big_d = TOLERANCE_RISE.numerator, TOLERANCE_RISE.denominator
+    last: tuple[date, _Block, _Block] | None = None
     first = start
     while first + timedelta(days=2 * block - 1) <= end:
-        a0, an0, r0, rn0 = block_stats(first)
-        a1, an1, r1, rn1 = block_stats(first + timedelta(days=block))
+        b0 = block_stats(first)
+        b1 = block_stats(first + timedelta(days=block))
         first_next = first + timedelta(days=1)
-        if min(an0, an1, rn0, rn1) >= TOLERANCE_MIN_SESSIONS and a0 > 0:
+        if min(b0[1], b1[1], b0[3], b1[3]) >= TOLERANCE_MIN_SESSIONS and b0[0] > 0:
             evaluated += 1
-            rise = (a1 - a0) / a0
-            last_args = (first, a0, a1, rise, r0, r1)
-            if rise >= TOLERANCE_RISE and r1 < r0:
-                flagged.append(window(*last_args))
+            last = (first, b0, b1)
+            p0, q0 = b0[0].as_integer_ratio()
+            p1, q1 = b1[0].as_integer_ratio()
+            rising = big_d * p1 * q0 * b0[1] >= (big_n + big_d) * p0 * q1 * b1[1]
+            if rising and b1[2] * b0[3] < b0[2] * b1[3]:
+                flagged.append(window(*last))
         first = first_next
-    if last_args is not None:
-        if flagged and flagged[-1].start == last_args[0]:
-            latest = flagged[-1]
-        else:
-            latest = window(*last_args)
+    if last is not None:
+        latest = flagged[-1] if flagged and flagged[-1].start == last[0] else window(*last)
     if evaluated == 0:
         return Tolerance(available=False, reason=not_enough("tolerance"), series=key)
     return Tolerance(
