@@ -852,13 +852,7 @@ def run_fuzz(seed: int, rounds: int, bundle_rounds: int, workdir: Path) -> list[
 KNOWN_GAPS: dict[tuple[str, FaultKind], str] = {}
 """Scenarios whose failure is a known, reported gap: listed in the table and the output (never
 hidden) but not counted as violations. Remove an entry once its cause is fixed."""
-KNOWN_INPUT_GAPS: dict[tuple[str, str], str] = {
-    ("bundle", "struct.error"): (
-        "verify_bundle digests telemetry rows without checking their types: a bundle whose "
-        "telemetry holds a non-number raises struct.error from canonical.TelemetryDigest "
-        "instead of BundleError (reported to the store's owner)"
-    ),
-}
+KNOWN_INPUT_GAPS: dict[tuple[str, str], str] = {}
 """Bad-input failures that are known and reported, by (input, exception): listed in the output
 (never hidden) but not counted. Remove an entry once its cause is fixed."""
 QUICK_CONTROLLER = frozenset(
