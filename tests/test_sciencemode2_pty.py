@@ -7,13 +7,11 @@ delivered, from its ``--record`` file (times are the shared monotonic clock).
 from __future__ import annotations
 
 import os
-import selectors
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,62 +20,21 @@ from drivers import exit_guard
 from drivers.base import ChannelSettings, DeviceEvent, DeviceEventKind, Report
 from drivers.clock import RealClock
 from drivers.sciencemode2.driver import ScienceMode2Driver
-from simulator.cli import load_record
-from simulator.firmware import DeliveredRecord
+from tests.sim_process import SimProcess, first_line, start_tens_sim
 
-TENS_SIM = [sys.executable, "-m", "simulator.cli", "--protocol", "sciencemode2"]
+SM2 = ("--protocol", "sciencemode2", "--pty", "--seed", "5")
 CONVENTIONAL = ChannelSettings(frequency_hz=100, pulse_width_us=200)
 RAMP_MA = (1, 2, 3, 4, 5)
 
 
-@dataclass
-class SimProcess:
-    url: str
-    record: Path
-    process: subprocess.Popen[str]
-
-    def delivered(self) -> DeliveredRecord:
-        return load_record(self.record, 8)
-
-
-def _first_line(process: subprocess.Popen[str], timeout: float) -> str:
-    assert process.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        if not selector.select(timeout):
-            raise AssertionError(f"no output within {timeout} s")
-    return process.stdout.readline().strip()
-
-
-def _start(tmp_path: Path, *extra: str) -> Iterator[SimProcess]:
-    record = tmp_path / "delivered.jsonl"
-    process = subprocess.Popen(
-        [*TENS_SIM, "--pty", "--seed", "5", "--record", str(record), *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        url = _first_line(process, 20.0)
-        assert url.startswith("/dev/"), process.stderr.read() if process.stderr else url
-        yield SimProcess(url, record, process)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
 @pytest.fixture
 def sim(tmp_path: Path) -> Iterator[SimProcess]:
-    yield from _start(tmp_path)
+    yield from start_tens_sim(tmp_path, *SM2, channels=8)
 
 
 @pytest.fixture
 def sim_estop(tmp_path: Path) -> Iterator[SimProcess]:
-    yield from _start(tmp_path, "--fault", "estop@4")
+    yield from start_tens_sim(tmp_path, *SM2, "--fault", "estop@4", channels=8)
 
 
 @pytest.fixture(autouse=True)
@@ -195,7 +152,7 @@ def test_a_killed_host_leaves_the_device_at_zero_within_its_watchdog(sim: SimPro
         [sys.executable, "-c", HOST_SCRIPT, sim.url], stdout=subprocess.PIPE, text=True
     )
     try:
-        assert _first_line(host, 30.0) == "running"
+        assert first_line(host, 30.0) == "running"
         assert sim.delivered().level_at(1, time.monotonic()) == 2.0
         killed = time.monotonic()
         os.kill(host.pid, signal.SIGKILL)

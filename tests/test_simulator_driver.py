@@ -5,7 +5,6 @@ on what the simulated device delivered: its record, in-process or from ``tens-si
 from __future__ import annotations
 
 import os
-import selectors
 import signal
 import subprocess
 import sys
@@ -20,15 +19,14 @@ import simulator  # noqa: F401 - registers sim://
 from drivers.base import ChannelSettings, DeviceEvent, DeviceEventKind, Report
 from drivers.clock import Clock, RealClock, VirtualClock
 from drivers.tsp.driver import TspDriver
-from simulator.cli import load_record
 from simulator.faults import FaultKind
 from simulator.firmware import DeliveredRecord
 from simulator.protocol_sim import Serial as SimSerial
+from tests.sim_process import SimProcess, first_line, start_tens_sim
 
 CONVENTIONAL = ChannelSettings(frequency_hz=80, pulse_width_us=200)
 RAMP_MA = (1.0, 2.0, 3.0)
 STEP_S = 0.3
-TENS_SIM = [sys.executable, "-m", "simulator.cli"]
 
 
 @dataclass
@@ -164,54 +162,14 @@ def test_unplugging_the_port_is_a_comms_loss_and_the_device_zeroes_itself() -> N
 # --------------------------------------------------------------------------- tens-sim subprocess
 
 
-@dataclass
-class SimProcess:
-    url: str
-    record: Path
-    process: subprocess.Popen[str]
-
-    def delivered(self) -> DeliveredRecord:
-        return load_record(self.record, 2)
-
-
-def _first_line(process: subprocess.Popen[str], timeout: float) -> str:
-    assert process.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        if not selector.select(timeout):
-            raise AssertionError(f"tens-sim printed nothing within {timeout} s")
-    return process.stdout.readline().strip()
-
-
-def _start_sim(tmp_path: Path, *where: str) -> Iterator[SimProcess]:
-    record = tmp_path / "delivered.jsonl"
-    process = subprocess.Popen(
-        [*TENS_SIM, *where, "--seed", "7", "--record", str(record)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        url = _first_line(process, 20.0)
-        assert url, process.stderr.read() if process.stderr else ""
-        yield SimProcess(url, record, process)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
 @pytest.fixture
 def sim_pty(tmp_path: Path) -> Iterator[SimProcess]:
-    yield from _start_sim(tmp_path, "--pty")
+    yield from start_tens_sim(tmp_path, "--pty", "--seed", "7")
 
 
 @pytest.fixture
 def sim_tcp(tmp_path: Path) -> Iterator[SimProcess]:
-    yield from _start_sim(tmp_path, "--tcp", "127.0.0.1:0")
+    yield from start_tens_sim(tmp_path, "--tcp", "127.0.0.1:0", "--seed", "7")
 
 
 def _run_scenario_against(sim: SimProcess) -> None:
@@ -265,7 +223,7 @@ def test_a_host_killed_mid_session_leaves_the_device_at_zero_within_its_watchdog
         [sys.executable, "-c", HOST_SCRIPT, sim_pty.url], stdout=subprocess.PIPE, text=True
     )
     try:
-        assert _first_line(host, 20.0) == "running"
+        assert first_line(host, 20.0) == "running"
         assert sim_pty.delivered().level_at(1, time.monotonic()) == 2.0
         killed = time.monotonic()
         os.kill(host.pid, signal.SIGKILL)
