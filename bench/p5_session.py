@@ -44,6 +44,7 @@ from tens_control.prescription import dump_prescription, prescription_from_dict
 from tens_control.session import SessionController, SessionState
 from tens_control.store import Store
 from tens_control.store.store import virtual_wall_clock
+from tens_control.store.telemetry import VIRTUAL_FLUSH_INTERVAL_S
 
 MINUTES = 60.0
 QUICK_MINUTES = 2.0
@@ -115,14 +116,18 @@ def prescription(minutes: float) -> Any:
     )
 
 
-def controller_run(minutes: float, workdir: Path, run: int) -> tuple[float, int, float]:
+def controller_run(
+    minutes: float, workdir: Path, run: int, flush_interval_s: float = VIRTUAL_FLUSH_INTERVAL_S
+) -> tuple[float, int, float]:
     """Wall seconds for one session through the SessionController and its store, the
     telemetry rows stored, and CPU seconds (waiting for the disk is not CPU time)."""
     start = time.perf_counter()
     cpu = time.process_time()
     clock = VirtualClock()
     wall = virtual_wall_clock(clock, START)
-    store = Store.open(workdir / f"p5-{run}.sqlite3", clock=clock, wall=wall)
+    store = Store.open(
+        workdir / f"p5-{run}.sqlite3", clock=clock, wall=wall, flush_interval_s=flush_interval_s
+    )
     try:
         store.ensure_patient()
         store.save_prescription(

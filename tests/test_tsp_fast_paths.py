@@ -1,11 +1,19 @@
 """The codec's fast paths give exactly what the precise reference code gives."""
 
+import math
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.tsp.codec import _format_decimal, _format_decimal_exact
+from drivers.tsp.codec import (
+    _FORMATTED_MAX,
+    CommandValueError,
+    _format_decimal,
+    _format_decimal_exact,
+    format_number,
+)
 from drivers.tsp.frame import (
     FrameDecoder,
     crc16_ccitt_false,
@@ -29,6 +37,29 @@ def test_ties_on_the_fourth_decimal_round_half_even_like_the_reference() -> None
         assert _format_decimal(value, ROUND_HALF_EVEN, "v") == _format_decimal_exact(
             value, ROUND_HALF_EVEN
         )
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(finite, decimals))
+def test_remembered_number_texts_equal_the_reference(value: float) -> None:
+    first = format_number(value)
+    assert first == format_number(value) == _format_decimal_exact(value, ROUND_HALF_EVEN)
+
+
+def test_remembering_never_lets_a_bad_value_through() -> None:
+    assert format_number(1.0) == "1"
+    assert format_number(0.0) == format_number(-0.0) == "0"
+    for bad in (True, False, math.nan, math.inf, -1.0):
+        with pytest.raises(CommandValueError):
+            format_number(bad)  # True == 1.0 as a key: still refused
+
+
+def test_the_table_of_remembered_texts_stays_bounded() -> None:
+    from drivers.tsp import codec
+
+    for n in range(_FORMATTED_MAX * 2 + 7):
+        assert format_number(n / 1000) == _format_decimal_exact(n / 1000, ROUND_HALF_EVEN)
+    assert len(codec._FORMATTED) <= _FORMATTED_MAX
 
 
 @settings(max_examples=500, deadline=None)

@@ -103,8 +103,25 @@ def _format_decimal_exact(value: float, rounding: str) -> str:
     return text
 
 
+_FORMATTED: dict[float, str] = {}
+_FORMATTED_MAX = 4096
+
+
 def format_number(value: float, what: str = "value") -> str:
-    """Shortest plain decimal with at most 3 decimals (rounded half-even): 12.5, 80, 0.001."""
+    """Shortest plain decimal with at most 3 decimals (rounded half-even): 12.5, 80, 0.001.
+
+    Telemetry repeats a few hundred distinct values (a set current, its read-back with
+    three decimals, an impedance with one), so the text of each finite float is remembered
+    (a bounded table, emptied when full). Only ``float`` values take that path: ``True`` equals
+    ``1`` as a key and must still be refused."""
+    if type(value) is float:
+        text = _FORMATTED.get(value)
+        if text is None:
+            text = _format_decimal(value, ROUND_HALF_EVEN, what)
+            if len(_FORMATTED) >= _FORMATTED_MAX:
+                _FORMATTED.clear()
+            _FORMATTED[value] = text
+        return text
     return _format_decimal(value, ROUND_HALF_EVEN, what)
 
 

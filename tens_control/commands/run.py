@@ -53,13 +53,12 @@ from tens_control.store import (
     resolve_db_path,
 )
 from tens_control.store.store import StoredEvent, virtual_wall_clock
+from tens_control.store.telemetry import VIRTUAL_FLUSH_INTERVAL_S
 
 EXIT_COMPLETED = 0
 EXIT_ENDED = 1
 EXIT_INTERRUPTED = 130
 STOP_ACK_WAIT_S = 1.0
-VIRTUAL_FLUSH_S = 60.0
-"""Telemetry batch interval in virtual time (a virtual run is a test or a benchmark)."""
 
 _print_lock = threading.Lock()
 
@@ -282,7 +281,7 @@ def _open_store(args: argparse.Namespace, clock: Clock) -> tuple[Store, Any]:
     if isinstance(clock, VirtualClock):
         wall = virtual_wall_clock(clock, datetime.now(UTC))
         store = Store.open(
-            args.db, clock=clock, wall=wall, recover=False, flush_interval_s=VIRTUAL_FLUSH_S
+            args.db, clock=clock, wall=wall, recover=False, flush_interval_s=VIRTUAL_FLUSH_INTERVAL_S
         )
         return store, wall
     return Store.open(args.db, clock=clock, recover=False), None
