@@ -7,17 +7,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from drivers.base import FramingError
 from drivers.tsp.codec import (
     _FORMATTED_MAX,
     CommandValueError,
+    TelemetryFrame,
     _format_decimal,
     _format_decimal_exact,
+    decode_device_line,
+    decode_device_message,
+    encode_device_message,
     format_number,
 )
 from drivers.tsp.frame import (
     FrameDecoder,
     crc16_ccitt_false,
     crc16_ccitt_false_reference,
+    decode_line,
     encode_frame,
 )
 
@@ -87,3 +93,48 @@ def test_fast_decode_round_trips_every_valid_frame(seq: int, verb: str, args: li
     frame = frames[0]
     assert not isinstance(frame, Exception)
     assert (frame.seq, frame.verb, frame.args) == (seq, verb, tuple(args))
+
+
+def _general_decode(line: bytes) -> object:
+    try:
+        return decode_device_message(decode_line(line))
+    except FramingError as error:
+        return type(error)
+
+
+def _fast_decode(line: bytes) -> object:
+    try:
+        return decode_device_line(line)
+    except FramingError as error:
+        return type(error)
+
+
+readings = st.one_of(st.none(), finite, decimals)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.integers(0, 65535), st.integers(1, 16), finite, readings, readings)
+def test_fast_telemetry_encoding_equals_the_general_path(
+    seq: int, channel: int, set_ma: float, measured: float | None, impedance: float | None
+) -> None:
+    frame = TelemetryFrame(seq, channel, set_ma, measured, impedance)
+    line = encode_device_message(frame)
+    assert line == encode_frame(seq, "TEL", frame.to_args())
+    assert decode_device_line(line[:-1]) == decode_device_message(decode_line(line[:-1]))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=80),
+        st.from_regex(
+            rb"\A(0|[1-9][0-9]{0,5}|01) TEL ([0-9]{1,2}|-)( [0-9.\-]{1,12}){2,4}\*[0-9A-F]{4}\r?\Z"
+        ),
+    ),
+    st.booleans(),
+)
+def test_fast_telemetry_decoding_equals_the_general_path(line: bytes, fix_crc: bool) -> None:
+    if fix_crc and b"*" in line:
+        body = line[: line.rindex(b"*")]
+        line = body + b"*%04X" % crc16_ccitt_false(body)
+    assert _fast_decode(line) == _general_decode(line)

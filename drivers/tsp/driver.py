@@ -72,7 +72,7 @@ from drivers.tsp.codec import (
     Stop,
     TelemetryFrame,
     command_frame,
-    decode_device_message,
+    decode_device_line,
     encode_command,
     parse_hello_ack,
     parse_status_ack,
@@ -300,19 +300,28 @@ class TspDriver(TensDriver):
     # ------------------------------------------------------------------ receiving
 
     def _on_bytes(self, data: bytes) -> None:
-        for item in self._decoder.feed(data):
-            if isinstance(item, FramingError):
+        for line in self._decoder.lines(data):
+            not_understood: MessageError | None = None
+            try:
+                if isinstance(line, FramingError):
+                    raise line
+                message = decode_device_line(line)
+            except MessageError as error:  # a valid frame all the same: it feeds the watchdog
+                not_understood = error
+            except FramingError as error:
                 self.framing_errors += 1
-                log.debug("%s: bad line from the device: %s", self.url, item)
+                log.debug("%s: bad line from the device: %s", self.url, error)
                 continue
             with self._lock:
                 if self._closed or self._lost:
                     return
                 self._last_received = self.clock.now()
-            try:
-                message = decode_device_message(item)
-            except MessageError as error:
-                log.info("%s: ignoring a frame this host does not understand: %s", self.url, error)
+            if not_understood is not None:
+                log.info(
+                    "%s: ignoring a frame this host does not understand: %s",
+                    self.url,
+                    not_understood,
+                )
                 continue
             if isinstance(message, Ack):
                 self._on_ack(message)

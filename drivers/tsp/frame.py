@@ -238,18 +238,25 @@ class FrameDecoder:
         self._buffer.clear()
         self._discarding = False
 
-    def feed(self, data: bytes) -> list[Frame | FramingError]:
-        out: list[Frame | FramingError] = []
+    def lines(self, data: bytes) -> list[bytes | TspFramingError]:
+        """Split ``data`` into complete lines (without their ``LF``; empty lines skipped) and
+        length errors, in order, keeping a partial line for the next call. Each line still has
+        to be decoded (:func:`decode_line`)."""
+        out: list[bytes | TspFramingError] = []
         start = 0
-        while start < len(data):
+        size = len(data)
+        while start < size:
             newline = data.find(b"\n", start)
-            end = len(data) if newline < 0 else newline
-            chunk = data[start:end]
+            end = size if newline < 0 else newline
             if self._discarding:
                 if newline >= 0:
                     self._discarding = False
+            elif not self._buffer and newline >= 0 and end - start < MAX_FRAME_LEN:
+                # the common case: a whole line inside this chunk
+                if end > start and not (end - start == 1 and data[start] == 0x0D):
+                    out.append(data[start:end])
             else:
-                self._buffer += chunk
+                self._buffer += data[start:end]
                 if len(self._buffer) + 1 > MAX_FRAME_LEN:
                     # Too long: report once, then skip to the next LF.
                     head = bytes(self._buffer[:MAX_FRAME_LEN])
@@ -268,13 +275,22 @@ class FrameDecoder:
                     line = bytes(self._buffer)
                     self._buffer.clear()
                     if line not in (b"", b"\r"):
-                        try:
-                            out.append(decode_line(line))
-                            self.frames_decoded += 1
-                        except TspFramingError as error:
-                            out.append(error)
-                            self.errors += 1
+                        out.append(line)
             if newline < 0:
                 break
             start = newline + 1
+        return out
+
+    def feed(self, data: bytes) -> list[Frame | FramingError]:
+        out: list[Frame | FramingError] = []
+        for line in self.lines(data):
+            if isinstance(line, TspFramingError):
+                out.append(line)
+                continue
+            try:
+                out.append(decode_line(line))
+                self.frames_decoded += 1
+            except TspFramingError as error:
+                out.append(error)
+                self.errors += 1
         return out
