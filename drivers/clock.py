@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 Callback = Callable[[], None]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class TimerHandle:
     """A scheduled callback. ``cancel()`` is idempotent and safe from any thread."""
 
@@ -98,7 +98,8 @@ class VirtualClock(Clock):
 
     def call_at(self, when: float, callback: Callback) -> TimerHandle:
         with self._lock:
-            handle = TimerHandle(max(when, self._now), next(self._seq), callback)
+            now = self._now
+            handle = TimerHandle(when if when > now else now, next(self._seq), callback)
             heapq.heappush(self._queue, (handle.when, handle.seq, handle))
         return handle
 
@@ -115,35 +116,35 @@ class VirtualClock(Clock):
                 heapq.heappop(self._queue)
             return self._queue[0][0] if self._queue else None
 
-    def _run_one(self, limit: float) -> bool:
-        """Run the next callback due at or before ``limit``. False when there is none."""
-        with self._lock:
-            queue = self._queue
-            while queue and queue[0][2].cancelled:
-                heapq.heappop(queue)
-            if not queue or queue[0][0] > limit:
-                return False
-            when, _, handle = heapq.heappop(queue)
-            if when > self._now:
-                self._now = when
-        self._callback_thread = threading.get_ident()
-        try:
-            handle.callback()
-        finally:
-            self._callback_thread = None
-        return True
-
     def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        if self._callback_thread == threading.get_ident():
+        """Run due callbacks one by one, in (time, scheduling order), until ``predicate()`` is
+        true or the deadline is reached (then time stands at the deadline)."""
+        ident = threading.get_ident()
+        if self._callback_thread == ident:
             raise RuntimeError("a scheduled callback must not wait on the clock")
         with self._advance_lock:
             deadline = self._now + max(0.0, timeout)
-            while not predicate():
-                if not self._run_one(deadline):
-                    with self._lock:
-                        self._now = max(self._now, deadline)
-                    return predicate()
-            return True
+            queue, lock, pop = self._queue, self._lock, heapq.heappop
+            # this thread runs every callback of the loop: a callback that waits is caught above
+            self._callback_thread = ident
+            try:
+                while not predicate():
+                    with lock:
+                        while queue and queue[0][2].cancelled:
+                            pop(queue)
+                        if not queue or queue[0][0] > deadline:
+                            if deadline > self._now:
+                                self._now = deadline
+                            break
+                        when, _, handle = pop(queue)
+                        if when > self._now:
+                            self._now = when
+                    handle.callback()
+                else:
+                    return True
+            finally:
+                self._callback_thread = None
+        return predicate()
 
     def run_until(self, when: float) -> None:
         """Advance to absolute time ``when``, running everything due on the way."""

@@ -844,10 +844,14 @@ class SafetyGovernor:
 
     def _check_readback(self, ch: _Channel, tel: Telemetry) -> None:
         """S9: measured (and device-reported set) current vs what was set (lock held)."""
-        low = min(ch.acked, ch.commanded)
-        high = max(ch.acked, ch.commanded)
-        low -= self._tolerance(low)
-        high += self._tolerance(high)
+        acked, commanded = ch.acked, ch.commanded
+        if acked == commanded:  # nothing in flight (every reading of a steady session)
+            tolerance = self._tolerance(acked)
+            low, high = acked - tolerance, acked + tolerance
+        else:
+            low, high = (acked, commanded) if acked < commanded else (commanded, acked)
+            low -= self._tolerance(low)
+            high += self._tolerance(high)
         differs: float | None = None
         if tel.measured_ma is not None and not low <= tel.measured_ma <= high:
             differs = tel.measured_ma
