@@ -266,22 +266,33 @@ class TensDriver(ABC):
 
     ack_timeout_s: float = 1.0
 
+    url: str = ""
+
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
-        self._report_handlers: list[ReportHandler] = []
+        self._report_handlers: tuple[ReportHandler, ...] = ()
+        """Replaced, never changed in place: delivering a report (ten a second per channel)
+        iterates it without a copy while another thread may add or remove a handler."""
 
     # ---- reports
     def add_report_handler(self, handler: ReportHandler) -> None:
         """Receive telemetry and events. Handlers must not block (they may run on I/O threads)."""
-        self._report_handlers.append(handler)
+        self._report_handlers = (*self._report_handlers, handler)
 
     def remove_report_handler(self, handler: ReportHandler) -> None:
-        if handler in self._report_handlers:
-            self._report_handlers.remove(handler)
+        handlers = list(self._report_handlers)
+        if handler in handlers:
+            handlers.remove(handler)
+            self._report_handlers = tuple(handlers)
 
     def _emit(self, report: Report) -> None:
-        for handler in list(self._report_handlers):
-            handler(report)
+        """Deliver to every handler; a failing handler is logged and does not stop the others
+        (nor the driver's own watchdogs, which run on the same thread)."""
+        for handler in self._report_handlers:
+            try:
+                handler(report)
+            except Exception:
+                log.exception("%s: report handler failed on %s", self.url, report)
 
     # ---- non-blocking core, implemented by each protocol
     @property

@@ -377,7 +377,9 @@ class SafetyGovernor:
         self._load_ohm = profile.amplitude.load_ohm
 
         self._lock = threading.RLock()
-        self._local = threading.local()
+        self._depth = 0
+        """How deep the lock-holding thread is in the governor's own calls (events are delivered
+        when the outermost call leaves)."""
         self._events: deque[SafetyEvent] = deque()
         self._emit_lock = threading.RLock()
 
@@ -400,12 +402,13 @@ class SafetyGovernor:
     # ------------------------------------------------------------------ plumbing
     def _enter(self) -> None:
         self._lock.acquire()
-        self._local.depth = getattr(self._local, "depth", 0) + 1
+        self._depth += 1
 
     def _leave(self, blocking: bool) -> None:
-        self._local.depth -= 1
+        # only the thread holding the (re-entrant) lock changes the depth: a plain counter
+        self._depth = depth = self._depth - 1
         self._lock.release()
-        if self._local.depth == 0:
+        if depth == 0:
             self._flush(blocking)
 
     def _flush(self, blocking: bool) -> None:

@@ -433,7 +433,8 @@ class Firmware:
                 measured = round(delivered * (1.0 + noise), 3)
         impedance: float | None = None
         if self._reports_impedance:
-            impedance = round(ch.electrode.impedance(self.clock.now(), self.lead_off_ohm), 1)
+            # whole ohms, as stimulators report it (a few hundred distinct values a session)
+            impedance = float(round(ch.electrode.impedance(self.clock.now(), self.lead_off_ohm)))
         return ReadBack(channel, ch.set_ma, measured, impedance)
 
     # ------------------------------------------------------------------ commands

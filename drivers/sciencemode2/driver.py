@@ -566,14 +566,6 @@ class ScienceMode2Driver(TensDriver):
     def _report(self, report: Report) -> None:
         self._later(lambda: self._emit(report))
 
-    def _emit(self, report: Report) -> None:
-        """Deliver to every handler; a failing handler is logged and does not stop the others."""
-        for handler in list(self._report_handlers):
-            try:
-                handler(report)
-            except Exception:
-                log.exception("%s: report handler failed on %s", self.url, report)
-
     def _resolve(self, pending: Pending, error: DriverError | None = None) -> None:
         self._later(lambda: pending.resolve(error))
 

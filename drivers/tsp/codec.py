@@ -497,12 +497,24 @@ def device_frame(message: DeviceMessage) -> Frame:
 
 def encode_device_message(message: DeviceMessage) -> bytes:
     """The wire bytes of a device reply or report."""
-    if type(message) is TelemetryFrame and type(message.seq) is int and 0 <= message.seq <= MAX_SEQ:
+    if type(message) is TelemetryFrame:
         # Fast path for the frame sent ten times a second per channel: its tokens (a checked
         # channel, TSP numbers, "-") are valid arguments by construction, so the body needs no
         # re-checking; equal to the general path (tested).
-        body = f"{message.seq} TEL {' '.join(message.to_args())}".encode("ascii")
-        return body + b"*%04X\n" % binascii.crc_hqx(body, 0xFFFF)
+        seq, channel = message.seq, message.channel
+        if (
+            type(seq) is int
+            and 0 <= seq <= MAX_SEQ
+            and type(channel) is int
+            and 1 <= channel <= MAX_CHANNELS
+        ):
+            measured, impedance = message.measured_ma, message.impedance_ohm
+            body = (
+                f"{seq} TEL {channel} {format_number(message.set_ma, 'set current')} "
+                f"{'-' if measured is None else format_number(measured, 'measured current')} "
+                f"{'-' if impedance is None else format_number(impedance, 'impedance')}"
+            ).encode("ascii")
+            return body + b"*%04X\n" % binascii.crc_hqx(body, 0xFFFF)
     try:
         return encode_frame(message.seq, message.verb, message.to_args())
     except CommandValueError:
@@ -550,15 +562,14 @@ def decode_device_line(line: bytes) -> DeviceMessage:
     """
     match = _TEL_LINE_RE.fullmatch(line)
     if match is not None:
-        seq = int(match[1])
-        if seq <= MAX_SEQ and binascii.crc_hqx(line[: match.start(6) - 1], 0xFFFF) == int(
-            match[6], 16
+        seq, channel, set_ma, measured, impedance, crc = match.groups()
+        if int(seq) <= MAX_SEQ and binascii.crc_hqx(line[: match.start(6) - 1], 0xFFFF) == int(
+            crc, 16
         ):
-            measured, impedance = match[4], match[5]
             return TelemetryFrame(
-                seq,
-                int(match[2]),
-                float(match[3]),
+                int(seq),
+                int(channel),
+                float(set_ma),
                 None if measured == b"-" else float(measured),
                 None if impedance == b"-" else float(impedance),
             )

@@ -47,7 +47,6 @@ from drivers.base import (
     IdentityError,
     Pending,
     PortError,
-    Report,
     TensDriver,
 )
 from drivers.clock import Clock, TimerHandle
@@ -323,12 +322,12 @@ class TspDriver(TensDriver):
                     not_understood,
                 )
                 continue
-            if isinstance(message, Ack):
+            if isinstance(message, TelemetryFrame):  # the most frequent first
+                self._emit(message.to_report(self.clock.now()))
+            elif isinstance(message, Ack):
                 self._on_ack(message)
             elif isinstance(message, Err):
                 self._on_err(message)
-            elif isinstance(message, TelemetryFrame):
-                self._emit(message.to_report(self.clock.now()))
             elif isinstance(message, EventFrame):
                 self._on_event(message)
         self.clock.notify()
@@ -391,15 +390,6 @@ class TspDriver(TensDriver):
 
     def _on_event(self, event: EventFrame) -> None:
         self._emit(event.to_report(self.clock.now()))
-
-    def _emit(self, report: Report) -> None:
-        """Deliver to every handler; a failing handler is logged and does not stop the others
-        (nor the driver's own watchdogs, which run on the same thread)."""
-        for handler in list(self._report_handlers):
-            try:
-                handler(report)
-            except Exception:
-                log.exception("%s: report handler failed on %s", self.url, report)
 
     # ------------------------------------------------------------------ timers
 
