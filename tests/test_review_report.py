@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
+from tens_control.review.charts import build_charts
 from tens_control.review.model import PatientData
 from tens_control.review.report import (
     ReportError,
@@ -41,7 +42,13 @@ def test_html_leads_with_the_answer_and_has_four_charts() -> None:
     for name in ("pain", "weekly", "amplitude", "timeline"):
         m = re.search(rf'<figure id="chart-{name}" class="chart"><svg[^>]*>(.*?)</svg>', page, re.S)
         assert m is not None, name
-        assert "<path" in m.group(1) or "<use" in m.group(1)
+        assert "<path" in m.group(1)
+        # a screen reader announces the chart by its title and its description
+        assert f'aria-labelledby="chart-{name}-title chart-{name}-desc"' in m.group(0)
+        assert f'<title id="chart-{name}-title">' in m.group(1)
+        assert f'<desc id="chart-{name}-desc">' in m.group(1)
+    ids = re.findall(r'\bid="([^"]+)"', page)
+    assert len(ids) == len(set(ids))
     assert "91 % of prescribed sessions" in page
     assert "30 % responder: yes; 50 % responder: no" in page
     assert "moderate" in page
@@ -90,8 +97,42 @@ def test_pdf_leads_with_the_answer() -> None:
     second = reader.pages[1].extract_text()
     assert "Latest sessions" in second
     assert "earlier sessions are in the CSV" in second
-    images = sum(len(p.images) for p in reader.pages)
-    assert images == 4
+    # the four charts are vector drawings with their text (titles, axes, legends) in the page
+    assert first.index("Warnings") < first.index("Pain before and after each session")
+    assert first.index("Pain before and after") < first.index("Weekly mean pain")
+    assert "7-day mean (before + diary)" in first
+    assert "30 % less" in first
+    assert second.index("Amplitude — mean set current") < second.index("Pain and other treat")
+    assert second.index("Pain and other treatments") < second.index("Latest sessions")
+    assert "mirror therapy" in second
+
+
+def test_pdf_charts_are_figures_with_their_text_alternative() -> None:
+    reader = _pdf_pages(sample_patient())
+    root = reader.trailer["/Root"].get_object()
+    assert isinstance(root, dict)
+    figures: list[str] = []
+
+    def walk(node: object) -> None:
+        node = node.get_object() if hasattr(node, "get_object") else node
+        if isinstance(node, dict):
+            if node.get("/S") == "/Figure":
+                figures.append(str(node.get("/Alt")))
+            walk(node.get("/K"))
+        elif isinstance(node, list):
+            for kid in node:
+                walk(kid)
+
+    walk(root["/StructTreeRoot"])
+    assert len(figures) == 4
+    assert figures[0].startswith("Pain before and after each session — phantom-limb pain at rest")
+    assert "sessions rated before" in figures[0]
+    assert figures[1].startswith("Weekly mean pain")
+    assert "week 0" in figures[1]
+    assert figures[2].startswith("Amplitude")
+    assert "Tolerance pattern shaded" in figures[2]
+    assert figures[3].startswith("Pain and other treatments")
+    assert "adverse event" in figures[3]
 
 
 def test_a_year_of_warnings_still_fits_and_says_what_was_left_out() -> None:
@@ -134,4 +175,6 @@ def test_the_sample_report_in_docs_is_current() -> None:
             "run python -m tests.fixtures.make_sample_report"
         )
     assert html_text.count("<svg") == 4
+    for chart in build_charts(report.data, report.summary, report.tz).values():
+        assert chart.svg() in html_text, "run python -m tests.fixtures.make_sample_report"
     assert len(PdfReader(docs / "sample-report.pdf").pages) == 2

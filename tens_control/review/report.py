@@ -4,13 +4,14 @@ and the dispatch to the other formats (CSV, JSON, FHIR).
 Page 1 leads with the answer (adherence, pain change, responder status, per-session change) and
 the warnings (adverse events, tolerance, faults), then the pain charts. Page 2 has the amplitude
 trend, the treatments timeline, every pain series in a table and the latest sessions. The HTML is
-self-contained (inline CSS and SVG charts); the PDF embeds the same charts as PNG (fpdf2) and is
-laid out on fixed coordinates, so it never runs past two pages.
+self-contained (inline CSS and SVG charts); the PDF draws the same SVG charts as vector graphics
+(fpdf2) and is laid out on fixed coordinates, so it never runs past two pages.
 """
 
 from __future__ import annotations
 
 import html
+import io
 import os
 import tempfile
 from collections import Counter
@@ -20,7 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-import matplotlib
 from fpdf import FPDF
 
 from tens_control import __version__
@@ -288,8 +288,8 @@ def _dl(lines: Sequence[Line], cls: str) -> str:
 
 def render_html(report: Report) -> str:
     """The report as one self-contained HTML page (inline CSS, charts as inline SVG)."""
-    figs = charts_mod.build_charts(report.data, report.summary, report.tz)
-    svg = {name: charts_mod.to_svg(fig) for name, fig in figs.items()}
+    charts = charts_mod.build_charts(report.data, report.summary, report.tz)
+    svg = {name: chart.svg() for name, chart in charts.items()}
     warnings = report.warnings()
     series = report.series_lines()
     rows, hidden = report.session_lines()
@@ -369,13 +369,18 @@ def _session_table_html(rows: Sequence[SessionLine], hidden: int, report: Report
 PAGE_W, PAGE_H, MARGIN = 210.0, 297.0, 12.0
 BODY_W = PAGE_W - 2 * MARGIN
 BOTTOM = PAGE_H - MARGIN - 6.0  # leaves room for the footer line
-FONT = "DejaVu"
+FONT = "DejaVu Sans"
+"""The PDF's font family; the charts' SVG names it first (charts.FONT_FAMILY)."""
+
+
+FONT_DIR = Path(__file__).resolve().parent / "fonts"
+"""DejaVu Sans and DejaVu Sans Bold 2.35 (free licence: fonts/LICENSE), shipped with the package
+so that the PDF has ⚠, ✓, ≥ and every other character of the report whatever is installed."""
 
 
 def _fonts(pdf: FPDF) -> None:
-    ttf = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-    pdf.add_font(FONT, "", str(ttf / "DejaVuSans.ttf"))
-    pdf.add_font(FONT, "B", str(ttf / "DejaVuSans-Bold.ttf"))
+    pdf.add_font(FONT, "", str(FONT_DIR / "DejaVuSans.ttf"))
+    pdf.add_font(FONT, "B", str(FONT_DIR / "DejaVuSans-Bold.ttf"))
 
 
 class _Pdf:
@@ -435,12 +440,21 @@ class _Pdf:
         lines = self.pdf.multi_cell(width, height, text, dry_run=True, output="LINES")
         return len(lines) if isinstance(lines, list) else 1
 
-    def chart(self, png: bytes, height: float, space: float) -> None:
-        """Place a chart of natural ``height`` (mm at full width), shrunk to fit ``space``."""
+    def chart(self, chart: charts_mod.Chart, space: float | None = None) -> None:
+        """Draw a chart at full width (its natural height), shrunk to fit ``space`` (mm)."""
         pdf = self.pdf
-        h = min(height, space)
+        height = chart_height(chart)
+        h = height if space is None else min(height, space)
         w = BODY_W * h / height
-        pdf.image(png, x=MARGIN + (BODY_W - w) / 2, y=pdf.get_y(), w=w, h=h)
+        pdf.image(
+            io.BytesIO(chart.svg(accessible=False).encode("utf-8")),
+            x=MARGIN + (BODY_W - w) / 2,
+            y=pdf.get_y(),
+            w=w,
+            h=h,
+            title=chart.title,
+            alt_text=chart.description,
+        )
         pdf.set_y(pdf.get_y() + h + 1.5)
 
     def table(self, headers: Sequence[str], widths: Sequence[float], rows: list[list[str]]) -> None:
@@ -471,13 +485,14 @@ SESSION_HEADERS = ("Day", "Start", "Program", "Min", "Ended", "mA", "Before", "A
 SESSION_WIDTHS = (20.0, 11.0, 26.0, 9.0, 30.0, 11.0, 12.0, 11.0, 56.0)
 
 
+def chart_height(chart: charts_mod.Chart) -> float:
+    """The height in mm of a chart drawn at the full body width."""
+    return BODY_W * chart.height / chart.width
+
+
 def render_pdf(report: Report) -> bytes:
     """The report as a PDF of at most two A4 pages."""
-    figs = charts_mod.build_charts(report.data, report.summary, report.tz)
-    png = {name: charts_mod.to_png(fig) for name, fig in figs.items()}
-    heights = {
-        name: BODY_W * charts_mod.CHART_HEIGHTS_IN[name] / charts_mod.WIDTH_IN for name in figs
-    }
+    charts = charts_mod.build_charts(report.data, report.summary, report.tz)
     doc = _Pdf(report)
     pdf = doc.pdf
 
@@ -500,15 +515,15 @@ def render_pdf(report: Report) -> bytes:
         pdf.cell(BODY_W, 4.5, "None.", new_x="LMARGIN", new_y="NEXT")
     pdf.set_y(pdf.get_y() + 1)
     space = BOTTOM - pdf.get_y() - 3
-    total = heights["pain"] + heights["weekly"]
+    total = chart_height(charts["pain"]) + chart_height(charts["weekly"])
     scale = min(1.0, space / total)
-    doc.chart(png["pain"], heights["pain"], heights["pain"] * scale)
-    doc.chart(png["weekly"], heights["weekly"], heights["weekly"] * scale)
+    doc.chart(charts["pain"], chart_height(charts["pain"]) * scale)
+    doc.chart(charts["weekly"], chart_height(charts["weekly"]) * scale)
 
     # page 2: amplitude, timeline, series table, latest sessions
     doc.page()
-    doc.chart(png["amplitude"], heights["amplitude"], heights["amplitude"])
-    doc.chart(png["timeline"], heights["timeline"], heights["timeline"])
+    doc.chart(charts["amplitude"])
+    doc.chart(charts["timeline"])
     series = report.series_lines()
     doc.heading("Pain series")
     if series:
