@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from drivers.base import FramingError
 from drivers.tsp.codec import (
     _FORMATTED_MAX,
+    Ack,
     CommandValueError,
     TelemetryFrame,
     _format_decimal,
@@ -130,6 +131,9 @@ def test_fast_telemetry_encoding_equals_the_general_path(
         st.from_regex(
             rb"\A(0|[1-9][0-9]{0,5}|01) TEL ([0-9]{1,2}|-)( [0-9.\-]{1,12}){2,4}\*[0-9A-F]{4}\r?\Z"
         ),
+        st.from_regex(
+            rb"\A(0|[1-9][0-9]{0,5}|01) (ACK|ACKS|ERR)( [a-z=0-9]{1,5})?\*[0-9A-F]{4}\r?\Z"
+        ),
     ),
     st.booleans(),
 )
@@ -138,3 +142,11 @@ def test_fast_telemetry_decoding_equals_the_general_path(line: bytes, fix_crc: b
         body = line[: line.rindex(b"*")]
         line = body + b"*%04X" % crc16_ccitt_false(body)
     assert _fast_decode(line) == _general_decode(line)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 65535))
+def test_fast_acknowledgement_encoding_equals_the_general_path(seq: int) -> None:
+    line = encode_device_message(Ack(seq))
+    assert line == encode_frame(seq, "ACK")
+    assert decode_device_line(line[:-1]) == Ack(seq)

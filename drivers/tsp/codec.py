@@ -497,11 +497,15 @@ def device_frame(message: DeviceMessage) -> Frame:
 
 def encode_device_message(message: DeviceMessage) -> bytes:
     """The wire bytes of a device reply or report."""
+    seq = message.seq
+    if type(message) is Ack and not message.args and type(seq) is int and 0 <= seq <= MAX_SEQ:
+        body = b"%d ACK" % seq  # the reply to every PING and AMP
+        return body + b"*%04X\n" % binascii.crc_hqx(body, 0xFFFF)
     if type(message) is TelemetryFrame:
         # Fast path for the frame sent ten times a second per channel: its tokens (a checked
         # channel, TSP numbers, "-") are valid arguments by construction, so the body needs no
         # re-checking; equal to the general path (tested).
-        seq, channel = message.seq, message.channel
+        channel = message.channel
         if (
             type(seq) is int
             and 0 <= seq <= MAX_SEQ
@@ -546,6 +550,7 @@ def _decode_event(frame: Frame) -> EventFrame:
     return EventFrame(frame.seq, name)
 
 
+_BARE_ACK_RE = re.compile(rb"(0|[1-9][0-9]{0,4}) ACK\*([0-9A-F]{4})\r?")
 _TEL_LINE_RE = re.compile(
     rb"(0|[1-9][0-9]{0,4}) TEL ([1-9]|1[0-6]) (%s) (%s|-) (%s|-)\*([0-9A-F]{4})\r?"
     % (_TSP_NUMBER, _TSP_NUMBER, _TSP_NUMBER)
@@ -557,9 +562,17 @@ def decode_device_line(line: bytes) -> DeviceMessage:
 
     Raises :class:`~drivers.tsp.frame.TspFramingError` for a bad line and :class:`MessageError`
     for a well-framed line that is not a valid message. A well-formed ``TEL`` line -- ten a
-    second per channel -- is decoded by one regular expression and its CRC (equal to the general
-    path, tested); anything else takes :func:`decode_line` and :func:`decode_device_message`.
+    second per channel -- and a bare ``ACK`` are decoded by one regular expression and their CRC
+    (equal to the general path, tested); anything else takes :func:`decode_line` and
+    :func:`decode_device_message`.
     """
+    match = _BARE_ACK_RE.fullmatch(line)
+    if match is not None:
+        seq, crc = match.groups()
+        if int(seq) <= MAX_SEQ and binascii.crc_hqx(line[: match.start(2) - 1], 0xFFFF) == int(
+            crc, 16
+        ):
+            return Ack(int(seq))
     match = _TEL_LINE_RE.fullmatch(line)
     if match is not None:
         seq, channel, set_ma, measured, impedance, crc = match.groups()
