@@ -7,6 +7,8 @@ import html
 import io
 import json
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -178,3 +180,20 @@ def test_the_sample_report_in_docs_is_current() -> None:
     for chart in build_charts(report.data, report.summary, report.tz).values():
         assert chart.svg() in html_text, "run python -m tests.fixtures.make_sample_report"
     assert len(PdfReader(docs / "sample-report.pdf").pages) == 2
+
+
+def test_an_html_report_loads_no_pdf_or_plotting_library() -> None:
+    """The HTML report is written without fpdf2 (and its numpy import) or matplotlib, so
+    ``tens-control report --format html`` starts quickly."""
+    code = (
+        "import sys\n"
+        "from datetime import UTC\n"
+        "from tens_control.review.report import build_report, render_html\n"
+        "from tests.fixtures.review_data import sample_patient\n"
+        "page = render_html(build_report(sample_patient(), tz=UTC))\n"
+        "assert page.count('<svg') == 4\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'fpdf', 'numpy')]\n"
+        "assert not bad, bad\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=root)
