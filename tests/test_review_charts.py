@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from fontTools.ttLib import TTFont
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tens_control.review import charts
 from tens_control.review.charts import (
@@ -250,3 +252,46 @@ def test_text_widths_are_those_of_the_font_the_pdf_embeds(bold: bool) -> None:
     for code in range(0x20, 0x7F):
         want = advance[cmap[code]][0] * 10 / units
         assert text_width(chr(code), 10, bold) == pytest.approx(want), chr(code)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    sessions=st.lists(
+        st.tuples(
+            st.integers(0, 60),  # day
+            st.floats(0, 23.4),  # hour
+            st.one_of(st.none(), st.floats(0, 80)),  # mean amplitude (0 and none included)
+            st.one_of(st.none(), st.integers(0, 10)),  # before (none: skipped)
+            st.one_of(st.none(), st.integers(0, 10)),  # after
+        ),
+        max_size=40,
+    ),
+    diary=st.lists(st.tuples(st.integers(0, 60), st.one_of(st.none(), st.integers(0, 10)))),
+    extras=st.lists(st.tuples(st.integers(0, 60), st.sampled_from(["fault", "ae", "tx"]))),
+)
+def test_any_patient_gets_four_well_formed_charts(
+    sessions: list[tuple[int, float, float | None, int | None, int | None]],
+    diary: list[tuple[int, int | None]],
+    extras: list[tuple[int, str]],
+) -> None:
+    b = Builder().prescribe()
+    for day, hour, amp, before, after in sessions:
+        b.session(day, hour, amplitude=amp, before=before, after=after)
+    for day, value in diary:
+        b.rate(day, value)
+    for day, kind in extras:
+        if kind == "fault":
+            b.event(day, "fault", "LEADOFF")
+        elif kind == "ae":
+            b.adverse_event(day, "burn")
+        else:
+            b.treatment(day, "physiotherapy", "physio", end=day + 3)
+    for chart in _charts(b.build()).values():
+        root = ET.fromstring(chart.svg())
+        assert chart.description
+        for el in root.iter():
+            for name in ("x", "y", "width", "height"):
+                if name in el.attrib:
+                    assert re.fullmatch(NUM, el.attrib[name]), (name, el.attrib)
+            assert "nan" not in el.attrib.get("d", "")
+            assert "inf" not in el.attrib.get("d", "")

@@ -440,7 +440,9 @@ def draw_value_axis(
 
 
 def nice_ticks(hi: float, most: int = 6) -> list[float]:
-    """0, step, 2·step, … up to at least ``hi``, with a 1-2-5 step and at most ``most`` ticks."""
+    """0, step, 2·step, … up to at least ``hi``, with a 1-2-5 step and at most ``most`` ticks
+    (at least 0 and 1)."""
+    hi = max(hi, 1.0)
     step = 1.0
     while True:
         for m in (1, 2, 5):
