@@ -17,7 +17,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -172,12 +172,8 @@ class Report:
         out."""
         s = self.summary
         tz = self.tz
-        inside = [
-            x
-            for x in self.data.sessions
-            if (s.period_start is None or local_day(x.start, tz) >= s.period_start)
-            and (s.period_end is None or local_day(x.start, tz) <= s.period_end)
-        ]
+        lo, hi = s.period_start or date.min, s.period_end or date.max
+        inside = [x for x in self.data.sessions if lo <= local_day(x.start, tz) <= hi]
         inside.sort(key=lambda x: x.start)
         shown = inside[-limit:] if limit > 0 else []
         key = (s.primary.pain, s.primary.posture) if s.primary is not None else None
