@@ -12,14 +12,19 @@ Safety on exit. Quitting stops any session first; :meth:`TensApp._on_exit_app` a
 :meth:`TensApp._handle_exception` stop output before Textual tears down, and :func:`run_ui`
 stops and closes the controller in a ``finally`` whatever happens.
 
-Start-up speed (DESIGN.md P6). This module imports only Textual and the small UI modules; the
-store and the session controller are imported and opened on a worker thread after the first
-screen is drawn.
+Start-up speed (DESIGN.md P6). This module imports only Textual and the small UI modules. The
+home screen is the first screen and is drawn complete (body and keys) before anything else
+happens; once its first frame is on the terminal it calls :meth:`TensApp.first_screen_painted`,
+and only then does a loader thread import and open the store and the session controller (so
+that thread does not compete with the first paint for the interpreter lock). Until the back end
+is ready the screens say "Loading…"; help, quit and the emergency stop work all the time (the
+stop is a no-op while nothing is connected). If opening fails, one banner says why.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,11 +40,18 @@ from tens_control.ui.messages import BackendFailed, BackendReady, SessionUpdated
 from tens_control.ui.screens.base import TensModal, TensScreen
 
 if TYPE_CHECKING:
+    from textual.screen import Screen
+
     from drivers.clock import Clock
     from tens_control.session import EndedUpdate, SessionController, Snapshot, Update
     from tens_control.store.store import Store
 
 log = logging.getLogger(__name__)
+
+BACKEND_FALLBACK_S = 1.0
+"""Start the back end after this long even if the home screen never reported its first frame."""
+BACKEND_CLOSE_TIMEOUT_S = 30.0
+"""At exit, wait at most this long for a loader still opening the back end."""
 
 TRACE_SAMPLES = 600
 """Live samples kept per channel for the sparklines (a minute of 10 Hz telemetry)."""
@@ -160,41 +172,88 @@ class TensApp(App[int]):
         self.needs_screening = False
         self._stopped_on_exit = False
         self._listening = False
+        self.first_paint_done = False
+        """The home screen's first frame has been drawn (the back end loads after it)."""
+        self._backend_lock = threading.Lock()
+        self._loader: threading.Thread | None = None
+        self._opened: tuple[SessionController, Store] | None = None
+        """The controller and store the loader opened (this app closes them)."""
+        self._closing = False
 
     # ------------------------------------------------------------------ start-up
-    def on_mount(self) -> None:
+    def get_default_screen(self) -> Screen[Any]:
+        """The home screen is the bottom of the stack: it is the first screen drawn."""
         from tens_control.ui.screens.home import HomeScreen
 
-        self.push_screen(HomeScreen())
+        return HomeScreen()
+
+    def on_mount(self) -> None:
         if self.controller is not None and self.store is not None:
             self._backend_ready(self.controller, self.store)
         else:
-            self.call_after_refresh(self._load_backend)
+            # the home screen starts the back end once it is on the terminal; this timer only
+            # matters if that never happens (it never runs the loader twice)
+            self.set_timer(BACKEND_FALLBACK_S, self.start_backend, name="backend-fallback")
         if self.options.live:
             self.set_interval(0.5, self._tick, name="redraw")
 
-    @work(thread=True, exit_on_error=False, group="backend")
-    def _load_backend(self) -> None:
-        """Open the store and create the controller (imports happen here, off the UI thread)."""
-        try:
-            from drivers.clock import RealClock
-            from tens_control.config import load_config
-            from tens_control.session import SessionController
-            from tens_control.store.store import Store
+    @property
+    def loading(self) -> bool:
+        """The store and the controller are not open yet (and have not failed to open)."""
+        return not self.ready
 
-            clock = self.clock if self.clock is not None else RealClock()
-            patient = self.options.patient or load_config().patient
-            store = Store.open(self.options.db, clock=clock, patient=patient)
-            try:
-                controller = SessionController(store, clock, patient=patient)
-            except BaseException:
-                store.close()
-                raise
+    def first_screen_painted(self) -> None:
+        """The home screen's first frame (body and keys) is on the terminal: start the back
+        end now, so that importing it does not compete with painting for the interpreter."""
+        self.first_paint_done = True
+        self.start_backend()
+
+    def start_backend(self) -> None:
+        """Open the store and the controller on a thread (once; nothing if the app was given
+        them). The result arrives as :class:`BackendReady` or :class:`BackendFailed`."""
+        with self._backend_lock:
+            if self.controller is not None or self._loader is not None or self._closing:
+                return
+            self._loader = threading.Thread(
+                target=self._load_backend, name="tens-ui-backend", daemon=True
+            )
+            self._loader.start()
+
+    def _load_backend(self) -> None:
+        """The loader thread: import and open the back end; hand it to the UI thread, or close
+        it if the app is already closing."""
+        try:
+            controller, store, clock = self.open_backend()
         except Exception as error:
             self.post_message(BackendFailed(describe_error(error)))
             return
+        with self._backend_lock:
+            closing = self._closing
+            if not closing:
+                self._opened = (controller, store)
+        if closing:
+            close_backend(controller, store)
+            return
         self.clock = clock
         self.post_message(BackendReady(controller, store))
+
+    def open_backend(self) -> tuple[SessionController, Store, Clock]:
+        """Import and open the store and the controller (on the loader thread; the heavy
+        imports -- SQLAlchemy, pydantic models, the device layer -- happen here)."""
+        from drivers.clock import RealClock
+        from tens_control.config import load_config
+        from tens_control.session import SessionController
+        from tens_control.store.store import Store
+
+        clock = self.clock if self.clock is not None else RealClock()
+        patient = self.options.patient or load_config().patient
+        store = Store.open(self.options.db, clock=clock, patient=patient)
+        try:
+            controller = SessionController(store, clock, patient=patient)
+        except BaseException:
+            store.close()
+            raise
+        return controller, store, clock
 
     def on_backend_ready(self, message: BackendReady) -> None:
         self.owns_backend = True
@@ -222,6 +281,29 @@ class TensApp(App[int]):
         if self.options.connect and controller.device is None:
             self.connect_device(self.options.device, self.options.protocol, self.options.profile)
         self.refresh_screen()
+        from tens_control.ui.screens.home import HomeScreen
+
+        for screen in self.screen_stack:
+            if isinstance(screen, HomeScreen):
+                screen.reload()  # its data can be read now
+
+    def close_owned_backend(self, timeout: float = BACKEND_CLOSE_TIMEOUT_S) -> None:
+        """After the UI has closed: wait for a loader still opening the back end (it closes
+        what it opens once it sees the app closing), then close what this app opened."""
+        with self._backend_lock:
+            self._closing = True
+            loader = self._loader
+        if loader is not None and loader is not threading.current_thread():
+            loader.join(timeout)
+            if loader.is_alive():
+                log.warning("the back end was still opening when the UI closed")
+        with self._backend_lock:
+            opened, self._opened = self._opened, None
+        controller, store = self.controller, self.store
+        if opened is None and self.owns_backend and controller is not None and store is not None:
+            opened = (controller, store)
+        if opened is not None:
+            close_backend(*opened)
 
     @work(thread=True, exit_on_error=False, group="screening-check")
     def check_screening_on_start(self) -> None:
@@ -534,6 +616,18 @@ def make_app(
     return TensApp(opts, controller=controller, store=store, clock=clock)
 
 
+def close_backend(controller: SessionController, store: Store) -> None:
+    """Close a controller and its store. Never raises (logs)."""
+    try:
+        controller.close()
+    except Exception:
+        log.exception("closing the session controller failed")
+    try:
+        store.close()
+    except Exception:
+        log.exception("closing the store failed")
+
+
 def run_ui(app: TensApp) -> int:
     """Run the UI in this terminal. Whatever happens (quit, crash, Ctrl+C), any output is
     stopped first, then the controller and store the app opened are closed."""
@@ -542,18 +636,7 @@ def run_ui(app: TensApp) -> int:
     finally:
         app.stop_output_now("the end of the UI")
         app.calls.close()
-        if app.owns_backend:
-            controller, store = app.controller, app.store
-            if controller is not None:
-                try:
-                    controller.close()
-                except Exception:
-                    log.exception("closing the session controller failed")
-            if store is not None:
-                try:
-                    store.close()
-                except Exception:
-                    log.exception("closing the store failed")
+        app.close_owned_backend()
     if app.return_code not in (None, 0):
         return int(app.return_code)
     return int(result or 0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -25,6 +25,48 @@ STOP_BINDING = Binding(
 HELP_BINDING = Binding("question_mark,f1", "app.help", "Help", key_display="?")
 
 
+class KeyFooter(Footer):
+    """Textual's footer, with the screen's keys in the screen's first frame.
+
+    Textual's ``Footer`` composes its keys only after the screen reports its bindings, one
+    refresh after the screen is first painted, so the first frame had an empty bottom line. The
+    keys (STOP first) are known when the footer is composed; this footer shows them at once and
+    then updates like Textual's (start-up speed, DESIGN.md P6: the first frame is the whole
+    screen).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Footer.compose yields nothing until this is set (textual 8.2: set by the screen's
+        # first bindings_updated signal)
+        self.set_reactive(Footer._bindings_ready, True)
+        self._composed: tuple[tuple[object, ...], ...] | None = None
+
+    def _keys(self) -> tuple[tuple[object, ...], ...]:
+        """What the footer shows: each shown binding's key, label, action, state, tooltip."""
+        return tuple(
+            (
+                binding.key,
+                self.app.get_key_display(binding),
+                binding.description,
+                binding.action,
+                enabled,
+                tooltip,
+            )
+            for _, binding, enabled, tooltip in self.screen.active_bindings.values()
+            if binding.show
+        )
+
+    def compose(self) -> ComposeResult:
+        self._composed = self._keys()
+        yield from super().compose()
+
+    def bindings_changed(self, screen: Screen[Any]) -> None:
+        if self._composed is not None and screen is self.screen and self._keys() == self._composed:
+            return  # the same keys: nothing to recompose
+        super().bindings_changed(screen)
+
+
 class TensScreen(Screen[None]):
     """A full screen: status lines, banners, the body, the footer."""
 
@@ -42,7 +84,7 @@ class TensScreen(Screen[None]):
         yield StatusBar(self.TITLE_TEXT)
         yield BannerBar()
         yield from self.compose_body()
-        yield Footer()
+        yield KeyFooter()
 
     def compose_body(self) -> ComposeResult:
         yield from ()
@@ -59,7 +101,7 @@ class TensScreen(Screen[None]):
         try:
             status = self.query_one(StatusBar)
             banners = self.query_one(BannerBar)
-            status.show(app.snapshot, app.ready, app.connecting)
+            status.show(app.snapshot, app.ready, app.connecting, bool(app.backend_error))
             hidden = self.hidden_banner_texts()
             banners.show(
                 [b for b in app.banners() if b[0] not in self.HIDDEN_BANNERS and b[2] not in hidden]
@@ -92,7 +134,7 @@ class TensModal(ModalScreen[T]):
     def compose(self) -> ComposeResult:
         yield StatusBar(self.TITLE_TEXT)
         yield from self.compose_body()
-        yield Footer()
+        yield KeyFooter()
 
     def compose_body(self) -> ComposeResult:
         yield from ()
@@ -103,7 +145,9 @@ class TensModal(ModalScreen[T]):
     def refresh_view(self) -> None:
         app = self.tapp
         try:
-            self.query_one(StatusBar).show(app.snapshot, app.ready, app.connecting)
+            self.query_one(StatusBar).show(
+                app.snapshot, app.ready, app.connecting, bool(app.backend_error)
+            )
             self.refresh_body()
         except NoMatches:
             return  # not composed yet: the next update or redraw tick draws it

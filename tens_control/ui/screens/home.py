@@ -11,13 +11,18 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Static
 
-from tens_control.ui.screens.base import TensScreen
+from tens_control.ui.screens.base import KeyFooter, TensScreen
 from tens_control.ui.text import fmt_minutes
 from tens_control.ui.widgets.chart import ScaleChart
 
 if TYPE_CHECKING:
     from tens_control.session import SessionController
     from tens_control.store.store import Store
+
+LOADING = "Loading…"
+STILL_LOADING = "tens-control is still starting (loading your records). Try again in a moment."
+MAX_PAINT_CHECKS = 20
+"""Refreshes to wait for the keys to be laid out before starting the back end anyway."""
 
 
 @dataclass(frozen=True)
@@ -108,26 +113,39 @@ class HomeScreen(TensScreen):
     def __init__(self) -> None:
         super().__init__()
         self.data: HomeData | None = None
+        self._paint_checks = 0
 
     def compose_body(self) -> ComposeResult:
+        # titles and texts are set here, not after mounting, so that the first frame is whole
         with VerticalScroll(id="home-body"):
             with Horizontal(id="home-top"):
-                with Vertical(id="home-device", classes="card"):
-                    yield Static("", id="device-text", markup=False)
-                with Vertical(id="home-today", classes="card"):
-                    yield Static("", id="today-text", markup=False)
-            with Vertical(id="home-pain", classes="card"):
-                yield Static("", id="pain-text", markup=False)
-                yield ScaleChart(id="pain-spark")
-            with Vertical(id="home-next", classes="card"):
-                yield Static("", id="next-text", markup=False)
+                with card("home-device", "Device"):
+                    yield Static(LOADING, id="device-text", markup=False)
+                with card("home-today", "Today"):
+                    yield Static(LOADING, id="today-text", markup=False)
+            with card("home-pain", "Your pain lately"):
+                yield Static(LOADING, id="pain-text", markup=False)
+                spark = ScaleChart(id="pain-spark")
+                spark.display = False
+                yield spark
+            with card("home-next", "What next"):
+                yield Static("\n".join(self._next_actions(None)), id="next-text", markup=False)
 
     def on_mount(self) -> None:
-        self.query_one("#home-device").border_title = "Device"
-        self.query_one("#home-today").border_title = "Today"
-        self.query_one("#home-pain").border_title = "Your pain lately"
-        self.query_one("#home-next").border_title = "What next"
         self.reload()
+        self.call_after_refresh(self._check_first_paint)
+
+    def _check_first_paint(self) -> None:
+        """Runs after a refresh: once the keys are laid out, the whole first frame has been
+        drawn, and the app may start loading its back end (DESIGN.md P6)."""
+        if self.tapp.first_paint_done:
+            return
+        self._paint_checks += 1
+        keys = self.query_one(KeyFooter).children
+        if (not keys or not keys[0].region) and self._paint_checks < MAX_PAINT_CHECKS:
+            self.call_after_refresh(self._check_first_paint)
+            return
+        self.tapp.first_screen_painted()
 
     def on_screen_resume(self) -> None:
         self.reload()
@@ -167,8 +185,10 @@ class HomeScreen(TensScreen):
         # device
         lines: list[str] = []
         device = snapshot.device if snapshot is not None else None
-        if not app.ready:
-            lines.append("Starting…")
+        if app.backend_error:
+            lines.append("Not started: see the message above.")
+        elif app.loading:
+            lines.append(LOADING)
         elif device is None:
             lines.append("Connecting…" if app.connecting else "Not connected.")
             lines.append("Press C to connect your device or the simulator.")
@@ -181,11 +201,11 @@ class HomeScreen(TensScreen):
                 lines.append("Note: " + ", ".join(flags))
             state = str(snapshot.state) if snapshot is not None else ""
             lines.append(f"State: {state}")
-        self.query_one("#device-text", Static).update("\n".join(x for x in lines if x.strip()))
+        set_text(self.query_one("#device-text", Static), "\n".join(x for x in lines if x.strip()))
         # today
         today: list[str] = []
         if data is None:
-            today.append("…")
+            today.append("-" if app.backend_error else LOADING)
         else:
             allowed = f" of {data.sessions_per_day} allowed" if data.sessions_per_day else ""
             today.append(f"Sessions today: {data.sessions_today}{allowed}")
@@ -193,25 +213,28 @@ class HomeScreen(TensScreen):
             today.append(f"Minutes today: {round(data.minutes_today)}{per_day}")
             today.append(f"One session: {fmt_minutes(data.session_minutes)}")
             today.append(data.prescription)
-        self.query_one("#today-text", Static).update("\n".join(today))
+        set_text(self.query_one("#today-text", Static), "\n".join(today))
         # pain
         spark = self.query_one("#pain-spark", ScaleChart)
-        if data is None or not data.ratings:
-            self.query_one("#pain-text", Static).update(
-                "No pain ratings yet. You rate your pain before and after each session."
-            )
+        pain = self.query_one("#pain-text", Static)
+        if data is None:
+            set_text(pain, "-" if app.backend_error else LOADING)
+            spark.display = False
+        elif not data.ratings:
+            set_text(pain, "No pain ratings yet. You rate your pain before and after each session.")
             spark.set_values([])
             spark.display = False
         else:
             numbers = " ".join(str(n) for n in data.ratings[-12:])
-            self.query_one("#pain-text", Static).update(
+            set_text(
+                pain,
                 f"Last {min(12, len(data.ratings))} ratings of {data.ratings_label} "
-                f"at rest (0–10, oldest first): {numbers}"
+                f"at rest (0–10, oldest first): {numbers}",
             )
             spark.set_values([float(n) for n in data.ratings])
             spark.display = True
         # next
-        self.query_one("#next-text", Static).update("\n".join(self._next_actions(data)))
+        set_text(self.query_one("#next-text", Static), "\n".join(self._next_actions(data)))
 
     def _next_actions(self, data: HomeData | None) -> list[str]:
         app = self.tapp
@@ -219,6 +242,11 @@ class HomeScreen(TensScreen):
         out: list[str] = []
         if app.backend_error:
             return ["Q  quit (see the message above)"]
+        if app.loading:
+            return [
+                "tens-control is starting: your records load and your device connects in a moment.",
+                "Esc/Space  STOP    ?  help and safety    Q  quit",
+            ]
         if data is not None and data.screening == "none":
             out.append("S  answer the safety questions (needed before the first session)")
         if data is not None and data.screening == "blocked":
@@ -251,8 +279,21 @@ class HomeScreen(TensScreen):
         return out
 
     # ------------------------------------------------------------------ actions
+    def _still_loading(self) -> bool:
+        """True (and says so) while the back end is not open yet, or failed to open."""
+        app = self.tapp
+        if app.backend_error:
+            self.notify("tens-control could not start (see the message above). Press Q to quit.")
+            return True
+        if app.store is None or app.controller is None:
+            self.notify(STILL_LOADING, timeout=4)
+            return True
+        return False
+
     def action_new_session(self) -> None:
         app = self.tapp
+        if self._still_loading():
+            return
         if app.snapshot is None or app.snapshot.device is None:
             self.notify("Connect a device first: press C.", severity="warning")
             return
@@ -261,20 +302,34 @@ class HomeScreen(TensScreen):
     def action_connect(self) -> None:
         from tens_control.ui.screens.connect import ConnectScreen
 
-        self.app.push_screen(ConnectScreen())
+        if not self._still_loading():
+            self.app.push_screen(ConnectScreen())
 
     def action_history(self) -> None:
         from tens_control.ui.screens.history import HistoryScreen
 
-        if self.tapp.store is not None:
+        if not self._still_loading():
             self.app.push_screen(HistoryScreen())
 
     def action_diary(self) -> None:
         from tens_control.ui.screens.diary import DiaryScreen
 
-        if self.tapp.store is not None:
+        if not self._still_loading():
             self.app.push_screen(DiaryScreen())
 
     def action_screening(self) -> None:
-        if self.tapp.store is not None:
+        if not self._still_loading():
             self.tapp.show_screening()
+
+
+def card(id: str, title: str) -> Vertical:
+    """A bordered box with a title."""
+    box = Vertical(id=id, classes="card")
+    box.border_title = title
+    return box
+
+
+def set_text(widget: Static, text: str) -> None:
+    """Update a text only when it changed (no needless repaint)."""
+    if str(widget.content) != text:
+        widget.update(text)

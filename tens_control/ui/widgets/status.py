@@ -19,11 +19,16 @@ if TYPE_CHECKING:
     from tens_control.session import Snapshot
 
 
-def device_line(snapshot: Snapshot | None, ready: bool, connecting: bool) -> tuple[str, str]:
-    """(text, css class) describing the device."""
+def device_line(
+    snapshot: Snapshot | None, ready: bool, connecting: bool, failed: bool = False
+) -> tuple[str, str]:
+    """(text, css class) describing the device. ``ready``: the back end is open (or failed to
+    open: ``failed``)."""
     if snapshot is None or snapshot.device is None:
+        if failed:
+            return "Not started — see the message below", "disconnected"
         if not ready:
-            return "Starting…", "pending"
+            return "Loading…", "pending"
         if connecting:
             return "Connecting…", "pending"
         return "No device connected — press C to connect", "disconnected"
@@ -73,13 +78,15 @@ class StatusBar(Vertical):
     def __init__(self, title: str) -> None:
         super().__init__(id="status-bar")
         self._title = title
+        self._shown = ("Loading…", "pending", "Output off", "off")
+        """What the device and output lines show now (text and class of each)."""
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="status-row"):
             yield Static(f"tens-control › {self._title}", id="status-title")
             yield Static(f"■ STOP: {STOP_KEYS}", id="status-stop")
         with Horizontal(classes="status-row"):
-            yield Static("Starting…", id="status-device", classes="pending")
+            yield Static("Loading…", id="status-device", classes="pending")
             yield Static("Output off", id="status-output", classes="off")
 
     def on_mount(self) -> None:
@@ -87,9 +94,15 @@ class StatusBar(Vertical):
         if callable(redraw):
             self.call_after_refresh(redraw)  # in case a redraw came before this was composed
 
-    def show(self, snapshot: Snapshot | None, ready: bool, connecting: bool) -> None:
-        device_text, device_class = device_line(snapshot, ready, connecting)
+    def show(
+        self, snapshot: Snapshot | None, ready: bool, connecting: bool, failed: bool = False
+    ) -> None:
+        device_text, device_class = device_line(snapshot, ready, connecting, failed)
         output_text, output_class = output_line(snapshot)
+        wanted = (device_text, device_class, output_text, output_class)
+        if wanted == self._shown:
+            return  # nothing changed: no restyle, no repaint
+        self._shown = wanted
         device = self.query_one("#status-device", Static)
         device.update(device_text)
         device.set_classes(device_class)
