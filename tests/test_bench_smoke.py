@@ -21,7 +21,14 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
     "p2_throughput.py": ("P2.pipelined", "P2.blocking", "P2.echo"),
     "p3_telemetry.py": ("P3.store", "P3.raw", "P3.many", "P3.ratio"),
     "p4_report.py": ("P4.all", "P4.one", "P4.html", "P4.pdf"),
-    "p5_session.py": ("P5.governor", "P5.controller", "P5.ctl_disk", "P5.gov_cpu", "P5.ctl_cpu"),
+    "p5_session.py": (
+        "P5.governor",
+        "P5.controller",
+        "P5.ctl_disk",
+        "P5.ctl_250ms",
+        "P5.gov_cpu",
+        "P5.ctl_cpu",
+    ),
     "p6_tui.py": ("P6.start", "P6.bare", "P6.ratio", "P6.rss"),
 }
 
