@@ -29,7 +29,7 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
         "P5.gov_cpu",
         "P5.ctl_cpu",
     ),
-    "p6_tui.py": ("P6.start", "P6.bare", "P6.ratio", "P6.rss"),
+    "p6_tui.py": ("P6.start", "P6.bare", "P6.ratio", "P6.rss", "P6.ready"),
 }
 
 pytestmark = [

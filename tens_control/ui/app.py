@@ -260,10 +260,13 @@ class TensApp(App[int]):
         self._backend_ready(message.controller, message.store)
 
     def on_backend_failed(self, message: BackendFailed) -> None:
-        self.backend_error = message.text
+        text = message.text.rstrip()
+        if not text.endswith((".", "!", "?")):
+            text += "."
+        self.backend_error = text
         self.notices["backend"] = (
             "alarm",
-            f"tens-control could not start: {message.text} Press Q to quit.",
+            f"tens-control could not start: {text} Press Q to quit.",
         )
         self.ready = True
         self.refresh_screen()

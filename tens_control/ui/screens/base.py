@@ -9,6 +9,7 @@ from textual.binding import Binding, BindingType
 from textual.css.query import NoMatches
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer
+from textual.widgets._footer import FooterKey
 
 from tens_control.ui.widgets.status import BannerBar, StatusBar
 
@@ -31,8 +32,8 @@ class KeyFooter(Footer):
     Textual's ``Footer`` composes its keys only after the screen reports its bindings, one
     refresh after the screen is first painted, so the first frame had an empty bottom line. The
     keys (STOP first) are known when the footer is composed; this footer shows them at once and
-    then updates like Textual's (start-up speed, DESIGN.md P6: the first frame is the whole
-    screen).
+    then updates like Textual's, but only when the keys changed (start-up speed, DESIGN.md P6:
+    the first frame is the whole screen, and drawing it does no needless work).
     """
 
     def __init__(self) -> None:
@@ -59,7 +60,12 @@ class KeyFooter(Footer):
 
     def compose(self) -> ComposeResult:
         self._composed = self._keys()
-        yield from super().compose()
+        for widget in super().compose():
+            if isinstance(widget, FooterKey):
+                # a key restyles itself twice as it is mounted (its "compact" watcher, then
+                # the binding to this footer's "compact"), unless it has the value already
+                widget.set_reactive(FooterKey.compact, self.compact)
+            yield widget
 
     def bindings_changed(self, screen: Screen[Any]) -> None:
         if self._composed is not None and screen is self.screen and self._keys() == self._composed:
