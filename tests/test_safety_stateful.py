@@ -205,6 +205,11 @@ LINK_FAULTS = frozenset(
     }
 )
 AMPLITUDE_KINDS = (SafetyEventKind.AMPLITUDE_SET, SafetyEventKind.CONFIGURED)
+SET_CHANGE_KINDS = (*AMPLITUDE_KINDS, SafetyEventKind.TARGET_CHANGED)
+"""When a channel's set amplitude may have changed on the device: a lowered target is sent at
+once, so the device's set drops before its acknowledgement (AMPLITUDE_SET) is back. The S9
+deadline runs from the latest of these (for a lowering: the moment the lower value was sent,
+which is before the device's set changed)."""
 HOST_ENDS = frozenset({StopReason.USER, StopReason.EMERGENCY, StopReason.DURATION})
 """A session the host ended first (in the same instant as a fault) is fine, if output is 0."""
 END_REASON_FOR_FAULT: dict[FaultKind, StopReason] = {
@@ -561,7 +566,7 @@ class Harness:
             if delivered - set_ma <= tolerance + 0.02 * delivered + EPS:
                 continue
             since = max(
-                [e.time for e in self.events if e.channel == ch and e.kind in AMPLITUDE_KINDS]
+                [e.time for e in self.events if e.channel == ch and e.kind in SET_CHANGE_KINDS]
                 + [f.time for f in self.injected if f.channel == ch]
                 + [0.0]
             )
