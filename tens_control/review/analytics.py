@@ -20,7 +20,8 @@ decided exactly.
 
 from __future__ import annotations
 
-import bisect
+import itertools
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -113,14 +114,38 @@ SumCount = tuple[int, int]
 """(sum, count) of integer values."""
 
 
+US_PER_MINUTE = 60_000_000
+
+
+def stim_us(minutes: float) -> int:
+    """A session's stimulation time in whole microseconds (the store gives minutes as
+    microseconds / 60,000,000, which this turns back exactly)."""
+    return round(minutes * US_PER_MINUTE)
+
+
+def amplitude_ua(mean_ma: float) -> int:
+    """A session's mean amplitude in whole microamperes (0.0005 mA rounds up), the unit in which
+    the tolerance rule adds amplitudes. The patient list's SQL computes the very same number:
+    ``CAST(mean_amplitude_ma * 1000 + 0.5 AS INTEGER)``."""
+    return int(mean_ma * 1000 + 0.5)
+
+
 @dataclass(slots=True)
 class SessionDay:
-    """One day's sessions: how many, stimulation minutes, and session mean amplitudes."""
+    """One day's sessions: how many, stimulation time (exact, in microseconds), and the sum and
+    count of the sessions' mean amplitudes (exact, in microamperes: :func:`amplitude_ua`).
+
+    Integers, so that a day's figures do not depend on the order its sessions are added in:
+    the per-patient path (rows) and the patient list (SQL) give the very same numbers."""
 
     sessions: int = 0
-    minutes: float = 0.0
-    amp_sum: float = 0.0
+    stim_us: int = 0
+    amp_ua: int = 0
     amp_n: int = 0
+
+    @property
+    def minutes(self) -> float:
+        return self.stim_us / US_PER_MINUTE
 
 
 @dataclass(slots=True)
@@ -150,9 +175,6 @@ class Aggregates:
     last_day: date | None = None
     period_from: date | None = None
     period_to: date | None = None
-    amplitude_from: date | None = None
-    """Session amplitudes are known only from this day on (``None``: for every day); the
-    tolerance rule is checked only on windows that start on or after it."""
 
     def see_day(self, day: date) -> None:
         """Widen the data extent to include ``day``."""
@@ -202,9 +224,9 @@ def aggregate(data: PatientData, tz: Zone = None) -> Aggregates:
         agg.see_day(day)
         sd = agg.session_days.setdefault(day, SessionDay())
         sd.sessions += 1
-        sd.minutes += s.stim_minutes
+        sd.stim_us += stim_us(s.stim_minutes)
         if s.mean_amplitude_ma is not None:
-            sd.amp_sum += s.mean_amplitude_ma
+            sd.amp_ua += amplitude_ua(s.mean_amplitude_ma)
             sd.amp_n += 1
         reason = s.end_reason or "not ended"
         agg.end_reasons[reason] = agg.end_reasons.get(reason, 0) + 1
@@ -464,56 +486,52 @@ def _pct(part: Fraction | float, whole: Fraction | float) -> float | None:
     return float(Fraction(part) / Fraction(whole) * 100)
 
 
-def adherence(agg: Aggregates, start: date, end: date) -> Adherence:
-    """Sessions and minutes per day against the prescription in force each day."""
-    starts = [d for d, _ in agg.prescriptions]
+def adherence(agg: Aggregates, start: date, end: date, with_daily: bool = True) -> Adherence:
+    """Sessions and minutes per day against the prescription in force each day
+    (``with_daily=False``: without the list of days)."""
+    rx = agg.prescriptions
     days: list[AdherenceDay] = []
-    day = start
-    while day <= end:
-        i = bisect.bisect_right(starts, day) - 1
-        if i >= 0:
-            p = agg.prescriptions[i][1]
-            sd = agg.session_days.get(day)
-            days.append(
-                AdherenceDay(
-                    day=day,
-                    sessions=sd.sessions if sd else 0,
-                    minutes=sd.minutes if sd else 0.0,
-                    prescribed_sessions=p.sessions_per_day,
-                    prescribed_minutes=p.daily_minutes,
-                )
-            )
-        day += timedelta(days=1)
-    if not days:
+    n_days = s_done = s_presc = s_capped = 0
+    m_done = m_presc = m_capped = 0.0
+    full = without = over = 0
+    no_session = SessionDay()
+    for i, (first, p) in enumerate(rx):
+        # this prescription is in force from its day until the day before the next one's
+        until = rx[i + 1][0] - timedelta(days=1) if i + 1 < len(rx) else end
+        day, last = max(first, start), min(until, end)
+        p_sessions, p_minutes = p.sessions_per_day, p.daily_minutes
+        while day <= last:
+            sd = agg.session_days.get(day, no_session)
+            done, minutes = sd.sessions, sd.minutes
+            n_days += 1
+            s_done += done
+            s_presc += p_sessions
+            s_capped += min(done, p_sessions)
+            m_done += minutes
+            m_presc += p_minutes
+            m_capped += min(minutes, p_minutes)
+            full += done >= p_sessions and minutes >= p_minutes
+            without += done == 0
+            over += done > p_sessions or minutes > p_minutes
+            if with_daily:
+                days.append(AdherenceDay(day, done, minutes, p_sessions, p_minutes))
+            day += timedelta(days=1)
+    if not n_days:
         return Adherence(available=False, reason=not_enough("adherence"))
-    s_done = sum(d.sessions for d in days)
-    s_presc = sum(d.prescribed_sessions for d in days)
-    s_capped = sum(min(d.sessions, d.prescribed_sessions) for d in days)
-    m_done = sum(d.minutes for d in days)
-    m_presc = sum(d.prescribed_minutes for d in days)
-    m_capped = sum(min(d.minutes, d.prescribed_minutes) for d in days)
     return Adherence(
         available=True,
-        days=len(days),
+        days=n_days,
         sessions_done=s_done,
         sessions_prescribed=s_presc,
         sessions_pct=_pct(s_capped, s_presc),
         minutes_done=m_done,
         minutes_prescribed=m_presc,
         minutes_pct=_pct(m_capped, m_presc),
-        days_fully_adherent=sum(
-            1
-            for d in days
-            if d.sessions >= d.prescribed_sessions and d.minutes >= d.prescribed_minutes
-        ),
-        days_without_session=sum(1 for d in days if d.sessions == 0),
-        days_over_prescription=sum(
-            1
-            for d in days
-            if d.sessions > d.prescribed_sessions or d.minutes > d.prescribed_minutes
-        ),
-        sessions_per_day=s_done / len(days),
-        minutes_per_day=m_done / len(days),
+        days_fully_adherent=full,
+        days_without_session=without,
+        days_over_prescription=over,
+        sessions_per_day=s_done / n_days,
+        minutes_per_day=m_done / n_days,
         daily=tuple(days),
     )
 
@@ -552,26 +570,45 @@ def _total(days: Mapping[date, SumCount]) -> SumCount:
     return s, n
 
 
+def rated_only(days: Mapping[date, SumCount]) -> dict[date, SumCount]:
+    """The days with at least one rating, with their (sum, count)."""
+    return {d: sc for d, sc in days.items() if sc[1]}
+
+
 def daily_means(days: Mapping[date, SumCount]) -> dict[date, Fraction]:
     """Each rated day's mean rating (exact)."""
     return {d: Fraction(s, n) for d, (s, n) in days.items() if n}
 
 
+def mean_of_daily_means(days: Iterable[SumCount]) -> Fraction:
+    """The mean of the daily means ``sum / count`` of rated days, exactly: over a common
+    denominator in integers, then one fraction (the same number as adding a fraction per day)."""
+    by_count: dict[int, int] = {}
+    k = 0
+    for s, n in days:
+        by_count[n] = by_count.get(n, 0) + s
+        k += 1
+    common = math.lcm(*by_count)
+    total = sum(s * (common // n) for n, s in by_count.items())
+    return Fraction(total, common * k)
+
+
 def weekly_means(
-    means: Mapping[date, Fraction], anchor: date, end: date
+    days: Mapping[date, SumCount], anchor: date, end: date
 ) -> list[tuple[WeekMean, Fraction | None]]:
     """Weeks of 7 days from ``anchor`` to the week containing ``end``; each week's mean of its
-    daily means, or ``None`` with fewer than 3 rated days. Returns (week, exact mean) pairs."""
+    daily means (of the rated days in ``days``), or ``None`` with fewer than 3 rated days.
+    Returns (week, exact mean) pairs."""
     out: list[tuple[WeekMean, Fraction | None]] = []
     n_weeks = (end - anchor).days // 7 + 1
-    buckets: list[list[Fraction]] = [[] for _ in range(max(n_weeks, 0))]
-    for d, m in means.items():
+    buckets: list[list[SumCount]] = [[] for _ in range(max(n_weeks, 0))]
+    for d, sc in days.items():
         i = (d - anchor).days // 7
-        if 0 <= i < n_weeks:
-            buckets[i].append(m)
+        if sc[1] and 0 <= i < n_weeks:
+            buckets[i].append(sc)
     for i, vals in enumerate(buckets):
         ws = anchor + timedelta(days=7 * i)
-        exact = sum(vals, Fraction(0)) / len(vals) if len(vals) >= MIN_RATED_DAYS_PER_WEEK else None
+        exact = mean_of_daily_means(vals) if len(vals) >= MIN_RATED_DAYS_PER_WEEK else None
         out.append(
             (
                 WeekMean(
@@ -587,14 +624,14 @@ def weekly_means(
     return out
 
 
-def rolling_means(means: Mapping[date, Fraction], start: date, end: date) -> list[RollingPoint]:
+def rolling_means(days: Mapping[date, SumCount], start: date, end: date) -> list[RollingPoint]:
     """For each day, the mean of the daily means of the 7 days ending that day (≥ 3 rated)."""
     out: list[RollingPoint] = []
     day = start
     while day <= end:
-        window = [means[d] for k in range(7) if (d := day - timedelta(days=k)) in means]
+        window = [sc for k in range(7) if (sc := days.get(day - timedelta(days=k))) and sc[1]]
         if len(window) >= MIN_RATED_DAYS_ROLLING:
-            out.append(RollingPoint(day, float(sum(window, Fraction(0)) / len(window))))
+            out.append(RollingPoint(day, float(mean_of_daily_means(window))))
         else:
             out.append(RollingPoint(day, None))
         day += timedelta(days=1)
@@ -606,16 +643,16 @@ def pain_outcome(
 ) -> PainOutcome:
     """Weekly means from ``anchor`` (the baseline week's first day), percent change of the latest
     week with ≥ 3 rated days from the baseline week, IMMPACT band and responder status."""
-    means = daily_means(agg.background.get(key, {}))
-    weeks = weekly_means(means, anchor, end)
-    rolling = tuple(rolling_means(means, anchor, end)) if with_rolling else ()
+    days = rated_only(agg.background.get(key, {}))
+    weeks = weekly_means(days, anchor, end)
+    rolling = tuple(rolling_means(days, anchor, end)) if with_rolling else ()
     base_out = PainOutcome(
         pain=key[0],
         posture=key[1],
         label=series_label(key),
         available=False,
         baseline_start=anchor,
-        rated_days=len(means),
+        rated_days=len(days),
         rolling=rolling,
         weeks=tuple(w for w, _ in weeks),
     )
@@ -660,56 +697,66 @@ def pain_outcome(
 def _with_pct(w: WeekMean, m: Fraction | None, base: Fraction) -> WeekMean:
     if m is None or base == 0:
         return w
+    # (m - base) / base * 100 in integers; int / int rounds exactly as float(Fraction) does
+    num = (m.numerator * base.denominator - base.numerator * m.denominator) * 100
     return WeekMean(
         index=w.index,
         start=w.start,
         end=w.end,
         rated_days=w.rated_days,
         mean=w.mean,
-        pct_change=float((m - base) / base * 100),
+        pct_change=num / (base.numerator * m.denominator),
     )
 
 
-_Block = tuple[float, int, int, int]
-"""A 5-day block of the tolerance rule: amplitude sum, its count, relief sum, its count."""
+_Block = tuple[int, int, int, int]
+"""A 5-day block of the tolerance rule: the sum of its sessions' mean amplitudes (µA) and their
+count, the sum of its sessions' relief (before − after, points) and their count."""
 
 
 def tolerance(agg: Aggregates, key: SeriesKey | None, start: date, end: date) -> Tolerance:
     """Slide two consecutive 5-day blocks over the period (one day at a time); flag a window when
     the mean session amplitude of the second block is ≥ 20 % above the first's and the mean
-    relief (before − after, points, of ``key``) of the second block is below the first's."""
+    relief (before − after, points, of ``key``) of the second block is below the first's.
+
+    Session amplitudes are added in whole microamperes (:func:`amplitude_ua`) and reliefs in
+    points, so every block is a sum of integers and every comparison is exact."""
     if key is None:
         return Tolerance(available=False, reason=not_enough("tolerance"))
-    change = agg.change.get(key, {})
     block = TOLERANCE_BLOCK_DAYS
-    evaluated = 0
-    flagged: list[ToleranceWindow] = []
-    latest: ToleranceWindow | None = None
+    n_days = (end - start).days + 1
+    # per day of the period (index 0 = start): amplitude sum/count, relief sum/count
+    amp = [0] * n_days
+    amp_n = [0] * n_days
+    rel = [0] * n_days
+    rel_n = [0] * n_days
+    for d, sd in agg.session_days.items():
+        i = (d - start).days
+        if 0 <= i < n_days:
+            amp[i] += sd.amp_ua
+            amp_n[i] += sd.amp_n
+    for d, (cs, cn) in agg.change.get(key, {}).items():
+        i = (d - start).days
+        if 0 <= i < n_days:
+            rel[i] -= cs  # relief = before − after = −change
+            rel_n[i] += cn
 
-    stats: dict[date, _Block] = {}
+    def block_sums(values: list[int]) -> list[int]:
+        """The sum over each 5-day block, by its first day's index."""
+        total = [0, *itertools.accumulate(values)]
+        return [total[i + block] - total[i] for i in range(n_days - block + 1)]
 
-    def block_stats(first: date) -> _Block:
-        # each block is the second of one window and the first of another: sum it once
-        found = stats.get(first)
-        if found is None:
-            amp_sum = 0.0
-            amp_n = rel_s = rel_n = 0
-            for k in range(block):
-                d = first + timedelta(days=k)
-                sd = agg.session_days.get(d)
-                if sd is not None:
-                    amp_sum += sd.amp_sum
-                    amp_n += sd.amp_n
-                cs, cn = change.get(d, (0, 0))
-                rel_s -= cs  # relief = before − after = −change
-                rel_n += cn
-            found = stats[first] = (amp_sum, amp_n, rel_s, rel_n)
-        return found
+    b_amp, b_amp_n, b_rel, b_rel_n = (block_sums(v) for v in (amp, amp_n, rel, rel_n))
 
-    def window(first: date, b0: _Block, b1: _Block) -> ToleranceWindow:
-        a0, a1 = Fraction(b0[0]) / b0[1], Fraction(b1[0]) / b1[1]
+    def stats(i: int) -> _Block:
+        return b_amp[i], b_amp_n[i], b_rel[i], b_rel_n[i]
+
+    def window(i: int) -> ToleranceWindow:
+        b0, b1 = stats(i), stats(i + block)
+        a0, a1 = Fraction(b0[0], 1000 * b0[1]), Fraction(b1[0], 1000 * b1[1])
         r0, r1 = Fraction(b0[2], b0[3]), Fraction(b1[2], b1[3])
         rise = (a1 - a0) / a0
+        first = start + timedelta(days=i)
         return ToleranceWindow(
             start=first,
             end=first + timedelta(days=2 * block - 1),
@@ -721,36 +768,36 @@ def tolerance(agg: Aggregates, key: SeriesKey | None, start: date, end: date) ->
             flagged=rise >= TOLERANCE_RISE and r1 < r0,
         )
 
-    # The test in exact integers (the same result as with fractions, without building them):
-    # with a = p / (q * n) (p / q the float sum as an exact ratio) and rise limit N / D,
-    # (a1 - a0) / a0 >= N / D  <=>  D * p1 * q0 * n0 >= (N + D) * p0 * q1 * n1  (a0 > 0);
-    # r1 < r0  <=>  s1 * m0 < s0 * m1 (relief sums s over counts m > 0).
-    # Window rows are built only for flagged windows and the latest one.
+    # The test in integers (the same result as with fractions, without building them): with
+    # a = S / (1000 n) and the rise limit N / D, (a1 - a0) / a0 >= N / D  <=>
+    # D * S1 * n0 >= (N + D) * S0 * n1 (a0 > 0); r1 < r0  <=>  s1 * m0 < s0 * m1 (relief sums s
+    # over counts m > 0). Window rows are built only for flagged windows and the latest one.
     big_n, big_d = TOLERANCE_RISE.numerator, TOLERANCE_RISE.denominator
-    last: tuple[date, _Block, _Block] | None = None
-    first = start
-    while first + timedelta(days=2 * block - 1) <= end:
-        b0 = block_stats(first)
-        b1 = block_stats(first + timedelta(days=block))
-        first_next = first + timedelta(days=1)
-        if min(b0[1], b1[1], b0[3], b1[3]) >= TOLERANCE_MIN_SESSIONS and b0[0] > 0:
-            evaluated += 1
-            last = (first, b0, b1)
-            p0, q0 = b0[0].as_integer_ratio()
-            p1, q1 = b1[0].as_integer_ratio()
-            rising = big_d * p1 * q0 * b0[1] >= (big_n + big_d) * p0 * q1 * b1[1]
-            if rising and b1[2] * b0[3] < b0[2] * b1[3]:
-                flagged.append(window(*last))
-        first = first_next
-    if last is not None:
-        latest = flagged[-1] if flagged and flagged[-1].start == last[0] else window(*last)
-    if evaluated == 0:
+    least = TOLERANCE_MIN_SESSIONS
+    evaluated = 0
+    flagged: list[ToleranceWindow] = []
+    last: int | None = None
+    for i in range(max(n_days - 2 * block + 1, 0)):
+        j = i + block
+        n0, n1, m0, m1 = b_amp_n[i], b_amp_n[j], b_rel_n[i], b_rel_n[j]
+        if n0 < least or n1 < least or m0 < least or m1 < least or b_amp[i] <= 0:
+            continue
+        evaluated += 1
+        last = i
+        if (
+            big_d * b_amp[j] * n0 >= (big_n + big_d) * b_amp[i] * n1
+            and b_rel[j] * m0 < b_rel[i] * m1
+        ):
+            flagged.append(window(i))
+    if last is None:
         return Tolerance(available=False, reason=not_enough("tolerance"), series=key)
+    last_start = start + timedelta(days=last)
+    latest = flagged[-1] if flagged and flagged[-1].start == last_start else window(last)
     return Tolerance(
         available=True,
         series=key,
         flagged=bool(flagged),
-        current=latest is not None and latest.flagged,
+        current=latest.flagged,
         windows_evaluated=evaluated,
         flagged_windows=tuple(flagged),
         latest=latest,
@@ -802,7 +849,7 @@ def summarize(
         available=False,
         reason=not_enough("no_data"),
         sessions=sum(sd.sessions for sd in agg.session_days.values()),
-        stim_minutes=sum(sd.minutes for sd in agg.session_days.values()),
+        stim_minutes=sum(sd.stim_us for sd in agg.session_days.values()) / US_PER_MINUTE,
         ratings=agg.ratings_total,
         ratings_missing=agg.ratings_missing,
         adherence=Adherence(available=False, reason=not_enough("adherence")),
@@ -824,9 +871,7 @@ def summarize(
     if start is None or end is None or start > end:
         return base
 
-    adh = adherence(agg, start, end)
-    if not with_daily:
-        adh = replace(adh, daily=())
+    adh = adherence(agg, start, end, with_daily=with_daily)
 
     rated_days = [
         d for days in agg.background.values() for d, (_s, n) in days.items() if n and d >= start
@@ -849,7 +894,7 @@ def summarize(
         session_change=tuple(session_change(agg, k) for k in keys),
         outcomes=tuple(outcomes),
         primary=next((o for o in outcomes if (o.pain, o.posture) == key), None),
-        tolerance=tolerance(agg, key, max(start, agg.amplitude_from or start), end),
+        tolerance=tolerance(agg, key, start, end),
     )
 
 

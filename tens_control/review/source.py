@@ -23,27 +23,33 @@ from __future__ import annotations
 import bisect
 import json
 import logging
+import math
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import Connection, select, text
 
 from tens_control.prescription import PrescriptionError, parse_prescription
 from tens_control.review.analytics import (
-    BACKGROUND_WHENS,
+    US_PER_MINUTE,
     Aggregates,
     PatientSummary,
     SessionDay,
     Zone,
+    aggregate,
+    amplitude_ua,
     local_day,
     summarize_many,
 )
 from tens_control.review.model import (
+    PAIN_KINDS,
+    POSTURES,
     AdverseEventRow,
     DeviceRow,
+    EventKind,
     EventRow,
     PainKind,
     PatientData,
@@ -51,6 +57,7 @@ from tens_control.review.model import (
     Posture,
     PrescriptionRow,
     RatingRow,
+    SeriesKey,
     SessionRow,
     TreatmentRow,
     When,
@@ -355,10 +362,12 @@ def load_patient(
 
 
 def _minutes(start: datetime, end: datetime | None) -> float:
-    """Minutes from start to end, to the millisecond (as the SQL of the patient list)."""
+    """Minutes from start to end, to the microsecond (0 without an end, or if the end is before
+    the start), as the SQL of the patient list counts them: a whole number of microseconds
+    divided by 60,000,000 (:func:`~tens_control.review.analytics.stim_us` turns it back)."""
     if end is None:
         return 0.0
-    return max(0.0, round((end - start).total_seconds(), 3)) / 60.0
+    return max(0, (end - start) // _MICROSECOND) / US_PER_MINUTE
 
 
 def prescription_row(toml: str, valid_from: datetime, source: str) -> PrescriptionRow | None:
@@ -391,18 +400,24 @@ def _manufacturer(info: str) -> str | None:
     return None if value in (None, "") else str(value)
 
 
-def _event(r: Any, uid_of: dict[int, str]) -> EventRow:
+def _event_code(kind: str, payload_json: str) -> tuple[EventKind, str, str]:
+    """A fault's or refused request's (kind, code, detail) from its logged payload."""
     try:
-        payload = json.loads(r.payload)
+        payload = json.loads(payload_json)
     except ValueError:
         payload = {}
-    session = None if r.session_id is None else uid_of.get(int(r.session_id))
-    at = parse_utc(r.wall_time)
-    if r.kind == "fault":
-        code = str(payload.get("fault") or "fault")
-        return EventRow(str(r.id), at, "fault", code, str(payload.get("detail") or ""), session)
+    if not isinstance(payload, dict):
+        payload = {}
+    if kind == "fault":
+        return "fault", str(payload.get("fault") or "fault"), str(payload.get("detail") or "")
     code = str(payload.get("parameter") or payload.get("command") or "rejected")
-    return EventRow(str(r.id), at, "rejection", code, str(payload.get("message") or ""), session)
+    return "rejection", code, str(payload.get("message") or "")
+
+
+def _event(r: Any, uid_of: dict[int, str]) -> EventRow:
+    session = None if r.session_id is None else uid_of.get(int(r.session_id))
+    what, code, detail = _event_code(str(r.kind), str(r.payload))
+    return EventRow(str(r.id), parse_utc(r.wall_time), what, code, detail, session)
 
 
 _WHENS: dict[str, When] = {
@@ -432,231 +447,564 @@ def _posture(value: str) -> Posture:
     return _POSTURES.get(value, "rest")
 
 
-# --- many patients at once --------------------------------------------------------------------
+# --- many patients at once: the same aggregates from SQL ---------------------------------------
+#
+# The patient list needs every patient's figures. Building every row in Python (load_patient,
+# then aggregate) is most of a second per ten patients over a year; the functions below compute
+# the very same Aggregates in SQL instead: per-day sums from one GROUP BY per table, with the
+# local calendar day and the rating-to-session links worked out by SQLite. They follow the rules
+# of load_patient + aggregate exactly (a test checks that both give equal Aggregates and
+# summaries on generated clinics, edge cases included).
 
-TOLERANCE_DAYS = 10
-"""The patient list checks the tolerance rule on each patient's last 10 days only (two 5-day
-blocks): reading every session's amplitude log for every patient would be too slow."""
+_MICROSECOND = timedelta(microseconds=1)
+ZONE_STEP = timedelta(hours=6)
+"""The zone's UTC offset is sampled this often over the span of the data to find its changes
+(daylight saving time); each change is then found to the second."""
 
 
-def day_sql(column: str, tz: Zone) -> str:
-    """SQL for the local calendar day of an ISO time column, in ``tz``: ``'localtime'`` for the
-    system zone (``None``), or a fixed offset. Other zones raise ``ValueError``."""
-    if tz is None:
-        return f"date({column}, 'localtime')"
-    offset = tz.utcoffset(None)
+class _ZoneNotSupported(Exception):
+    """A time zone whose UTC offsets are not whole seconds: the list falls back to rows."""
+
+
+def _whole_seconds(offset: timedelta | None) -> int:
     if offset is None:
-        raise ValueError(f"time zone {tz} has no fixed offset; use the local zone (None)")
-    minutes = int(offset.total_seconds() // 60)
-    return f"date({column}, '{minutes:+d} minutes')"
+        return 0
+    if offset % timedelta(seconds=1):
+        raise _ZoneNotSupported(f"UTC offset {offset} is not a whole number of seconds")
+    return offset // timedelta(seconds=1)
 
+
+def _offset_at(unix_s: int, tz: Zone) -> int:
+    """The UTC offset (seconds) of ``tz`` (``None``: local time) at a Unix time."""
+    return _whole_seconds(datetime.fromtimestamp(unix_s, UTC).astimezone(tz).utcoffset())
+
+
+def zone_offsets(tz: Zone, first: datetime, last: datetime) -> list[tuple[datetime | None, int]]:
+    """The UTC offsets (seconds) of ``tz`` (``None``: this computer's local zone) from ``first``
+    to ``last``: ``[(since, offset), ...]`` in time order, the first one ``since=None``. A fixed
+    zone has one entry; a zone with daylight saving time one more per change."""
+    if isinstance(tz, timezone):
+        return [(None, _whole_seconds(tz.utcoffset(None)))]
+    step = int(ZONE_STEP.total_seconds())
+    t = math.floor(first.timestamp())
+    stop = math.ceil(last.timestamp())
+    offset = _offset_at(t, tz)
+    out: list[tuple[datetime | None, int]] = [(None, offset)]
+    while t < stop:
+        ahead = min(t + step, stop)
+        if _offset_at(ahead, tz) == offset:
+            t = ahead
+            continue
+        lo, hi = t, ahead  # the offset is still `offset` at lo, another one at hi
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if _offset_at(mid, tz) == offset:
+                lo = mid
+            else:
+                hi = mid
+        offset = _offset_at(hi, tz)
+        out.append((datetime.fromtimestamp(hi, UTC), offset))
+        t = hi
+    return out
+
+
+def day_sql(column: str, offsets: Sequence[tuple[datetime | None, int]]) -> str:
+    """SQL for the local calendar day (``YYYY-MM-DD``) of a stored UTC time (``iso_utc`` text)
+    under ``offsets`` (:func:`zone_offsets`): the UTC date shifted by the offset in force at that
+    time. Whole seconds decide (the offsets are whole seconds), as ``datetime.astimezone`` does."""
+
+    def shifted(offset: int) -> str:
+        if offset == 0:
+            return f"substr({column}, 1, 10)"
+        return f"date(substr({column}, 1, 19), '{offset:+d} seconds')"
+
+    if len(offsets) == 1:
+        return shifted(offsets[0][1])
+    cases = " ".join(
+        f"WHEN {column} < '{iso_utc(since)}' THEN {shifted(offsets[i][1])}"
+        for i, (since, _) in enumerate(offsets[1:])
+        if since is not None
+    )
+    return f"(CASE {cases} ELSE {shifted(offsets[-1][1])} END)"
+
+
+def _shift_sql(column: str, seconds: int) -> str:
+    """SQL for a stored UTC time moved by whole ``seconds``, as stored text (so that text order
+    is still time order)."""
+    return (
+        f"(strftime('%Y-%m-%dT%H:%M:%S', substr({column}, 1, 19), '{seconds:+d} seconds') "
+        f"|| substr({column}, 20))"
+    )
+
+
+def _us_sql(start: str, end: str) -> str:
+    """SQL for the exact number of microseconds from one stored UTC time to another: the whole
+    seconds from ``julianday`` (which is within a few milliseconds, so rounding makes it exact),
+    then the microsecond digits."""
+    micros = f"(substr({end}, 21, 6) - substr({start}, 21, 6))"
+    return (
+        f"(CAST(ROUND((julianday({end}) - julianday({start})) * 86400.0 - {micros} / 1e6)"
+        f" AS INTEGER) * 1000000 + {micros})"
+    )
+
+
+SESSIONS_SQL = """
+SELECT patient_id, {day} AS d, COALESCE(end_reason, 'not ended') AS why, COUNT(*),
+       SUM(CASE WHEN ended_at >= started_at THEN julianday(ended_at) - julianday(started_at) END),
+       SUM(CASE WHEN ended_at >= started_at
+                THEN substr(ended_at, 21, 6) - substr(started_at, 21, 6) END),
+       SUM(CASE WHEN ended_at IS NOT NULL
+                THEN CAST(mean_amplitude_ma * 1000 + 0.5 AS INTEGER) END),
+       COUNT(CASE WHEN ended_at IS NOT NULL THEN mean_amplitude_ma END),
+       group_concat(CASE WHEN ended_at IS NULL THEN id END)
+FROM sessions WHERE {patients} AND {period}
+GROUP BY patient_id, d, why
+"""
+"""Per patient, local day and end reason: sessions; their stimulation time (start to end, 0
+without an end or with an end before the start) as the sum of ``julianday`` differences and the
+sum of the microsecond digits' differences (:func:`_stim_us` makes it exact); the sum (µA) and
+count of the stored mean amplitudes of ended sessions; and the ids of sessions without an end
+(their amplitudes are computed from the log, as load_patient does)."""
+
+
+def _stim_us(days: float | None, micros: int | None) -> int:
+    """The exact stimulation time (µs) of a group of sessions from :data:`SESSIONS_SQL`: the
+    ``julianday`` differences are within a few milliseconds of the truth (SQLite keeps
+    milliseconds), so after taking away the microsecond digits they round to the exact whole
+    seconds."""
+    if days is None or micros is None:
+        return 0
+    return round(days * 86_400 - micros / 1e6) * 1_000_000 + micros
+
+
+RATINGS_SQL = """
+SELECT patient_id, COUNT(*), COUNT(nrs), MIN(d), MAX(d),
+       COUNT(CASE WHEN session_id IS NULL AND nrs IS NOT NULL
+                   AND timing IN ('after', 'plus_30_min') THEN 1 END)
+FROM (SELECT patient_id, nrs, session_id, timing, {day} AS d
+      FROM pain_ratings WHERE {patients} AND {period})
+GROUP BY patient_id
+"""
+"""Per patient: ratings, rated (not skipped), first and last day, and the after/+30 min ratings
+saved without their session (only when there are some does the pairing look for sessions by
+their end)."""
+
+BACKGROUND_SQL = """
+SELECT patient_id, {series} AS series, {day} AS d, SUM(nrs), COUNT(nrs)
+FROM pain_ratings
+WHERE timing NOT IN ('during', 'after', 'plus_30_min') AND nrs IS NOT NULL
+  AND {patients} AND {period}
+GROUP BY patient_id, series, d
+"""
+"""Per patient, series and local day: the sum and count of before-session and diary ratings."""
+
+SERIES_CODE_SQL = (
+    "(CASE {t}pain WHEN 'phantom' THEN 0 WHEN 'residual_limb' THEN 2 ELSE 4 END"
+    " + ({t}context = 'movement'))"
+)
+"""SQL for a rating's pain series as a small number: 2 × the pain (phantom, residual limb,
+other: anything else is "other", as :func:`_pain` reads it) + the posture (movement 1, anything
+else rest, as :func:`_posture`); :data:`SERIES_OF_CODE` turns it back."""
+SERIES_OF_CODE: dict[int, SeriesKey] = {
+    2 * i + j: (pain, posture)
+    for i, pain in enumerate(PAIN_KINDS)
+    for j, posture in enumerate(POSTURES)
+}
 
 PAIRS_SQL = """
-WITH cand AS (
-    SELECT s.id AS sid, r.pain AS pain, r.context AS ctx, r.timing AS timing,
-           r.at || '|' || r.nrs AS at_nrs
-    FROM sessions AS s JOIN pain_ratings AS r ON r.session_id = s.id
+SELECT pid, sk % 8 AS series, {b_day} AS d,
+       SUM(CAST(substr(ak, 40) AS INTEGER) - CAST(substr(bk, 40) AS INTEGER)), COUNT(ak),
+       SUM(CAST(substr(pk, 40) AS INTEGER) - CAST(substr(bk, 40) AS INTEGER)), COUNT(pk)
+FROM (
+    SELECT r.patient_id AS pid,
+           COALESCE(r.session_id, CASE r.timing {links} END) * 8 + {series} AS sk,
+           MAX(CASE WHEN r.timing = 'before' THEN {k} END) AS bk,
+           MAX(CASE WHEN r.timing = 'after' THEN {k} END) AS ak,
+           MAX(CASE WHEN r.timing = 'plus_30_min' THEN {k} END) AS pk
+    FROM pain_ratings AS r
     WHERE r.nrs IS NOT NULL AND r.timing IN ('before', 'after', 'plus_30_min')
-      AND {window}
-    UNION ALL
-    SELECT s.id, r.pain, r.context, r.timing, r.at || '|' || r.nrs
-    FROM sessions AS s JOIN pain_ratings AS r
-      ON r.patient_id = s.patient_id
-     AND r.at >= strftime('%Y-%m-%dT%H:%M:%f', s.started_at, '-{before} minutes')
-     AND r.at <= strftime('%Y-%m-%dT%H:%M:%f', COALESCE(s.ended_at, s.started_at),
-                          '+{plus30} minutes')
-    WHERE +r.session_id IS NULL AND r.nrs IS NOT NULL AND {window} AND (
-            (r.timing = 'before' AND r.at <= s.started_at)
-         OR (r.timing = 'after' AND r.at >= s.ended_at
-             AND r.at <= strftime('%Y-%m-%dT%H:%M:%f', s.ended_at, '+{after} minutes'))
-         OR (r.timing = 'plus_30_min' AND r.at >= s.ended_at))
-),
-pair AS (
-    SELECT sid, pain, ctx,
-           MAX(CASE WHEN timing = 'before' THEN at_nrs END) AS b,
-           MAX(CASE WHEN timing = 'after' THEN at_nrs END) AS a,
-           MAX(CASE WHEN timing = 'plus_30_min' THEN at_nrs END) AS p
-    FROM cand GROUP BY sid, pain, ctx
-),
-val AS (
-    SELECT sid, pain, ctx, substr(b, 1, instr(b, '|') - 1) AS b_at,
-           CAST(substr(b, instr(b, '|') + 1) AS INTEGER) AS b,
-           CAST(substr(a, instr(a, '|') + 1) AS INTEGER) AS a,
-           CAST(substr(p, instr(p, '|') + 1) AS INTEGER) AS p
-    FROM pair WHERE b IS NOT NULL
+      AND {patients} AND {period}
+    GROUP BY pid, sk HAVING sk IS NOT NULL
 )
-SELECT s.patient_id AS pid, val.pain, val.ctx, {day} AS d,
-       SUM(a - b) AS cs, COUNT(a - b) AS cn, SUM(p - b) AS ps, COUNT(p - b) AS pn
-FROM val JOIN sessions AS s ON s.id = val.sid
-GROUP BY s.patient_id, val.pain, val.ctx, d
+WHERE bk IS NOT NULL AND (ak IS NOT NULL OR pk IS NOT NULL)
+GROUP BY pid, series, d
 """
+"""Per patient, series and the local day of the *before* rating: the sum and count of
+after − before and of +30 min − before over the sessions rated both ways.
+
+Each rating's session is the one it was saved with, else the one it links to (``{links}``, as
+:func:`_link`); ``sk`` is the session and series as one number. Per session and series the last
+rating of each kind counts (by time, then id, as :func:`~tens_control.review.analytics.aggregate`
+reads them in order): ``k`` (:data:`RATING_KEY_SQL`) is the time, the id and the rating as one
+string, whose maximum is the last rating."""
+
+RATING_KEY_SQL = "printf('%s%012d%02d', r.at, r.id, r.nrs)"
+"""A rating as text that sorts by time, then id: the stored time (27 characters), the id
+(12 digits) and the rating (2 digits, from character 40)."""
+
+LINK_BEFORE_SQL = """
+WHEN 'before' THEN (
+    SELECT CASE WHEN {within} THEN s.id END FROM sessions AS s
+    WHERE s.patient_id = r.patient_id AND s.started_at >= r.at AND {margin}
+    ORDER BY s.started_at, s.id LIMIT 1)
+"""
+"""A before rating saved without its session: the first session that starts at or after it,
+if that is within :data:`BEFORE_LINK`."""
+
+
+def _within_sql(earlier: str, later: str, limit: timedelta) -> str:
+    """SQL: the stored time ``later`` is at most ``limit`` after ``earlier`` (both ``iso_utc``
+    text, ``later`` not before ``earlier``). ``julianday`` decides all but a few milliseconds
+    around the limit, where the exact text comparison does."""
+    seconds = int(limit.total_seconds())
+    diff = f"((julianday({later}) - julianday({earlier})) * 86400.0)"
+    return (
+        f"({diff} <= {seconds - 0.01} OR ({diff} <= {seconds + 0.01} "
+        f"AND {later} <= {_shift_sql(earlier, seconds)}))"
+    )
+
+
+LINK_AFTER_SQL = """
+WHEN '{timing}' THEN (
+    SELECT s.id FROM sessions AS s
+    WHERE s.patient_id = r.patient_id
+      AND s.started_at >= {started_from} AND s.started_at <= {started_until}
+      AND s.ended_at <= r.at AND s.ended_at >= {ended_from} AND {margin}
+    ORDER BY s.ended_at DESC, s.started_at DESC, s.id DESC LIMIT 1)
+"""
+"""An after (+30 min) rating saved without its session: the last session (by end, then as
+sessions are ordered) that ended within :data:`AFTER_LINK` (:data:`PLUS_30_LINK`) before it.
+The bounds on ``started_at`` (from the shortest and longest sessions) only let SQLite use the
+index; they never exclude a session that ended in that time."""
+
+DURATIONS_SQL = """
+SELECT MIN({us}), MAX({us}) FROM sessions WHERE ended_at IS NOT NULL AND {patients}
+"""
+
+EVENTS_SQL = """
+SELECT c.patient_id, e.kind, e.wall_time, e.payload
+FROM events AS e JOIN chains AS c ON c.id = e.chain_id
+WHERE {kinds} AND {patients} AND {window}
+"""
+
+ADVERSE_SQL = """
+SELECT a.patient_id, a.uid, a.at, a.kind, a.severity, a.notes, s.uid
+FROM adverse_events AS a LEFT JOIN sessions AS s ON s.id = a.session_id
+WHERE {patients} ORDER BY a.patient_id, a.at, a.id
+"""
+
+TREATMENTS_SQL = """
+SELECT patient_id, uid, kind, start, "end", notes FROM diary_entries
+WHERE {patients} ORDER BY patient_id, start, id
+"""
+
+PRESCRIPTIONS_SQL = """
+SELECT patient_id, toml, created_at, version FROM prescriptions
+WHERE {patients} ORDER BY patient_id, version, id
+"""
+
+BOUNDS_SQL = """
+SELECT MIN(lo), MAX(hi) FROM (
+    SELECT (SELECT MIN(started_at) FROM sessions WHERE patient_id = p.id) AS lo,
+           (SELECT MAX(started_at) FROM sessions WHERE patient_id = p.id) AS hi
+    FROM patients AS p WHERE {patients}
+    UNION ALL
+    SELECT (SELECT MIN(at) FROM pain_ratings WHERE patient_id = p.id),
+           (SELECT MAX(at) FROM pain_ratings WHERE patient_id = p.id)
+    FROM patients AS p WHERE {patients}
+)
+"""
+"""The first and last time a day is computed for (sessions' starts and ratings), per patient
+through the indexes."""
+
+
+def _patients(
+    store: Store, conn: Connection, pseudonyms: Sequence[str] | None
+) -> dict[int, PatientRow]:
+    """The chosen patients by database id (all of them, in the order they were added, for
+    ``None``)."""
+    p = schema.patients.c
+    query = select(p.id, p.uid, p.pseudonym).order_by(p.id)
+    if pseudonyms is not None:
+        uids = [store.pick_patient(name).uid for name in pseudonyms]
+        query = query.where(p.uid.in_(uids))
+    return {
+        int(r.id): PatientRow(id=str(r.uid), pseudonym=str(r.pseudonym))
+        for r in conn.execute(query)
+    }
 
 
 def load_aggregates(
     store: Store,
+    pseudonyms: Sequence[str] | None = None,
     *,
     period_from: date | None = None,
     period_to: date | None = None,
     tz: Zone = None,
-    tolerance_days: int = TOLERANCE_DAYS,
 ) -> list[Aggregates]:
-    """Every patient's :class:`~tens_control.review.analytics.Aggregates`, computed with SQL
-    ``GROUP BY`` (one pass per table, no per-row Python), for the patient list. The same rules
-    as :func:`load_patient` + :func:`~tens_control.review.analytics.aggregate`, except that
-    session amplitudes are read for each patient's last ``tolerance_days`` days only."""
-    window = Window.of(period_from, period_to, tz)
-    params = window.params()
-    aggs: dict[int, Aggregates] = {}
+    """The :class:`~tens_control.review.analytics.Aggregates` of the given patients (``None``:
+    every patient, in the order they were added), computed in SQL: per-day sums, no rows. Equal
+    to ``aggregate(load_patient(store, name, ...), tz)`` for each of them."""
     with reading(store) as conn:
-        for pid, uid, name in conn.execute(text("SELECT id, uid, pseudonym FROM patients")):
-            aggs[int(pid)] = Aggregates(
-                patient=PatientRow(id=str(uid), pseudonym=str(name)),
-                period_from=period_from,
-                period_to=period_to,
+        chosen = _patients(store, conn, pseudonyms)
+        if not chosen:
+            return []
+        try:
+            aggs = _aggregates(conn, chosen, pseudonyms is None, period_from, period_to, tz)
+        except _ZoneNotSupported as why:
+            log.info("patient list from rows: %s", why)
+            aggs = None
+    if aggs is None:
+        return [
+            aggregate(
+                load_patient(
+                    store, row.pseudonym, period_from=period_from, period_to=period_to, tz=tz
+                ),
+                tz,
             )
+            for row in chosen.values()
+        ]
+    return aggs
 
-        days_seen: dict[str, date] = {}
 
-        def day(text_day: str) -> date:
-            found = days_seen.get(text_day)
-            if found is None:
-                found = days_seen[text_day] = date.fromisoformat(text_day)
-            return found
+def _aggregates(
+    conn: Connection,
+    chosen: dict[int, PatientRow],
+    everyone: bool,
+    period_from: date | None,
+    period_to: date | None,
+    tz: Zone,
+) -> list[Aggregates]:
+    aggs = {
+        pid: Aggregates(patient=row, period_from=period_from, period_to=period_to)
+        for pid, row in chosen.items()
+    }
+    ids = ", ".join(str(pid) for pid in chosen)
 
-        sessions_sql = (
-            f"SELECT patient_id, {day_sql('started_at', tz)} AS d, COUNT(*), "
-            "SUM(CASE WHEN ended_at IS NULL THEN 0.0 "
-            "ELSE MAX(0.0, ROUND((julianday(ended_at) - julianday(started_at)) * 86400.0, 3)) "
-            "/ 60.0 END), "
-            "COALESCE(end_reason, 'not ended') AS why "
-            f"FROM sessions WHERE {window.sql('started_at')} GROUP BY patient_id, d, why"
-        )
-        for pid, d, n, minutes, why in conn.execute(text(sessions_sql), params):
+    def patients(column: str) -> str:
+        return "1 = 1" if everyone else f"{column} IN ({ids})"
+
+    # the DB-API cursor of this read transaction: plain tuples, for the larger results
+    driver = conn.connection.driver_connection
+    assert driver is not None
+
+    def rows(sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        return list(driver.execute(sql, params or {}).fetchall())
+
+    # the zone's offsets over the span of the data
+    offsets: list[tuple[datetime | None, int]]
+    if isinstance(tz, timezone):
+        offsets = zone_offsets(tz, datetime.now(UTC), datetime.now(UTC))
+    else:
+        lo, hi = rows(BOUNDS_SQL.format(patients=patients("p.id")))[0]
+        since = parse_utc(lo) if lo is not None else datetime.now(UTC)
+        offsets = zone_offsets(tz, since, parse_utc(hi) if hi is not None else since)
+
+    def day(column: str) -> str:
+        return day_sql(column, offsets)
+
+    # the period: a margin of a day in UTC (for the indexes), then exactly by local day
+    margin = Window.of(
+        None if period_from is None else period_from - timedelta(days=1),
+        None if period_to is None else period_to + timedelta(days=1),
+        tz,
+    )
+    params: dict[str, Any] = margin.params()
+    if period_from is not None:
+        params["day_from"] = period_from.isoformat()
+    if period_to is not None:
+        params["day_to"] = period_to.isoformat()
+
+    def period(column: str) -> str:
+        parts = [margin.sql(column)]
+        if period_from is not None:
+            parts.append(f"{day(column)} >= :day_from")
+        if period_to is not None:
+            parts.append(f"{day(column)} <= :day_to")
+        return " AND ".join(parts)
+
+    days_seen: dict[str, date] = {}
+
+    def as_day(text_day: str) -> date:
+        found = days_seen.get(text_day)
+        if found is None:
+            found = days_seen[text_day] = date.fromisoformat(text_day)
+        return found
+
+    def as_days(rows: list[tuple[Any, ...]], column: int) -> list[date]:
+        """The days of one column of ``rows`` (ISO text), parsed once each."""
+        return [days_seen.get(r[column]) or as_day(r[column]) for r in rows]
+
+    def inside(d: date) -> bool:
+        return (period_from is None or d >= period_from) and (period_to is None or d <= period_to)
+
+    # sessions by day
+    running: dict[int, SessionDay] = {}
+    sql = SESSIONS_SQL.format(
+        day=day("started_at"),
+        patients=patients("patient_id"),
+        period=period("started_at"),
+    )
+    found = rows(sql, params)
+    for (pid, _d, why, n, stim_days, stim_micros, amp_ua, amp_n, no_end), on in zip(
+        found, as_days(found, 1), strict=True
+    ):
+        agg = aggs[pid]
+        sd = agg.session_days.get(on)
+        if sd is None:
+            sd = agg.session_days[on] = SessionDay()
+            agg.see_day(on)
+        sd.sessions += n
+        sd.stim_us += _stim_us(stim_days, stim_micros)
+        sd.amp_ua += amp_ua or 0
+        sd.amp_n += amp_n
+        reasons = agg.end_reasons
+        reasons[why] = reasons.get(why, 0) + n
+        if no_end:
+            for session_id in str(no_end).split(","):
+                running[int(session_id)] = sd
+    for sid, (mean_ma, _max) in amplitude.compute(conn, sorted(running)).items():
+        if mean_ma is not None:
+            running[sid].amp_ua += amplitude_ua(float(mean_ma))
+            running[sid].amp_n += 1
+
+    # ratings: counts and extent, then background sums by day
+    unlinked_after = False
+    sql = RATINGS_SQL.format(day=day("at"), patients=patients("patient_id"), period=period("at"))
+    for pid, n, rated, first, last, n_unlinked in rows(sql, params):
+        agg = aggs[int(pid)]
+        agg.ratings_total += int(n)
+        agg.ratings_missing += int(n) - int(rated)
+        if first is not None:
+            agg.see_day(as_day(first))
+            agg.see_day(as_day(last))
+        unlinked_after = unlinked_after or bool(n_unlinked)
+    sql = BACKGROUND_SQL.format(
+        series=SERIES_CODE_SQL.format(t=""),
+        day=day("at"),
+        patients=patients("patient_id"),
+        period=period("at"),
+    )
+    found = rows(sql, params)
+    for (pid, code, _d, total, rated), on in zip(found, as_days(found, 2), strict=True):
+        aggs[pid].background.setdefault(SERIES_OF_CODE[code], {})[on] = (total, rated)
+
+    # per-session change: each rating's session (saved with it, or linked), then the pairs
+    session_margin = margin.sql("s.started_at")
+    links = LINK_BEFORE_SQL.format(
+        within=_within_sql("r.at", "s.started_at", BEFORE_LINK), margin=session_margin
+    )
+    if unlinked_after:
+        shortest, longest = rows(
+            DURATIONS_SQL.format(
+                us=_us_sql("started_at", "ended_at"), patients=patients("patient_id")
+            )
+        )[0]
+        if longest is not None:
+            for timing, limit in (("after", AFTER_LINK), ("plus_30_min", PLUS_30_LINK)):
+                limit_s = int(limit.total_seconds())
+                links += LINK_AFTER_SQL.format(
+                    timing=timing,
+                    started_from=_shift_sql("r.at", -(limit_s + math.ceil(longest / 1e6))),
+                    started_until=_shift_sql("r.at", -math.floor(shortest / 1e6)),
+                    ended_from=_shift_sql("r.at", -limit_s),
+                    margin=session_margin,
+                )
+    sql = PAIRS_SQL.format(
+        b_day=day("bk"),
+        links=links,
+        series=SERIES_CODE_SQL.format(t="r."),
+        k=RATING_KEY_SQL,
+        patients=patients("r.patient_id"),
+        period=period("r.at"),
+    )
+    found = rows(sql, params)
+    for (pid, code, _d, cs, cn, ps, pn), on in zip(found, as_days(found, 2), strict=True):
+        agg = aggs[pid]
+        key = SERIES_OF_CODE[code]
+        if cn:
+            agg.change.setdefault(key, {})[on] = (cs, cn)
+        if pn:
+            agg.change_30.setdefault(key, {})[on] = (ps, pn)
+
+    # faults and refused requests
+    window = Window.of(period_from, period_to, tz)
+    sql = EVENTS_SQL.format(
+        kinds=schema.review_kinds_sql("e"),
+        patients=patients("c.patient_id"),
+        window=window.sql("e.wall_time"),
+    )
+    for pid, kind, wall_time, payload in rows(sql, window.params()):
+        if (period_from or period_to) and not inside(local_day(parse_utc(wall_time), tz)):
+            continue
+        agg = aggs[int(pid)]
+        what, code, _detail = _event_code(str(kind), str(payload))
+        table = agg.faults if what == "fault" else agg.rejections
+        table[code] = table.get(code, 0) + 1
+
+    # adverse events, other treatments, prescriptions (a few rows each)
+    for pid, uid, at, kind, severity, notes, suid in rows(
+        ADVERSE_SQL.format(patients=patients("a.patient_id"))
+    ):
+        moment = parse_utc(at)
+        on = local_day(moment, tz)
+        if inside(on):
             agg = aggs[int(pid)]
-            sd = agg.session_days.setdefault(day(d), SessionDay())
-            sd.sessions += int(n)
-            sd.minutes += float(minutes)
-            agg.end_reasons[str(why)] = agg.end_reasons.get(str(why), 0) + int(n)
-            agg.see_day(day(d))
-
-        ratings_sql = (
-            f"SELECT patient_id, pain, context, timing, {day_sql('at', tz)} AS d, "
-            "COUNT(*), COUNT(nrs), SUM(nrs) FROM pain_ratings "
-            f"WHERE {window.sql('at')} GROUP BY patient_id, pain, context, timing, d"
-        )
-        for pid, pain, ctx, timing, d, n, n_rated, total in conn.execute(text(ratings_sql), params):
-            agg = aggs[int(pid)]
-            agg.ratings_total += int(n)
-            agg.ratings_missing += int(n) - int(n_rated)
-            agg.see_day(day(d))
-            if timing in BACKGROUND_WHENS and n_rated:
-                key = (_pain(pain), _posture(ctx))
-                days = agg.background.setdefault(key, {})
-                s0, n0 = days.get(day(d), (0, 0))
-                days[day(d)] = (s0 + int(total), n0 + int(n_rated))
-
-        pairs_sql = PAIRS_SQL.format(
-            window=window.sql("s.started_at"),
-            day=day_sql("val.b_at", tz),
-            before=int(BEFORE_LINK.total_seconds() // 60),
-            after=int(AFTER_LINK.total_seconds() // 60),
-            plus30=int(PLUS_30_LINK.total_seconds() // 60),
-        )
-        for pid, pain, ctx, d, cs, cn, ps, pn in conn.execute(text(pairs_sql), params):
-            agg = aggs[int(pid)]
-            key = (_pain(pain), _posture(ctx))
-            if cn:
-                agg.change.setdefault(key, {})[day(d)] = (int(cs), int(cn))
-            if pn:
-                agg.change_30.setdefault(key, {})[day(d)] = (int(ps), int(pn))
-
-        events_sql = (
-            "SELECT c.patient_id, e.kind, json_extract(e.payload, '$.fault'), "
-            "json_extract(e.payload, '$.parameter'), json_extract(e.payload, '$.command') "
-            "FROM events AS e JOIN chains AS c ON c.id = e.chain_id "
-            f"WHERE {schema.review_kinds_sql('e')} AND {window.sql('e.wall_time')}"
-        )
-        for pid, kind, fault, parameter, command in conn.execute(text(events_sql), params):
-            agg = aggs[int(pid)]
-            if kind == "fault":
-                code = str(fault or "fault")
-                agg.faults[code] = agg.faults.get(code, 0) + 1
-            else:
-                code = str(parameter or command or "rejected")
-                agg.rejections[code] = agg.rejections.get(code, 0) + 1
-
-        adverse_sql = (
-            "SELECT a.patient_id, a.uid, a.at, a.kind, a.severity, a.notes, s.uid "
-            "FROM adverse_events AS a LEFT JOIN sessions AS s ON s.id = a.session_id "
-            f"WHERE {window.sql('a.at')} ORDER BY a.at, a.id"
-        )
-        for pid, uid, at, kind, severity, notes, suid in conn.execute(text(adverse_sql), params):
-            agg = aggs[int(pid)]
-            moment = parse_utc(at)
             agg.adverse_events.append(
                 AdverseEventRow(str(uid), moment, str(kind), str(notes), str(severity), suid)
             )
-            agg.see_day(local_day(moment, tz))
-
-        treatments_sql = (
-            'SELECT patient_id, uid, kind, start, "end", notes FROM diary_entries '
-            "WHERE kind != 'pain_episode' ORDER BY start, id"
-        )
-        for pid, uid, kind, start, end, notes in conn.execute(text(treatments_sql)):
-            first = local_day(parse_utc(start), tz)
-            last = None if end is None else local_day(parse_utc(end), tz)
-            if period_to is not None and first > period_to:
-                continue
-            if period_from is not None and (last or first) < period_from:
-                continue
+            agg.see_day(on)
+    for pid, uid, kind, start, end, notes in rows(
+        TREATMENTS_SQL.format(patients=patients("patient_id"))
+    ):
+        if kind in NOT_TREATMENTS:
+            continue
+        first = local_day(parse_utc(start), tz)
+        last = None if end is None else local_day(parse_utc(end), tz)
+        if (period_to is None or first <= period_to) and (
+            period_from is None or (last or first) >= period_from
+        ):
             aggs[int(pid)].treatments.append(
                 TreatmentRow(str(uid), first, str(kind), str(notes), last)
             )
-
-        for pid, toml, created, version in conn.execute(
-            text("SELECT patient_id, toml, created_at, version FROM prescriptions ORDER BY id")
-        ):
-            row = prescription_row(toml, parse_utc(created), f"prescription version {version}")
-            if row is not None:
-                aggs[int(pid)].prescriptions.append((local_day(row.valid_from, tz), row))
-
-        for pid, agg in aggs.items():
-            agg.prescriptions.sort(key=lambda t: t[0])
-            end = agg.period_to or agg.last_day
-            if end is None:
-                continue
-            agg.amplitude_from = end - timedelta(days=tolerance_days - 1)
-            recent = Window.of(
-                max(agg.amplitude_from, agg.period_from or agg.amplitude_from), end, tz
-            )
-            means = {
-                sid: mean_ma
-                for sid, (mean_ma, _) in _amplitudes(conn, pid, recent).items()
-                if mean_ma is not None
-            }
-            if not means:
-                continue
-            starts = conn.execute(
-                select(schema.sessions.c.id, schema.sessions.c.started_at).where(
-                    schema.sessions.c.id.in_(sorted(means))
-                )
-            ).all()
-            for sid, started in starts:
-                sd = agg.session_days.setdefault(local_day(parse_utc(started), tz), SessionDay())
-                sd.amp_sum += float(means[int(sid)])
-                sd.amp_n += 1
+    for pid, toml, created, version in rows(
+        PRESCRIPTIONS_SQL.format(patients=patients("patient_id"))
+    ):
+        row = prescription_row(toml, parse_utc(created), f"prescription version {version}")
+        if row is not None:
+            aggs[int(pid)].prescriptions.append((local_day(row.valid_from, tz), row))
+    for agg in aggs.values():
+        agg.treatments.sort(key=lambda t: t.start)
+        agg.prescriptions.sort(key=lambda t: t[0])
     return list(aggs.values())
 
 
 def load_summaries(
     store: Store,
+    pseudonyms: Sequence[str] | None = None,
     *,
     period_from: date | None = None,
     period_to: date | None = None,
     tz: Zone = None,
 ) -> list[PatientSummary]:
-    """A quick summary of every patient (no per-day lists), e.g. for the clinician's patient
-    list; see :func:`load_aggregates` for how it differs from a full report."""
+    """Every figure of the given patients (``None``: everyone) without the per-day lists, for a
+    patient list: :func:`load_aggregates` then
+    :func:`~tens_control.review.analytics.summarize_many`. The same figures as a full report."""
     return summarize_many(
-        load_aggregates(store, period_from=period_from, period_to=period_to, tz=tz)
+        load_aggregates(store, pseudonyms, period_from=period_from, period_to=period_to, tz=tz)
     )
+
+
+def load_summary(
+    store: Store,
+    pseudonym: str | None = None,
+    *,
+    period_from: date | None = None,
+    period_to: date | None = None,
+    tz: Zone = None,
+) -> PatientSummary:
+    """One patient's line in a patient list (default: the current patient), from SQL; see
+    :func:`load_summaries`."""
+    name = store.pick_patient(pseudonym).pseudonym
+    (summary,) = load_summaries(store, [name], period_from=period_from, period_to=period_to, tz=tz)
+    return summary
