@@ -57,14 +57,23 @@ ZONES: list[tzinfo] = [
 ]
 
 
-def _prescribe(store: Store, who: str, at: datetime, **schedule: int) -> None:
+def _prescribe(
+    store: Store,
+    who: str,
+    at: datetime,
+    session_minutes: int,
+    sessions_per_day: int | None = None,
+    minutes_per_day: int | None = None,
+) -> None:
     rx = Prescription(
         patient=who,
         written_by="Dr Test",
         written_at=at,
         reason="test",
         programs=("conventional",),
-        **schedule,
+        session_minutes=session_minutes,
+        sessions_per_day=sessions_per_day,
+        minutes_per_day=minutes_per_day,
     )
     store.save_prescription(dump_prescription(rx), author="Dr Test", patient=who, at=at)
 
@@ -104,7 +113,11 @@ def _busy_patient(store: Store, who: str, rng: random.Random, skip: float) -> No
             minutes = rng.choice((30, 30, 25, 12.5, 45))
             end = start + timedelta(minutes=minutes, microseconds=rng.randrange(-500, 1500))
             sid = store.begin_session(PLAN, patient=who, device=DEVICE, at=start)
-            amp = rng.choice((None, 18.0, 20.5, 23.125, 31.0)) if rng.random() < 0.95 else None
+            amp = (
+                rng.choice((None, 18.0, 20.5, 23.1255, 19.99962, 31.00049))
+                if rng.random() < 0.95
+                else None
+            )
             if amp is not None:
                 store.append_event(
                     sid,
