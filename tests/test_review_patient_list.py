@@ -391,3 +391,33 @@ def test_zone_offsets_find_each_change_to_the_second() -> None:
     assert zone_offsets(UTC, START, START) == [(None, 0)]
     fixed = timezone(timedelta(hours=-3, minutes=-30))
     assert zone_offsets(fixed, START, START + timedelta(days=400)) == [(None, -12600)]
+
+
+def test_the_review_patient_list_reads_the_sql_path(
+    clinic: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The review UI's list lines come from load_summaries, a few patients at a time, and
+    say what the patient's full summary says."""
+    from tens_control.ui.review import data as review_data
+
+    path, names = clinic
+    with Store.open(path, read_only=True) as store:
+        full = {n: summarize(_full(store, n, UTC, (None, None)), with_daily=False) for n in names}
+        source = review_data.ReviewSource(store, tz=UTC)
+        batches: list[list[str]] = []
+
+        def counted(store: Store, pseudonyms: list[str], tz: tzinfo | None) -> object:
+            batches.append(list(pseudonyms))
+            return load_summaries(store, pseudonyms, tz=tz)
+
+        def refuse(*_args: object, **_kw: object) -> None:
+            raise AssertionError("the patient list must not load every row")
+
+        monkeypatch.setattr("tens_control.ui.review.data.load_summaries", counted)
+        monkeypatch.setattr("tens_control.ui.review.data.load_patient", refuse)
+        statuses = source.statuses()
+    assert [s.pseudonym for s in statuses] == names
+    for status in statuses:
+        assert status.summary == full[status.pseudonym]
+    assert len(names) <= source.STATUS_BATCH
+    assert batches == [names]  # one SQL pass for the whole (small) list

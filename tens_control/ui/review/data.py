@@ -34,7 +34,7 @@ from tens_control.review.model import (
     SeriesKey,
     SessionRow,
 )
-from tens_control.review.source import list_patients, load_patient
+from tens_control.review.source import list_patients, load_patient, load_summaries
 from tens_control.review.wording import code_text, end_reason_text, num
 from tens_control.store import SessionInfo, Store, StoredEvent
 
@@ -447,11 +447,16 @@ class ReviewSource:
     """The review's view of one store (read-only): patient statuses, patients, sessions,
     exports. Loaded patients are cached (the log does not change while review runs)."""
 
+    STATUS_BATCH = 10
+    """Patient list lines read together (one SQL pass for several patients is cheaper than one
+    per patient, and the list still fills in as it reads)."""
+
     def __init__(self, store: Store, tz: tzinfo | None = None) -> None:
         self.store = store
         self.tz = tz
         self._lock = threading.Lock()
         self._patients: dict[str, PatientView] = {}
+        self._summaries: dict[str, PatientSummary] = {}
 
     @property
     def path(self) -> Path:
@@ -476,8 +481,24 @@ class ReviewSource:
         return view
 
     def status(self, pseudonym: str) -> PatientStatus:
-        """One patient's line in the patient list."""
-        return PatientStatus(self.patient(pseudonym).summary)
+        """One patient's line in the patient list: from the patient list's SQL path
+        (:func:`~tens_control.review.source.load_summaries`, the same figures as the patient's
+        full summary), read with the next few patients of the list that are not read yet."""
+        with self._lock:
+            view = self._patients.get(pseudonym)
+            summary = self._summaries.get(pseudonym)
+        if view is not None:
+            return PatientStatus(view.summary)
+        if summary is None:
+            names = self.pseudonyms()
+            after = names[names.index(pseudonym) + 1 :] if pseudonym in names else []
+            with self._lock:
+                batch = [pseudonym] + [n for n in after if n not in self._summaries]
+            found = load_summaries(self.store, batch[: self.STATUS_BATCH], tz=self.tz)
+            with self._lock:
+                self._summaries.update((s.pseudonym, s) for s in found)
+                summary = self._summaries[pseudonym]
+        return PatientStatus(summary)
 
     def statuses(self) -> list[PatientStatus]:
         """The status of every patient, in the order they were added."""
