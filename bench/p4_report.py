@@ -5,9 +5,10 @@ for what it holds). It is generated once into ``bench/results/cache/`` and reuse
 generator's version and its options are unchanged (``--regenerate`` rebuilds it). Then,
 timed on the database opened read-only as ``tens-control report`` opens it:
 
-* **all patients**: the clinic overview -- every patient's rows read from the store
-  (``review.source.load_patient``), aggregated and summarised (``analytics.summarize_many``)
-  and turned into one status line each (``wording.status_line``). Target <= 2 s;
+* **all patients**: the clinic overview, as the review's patient list reads it -- every
+  patient's figures from the SQL path (``review.source.load_summaries``: per-day sums in SQL,
+  no rows; the same figures as a full report) turned into one status line each
+  (``wording.status_line``). Target <= 2 s;
 * **one patient**: ``load_patient`` + ``build_report`` (every figure of the report: adherence,
   pain change, IMMPACT bands, responders, tolerance, faults). Target <= 200 ms;
 * **one patient, HTML**: the same plus ``render_html`` (the two-page report with its charts),
@@ -27,9 +28,9 @@ import benchlib
 import p4_generate
 from benchlib import Comparison, Figure, Stats
 
-from tens_control.review.analytics import aggregate, summarize_many
+from tens_control.review.analytics import summarize_data
 from tens_control.review.report import build_report, render_html, render_pdf
-from tens_control.review.source import list_patients, load_patient
+from tens_control.review.source import list_patients, load_patient, load_summaries
 from tens_control.review.wording import status_line
 from tens_control.store import Store
 
@@ -82,12 +83,14 @@ def figures(path: Path, quick: bool) -> list[Figure]:
         names = [p.pseudonym for p in patients]
 
         def overview() -> list[str]:
-            aggs = (aggregate(load_patient(store, name)) for name in names)
-            return [status_line(s) for s in summarize_many(aggs)]
+            return [status_line(s) for s in load_summaries(store)]
 
         lines = overview()  # warm-up (imports, SQLite page cache), and a sanity check
         if len(lines) != len(names):
             raise RuntimeError("the overview lost patients")
+        for i in (0, len(names) // 2, len(names) - 1):  # the same lines as full reports
+            if lines[i] != status_line(summarize_data(load_patient(store, names[i]))):
+                raise RuntimeError(f"the overview's line of {names[i]} differs from its report")
         all_times = timed(1 if quick else ALL_RUNS, overview)
 
         one = names[len(names) // 2]
@@ -113,7 +116,7 @@ def figures(path: Path, quick: bool) -> list[Figure]:
     return [
         Figure(
             "P4.all",
-            f"clinic overview: {len(names)} patients loaded, summarised, one line each",
+            f"clinic overview: {len(names)} patients' figures (load_summaries), one line each",
             s_all.median,
             "s",
             2.0,

@@ -550,9 +550,8 @@ def _us_sql(start: str, end: str) -> str:
 
 SESSIONS_SQL = """
 SELECT patient_id, {day} AS d, COALESCE(end_reason, 'not ended') AS why, COUNT(*),
-       SUM(CASE WHEN ended_at >= started_at THEN julianday(ended_at) - julianday(started_at) END),
-       SUM(CASE WHEN ended_at >= started_at
-                THEN substr(ended_at, 21, 6) - substr(started_at, 21, 6) END),
+       CAST(ROUND(SUM({days}) * 86400.0 - SUM({micros}) / 1e6) AS INTEGER) * 1000000
+           + SUM({micros}),
        SUM(CASE WHEN ended_at IS NOT NULL
                 THEN CAST(mean_amplitude_ma * 1000 + 0.5 AS INTEGER) END),
        COUNT(CASE WHEN ended_at IS NOT NULL THEN mean_amplitude_ma END),
@@ -560,21 +559,21 @@ SELECT patient_id, {day} AS d, COALESCE(end_reason, 'not ended') AS why, COUNT(*
 FROM sessions WHERE {patients} AND {period}
 GROUP BY patient_id, d, why
 """
-"""Per patient, local day and end reason: sessions; their stimulation time (start to end, 0
-without an end or with an end before the start) as the sum of ``julianday`` differences and the
-sum of the microsecond digits' differences (:func:`_stim_us` makes it exact); the sum (µA) and
-count of the stored mean amplitudes of ended sessions; and the ids of sessions without an end
-(their amplitudes are computed from the log, as load_patient does)."""
+"""Per patient, local day and end reason: sessions; their stimulation time in microseconds
+(start to end; 0 without an end or with an end before the start); the sum (µA) and count of the
+stored mean amplitudes of ended sessions; and the ids of sessions without an end (their
+amplitudes are computed from the log, as load_patient does).
 
+The stimulation time is exact: the ``julianday`` differences are within a few milliseconds of
+the truth (SQLite keeps milliseconds), so after taking away the microsecond digits' differences
+they round to the exact whole seconds."""
 
-def _stim_us(days: float | None, micros: int | None) -> int:
-    """The exact stimulation time (µs) of a group of sessions from :data:`SESSIONS_SQL`: the
-    ``julianday`` differences are within a few milliseconds of the truth (SQLite keeps
-    milliseconds), so after taking away the microsecond digits they round to the exact whole
-    seconds."""
-    if days is None or micros is None:
-        return 0
-    return round(days * 86_400 - micros / 1e6) * 1_000_000 + micros
+STIM_DAYS_SQL = (
+    "CASE WHEN ended_at >= started_at THEN julianday(ended_at) - julianday(started_at) END"
+)
+STIM_MICROS_SQL = (
+    "CASE WHEN ended_at >= started_at THEN substr(ended_at, 21, 6) - substr(started_at, 21, 6) END"
+)
 
 
 RATINGS_SQL = """
@@ -842,11 +841,13 @@ def _aggregates(
     running: dict[int, SessionDay] = {}
     sql = SESSIONS_SQL.format(
         day=day("started_at"),
+        days=STIM_DAYS_SQL,
+        micros=STIM_MICROS_SQL,
         patients=patients("patient_id"),
         period=period("started_at"),
     )
     found = rows(sql, params)
-    for (pid, _d, why, n, stim_days, stim_micros, amp_ua, amp_n, no_end), on in zip(
+    for (pid, _d, why, n, stim_us, amp_ua, amp_n, no_end), on in zip(
         found, as_days(found, 1), strict=True
     ):
         agg = aggs[pid]
@@ -855,7 +856,7 @@ def _aggregates(
             sd = agg.session_days[on] = SessionDay()
             agg.see_day(on)
         sd.sessions += n
-        sd.stim_us += _stim_us(stim_days, stim_micros)
+        sd.stim_us += stim_us or 0
         sd.amp_ua += amp_ua or 0
         sd.amp_n += amp_n
         reasons = agg.end_reasons
