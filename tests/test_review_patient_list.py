@@ -421,3 +421,15 @@ def test_the_review_patient_list_reads_the_sql_path(
         assert status.summary == full[status.pseudonym]
     assert len(names) <= source.STATUS_BATCH
     assert batches == [names]  # one SQL pass for the whole (small) list
+
+
+def test_a_zone_with_a_fraction_of_a_second_is_read_from_rows(
+    clinic: tuple[Path, list[str]],
+) -> None:
+    """SQLite works in whole seconds; such a zone (only possible as a hand-made tzinfo) falls
+    back to the rows, with the same result."""
+    odd = timezone(timedelta(hours=1, microseconds=500))
+    path, _names = clinic
+    with Store.open(path, read_only=True) as store:
+        (agg,) = load_aggregates(store, ["BUSY-2"], tz=odd)
+        _assert_same(agg, _full(store, "BUSY-2", odd, (None, None)))
