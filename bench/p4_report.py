@@ -98,7 +98,7 @@ def figures(path: Path, quick: bool) -> list[Figure]:
         sessions = len(data.sessions)
         one_times = timed(2 if quick else ONE_RUNS, lambda: build_report(load_patient(store, one)))
         report = build_report(data)
-        render_html(report)  # warm-up: matplotlib and fonts load once per process
+        render_html(report)  # warm-up: the report's modules load once per process
         html_times = timed(
             1 if quick else RENDER_RUNS,
             lambda: render_html(build_report(load_patient(store, one))),

@@ -87,7 +87,7 @@ def p4html() -> str:
         return "skipped: run bench/p4_report.py first (it generates the clinic database)\n"
     with Store.open(path, create=False, recover=False) as store:
         report = build_report(load_patient(store, "P051"))
-    render_html(report)  # warm-up: matplotlib and fonts
+    render_html(report)  # warm-up: the report's modules
     return _stats(lambda: render_html(report))
 
 

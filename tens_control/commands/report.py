@@ -50,7 +50,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # imported here so that `tens-control --help` does not load matplotlib and fhir.resources
+    # imported here so that `tens-control --help` does not load fpdf2 and fhir.resources
     from tens_control.review.report import render, write_output
     from tens_control.review.source import load_patient
 

@@ -555,8 +555,8 @@ class ReviewSource:
     def export(self, pseudonym: str, fmt: ExportFormat, path: Path, force: bool) -> int:
         """Write the patient's report in ``fmt`` to ``path`` with the report functions
         (replacing an existing file only with ``force``). Returns the bytes written."""
-        # imported here: the report brings matplotlib, fpdf2 and fhir.resources, which the
-        # screens never need
+        # imported here: the report brings fpdf2 and fhir.resources, which the screens never
+        # need
         from tens_control.review.report import render, write_output
 
         data = self.patient(pseudonym).data

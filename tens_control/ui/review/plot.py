@@ -1,4 +1,4 @@
-"""Charts drawn as text (block characters), for a terminal of any width (no matplotlib here).
+"""Charts drawn as text (block characters), for a terminal of any width.
 
 Every chart has a fixed scale (pain 0–10; amplitude 0 to a round number above the highest value)
 and a labelled axis, so a change from 6 to 5 does not look like one from 10 to 0. A missing
