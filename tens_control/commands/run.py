@@ -281,7 +281,11 @@ def _open_store(args: argparse.Namespace, clock: Clock) -> tuple[Store, Any]:
     if isinstance(clock, VirtualClock):
         wall = virtual_wall_clock(clock, datetime.now(UTC))
         store = Store.open(
-            args.db, clock=clock, wall=wall, recover=False, flush_interval_s=VIRTUAL_FLUSH_INTERVAL_S
+            args.db,
+            clock=clock,
+            wall=wall,
+            recover=False,
+            flush_interval_s=VIRTUAL_FLUSH_INTERVAL_S,
         )
         return store, wall
     return Store.open(args.db, clock=clock, recover=False), None
