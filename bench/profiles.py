@@ -1,15 +1,16 @@
-"""Profiles behind the figures that miss their targets (docs/performance.md).
+"""Profiles behind the figures (docs/performance.md): what each one spends its time on.
 
 Each target runs one representative piece of a benchmark under the standard library's
 ``cProfile`` (or ``python -X importtime`` for start-up) and writes the top of the profile to
 ``bench/results/profiles/<target>.txt``, with the machine and the date, so that the reason a
-figure misses can be read and re-checked by anyone::
+figure is what it is can be read and re-checked by anyone::
 
     python bench/profiles.py            # every target
     python bench/profiles.py p5gov p4one
 
 Targets: ``p3store`` (200,000 samples through the store's writer; the producer's thread),
-``p4one`` (one patient's report figures on the P4 clinic, if it was generated), ``p4html``
+``p4all`` (the clinic overview: every patient's figures by the SQL path, on the P4 clinic, if it
+was generated), ``p4one`` (one patient's report figures on the same clinic), ``p4html``
 (the same patient's HTML report), ``p5gov`` (10 virtual minutes through governor + TSP +
 simulator), ``p5ctl`` (5 virtual minutes through the SessionController and its store on tmpfs),
 ``p6imports`` (the import time of the UI and of the session layer it loads at start).
@@ -77,6 +78,18 @@ def p4one() -> str:
         return _stats(lambda: build_report(load_patient(store, "P051")))
 
 
+def p4all() -> str:
+    from tens_control.review.source import load_summaries
+    from tens_control.store import Store
+
+    path = _clinic()
+    if path is None:
+        return "skipped: run bench/p4_report.py first (it generates the clinic database)\n"
+    with Store.open(path, create=False, recover=False) as store:
+        load_summaries(store)  # warm-up
+        return _stats(lambda: load_summaries(store))
+
+
 def p4html() -> str:
     from tens_control.review.report import build_report, render_html
     from tens_control.review.source import load_patient
@@ -128,6 +141,7 @@ def p6imports() -> str:
 
 TARGETS: dict[str, Callable[[], str]] = {
     "p3store": p3store,
+    "p4all": p4all,
     "p4one": p4one,
     "p4html": p4html,
     "p5gov": p5gov,
