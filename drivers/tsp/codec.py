@@ -15,7 +15,6 @@ means "not available". :func:`format_number` writes the shortest such form.
 
 from __future__ import annotations
 
-import binascii
 import math
 import re
 from dataclasses import dataclass, field
@@ -42,8 +41,10 @@ from drivers.tsp.frame import (
     Frame,
     FrameErrorReason,
     TspFramingError,
+    checksum_matches,
     decode_line,
     encode_frame,
+    sealed,
 )
 
 PROTOCOL_NAME = "TSP"
@@ -500,7 +501,7 @@ def encode_device_message(message: DeviceMessage) -> bytes:
     seq = message.seq
     if type(message) is Ack and not message.args and type(seq) is int and 0 <= seq <= MAX_SEQ:
         body = b"%d ACK" % seq  # the reply to every PING and AMP
-        return body + b"*%04X\n" % binascii.crc_hqx(body, 0xFFFF)
+        return sealed(body)
     if type(message) is TelemetryFrame:
         # Fast path for the frame sent ten times a second per channel: its tokens (a checked
         # channel, TSP numbers, "-") are valid arguments by construction, so the body needs no
@@ -518,7 +519,7 @@ def encode_device_message(message: DeviceMessage) -> bytes:
                 f"{'-' if measured is None else format_number(measured, 'measured current')} "
                 f"{'-' if impedance is None else format_number(impedance, 'impedance')}"
             ).encode("ascii")
-            return body + b"*%04X\n" % binascii.crc_hqx(body, 0xFFFF)
+            return sealed(body)
     try:
         return encode_frame(message.seq, message.verb, message.to_args())
     except CommandValueError:
@@ -568,17 +569,13 @@ def decode_device_line(line: bytes) -> DeviceMessage:
     """
     match = _BARE_ACK_RE.fullmatch(line)
     if match is not None:
-        seq, crc = match.groups()
-        if int(seq) <= MAX_SEQ and binascii.crc_hqx(line[: match.start(2) - 1], 0xFFFF) == int(
-            crc, 16
-        ):
-            return Ack(int(seq))
+        ack_seq = int(match[1])
+        if ack_seq <= MAX_SEQ and checksum_matches(line, match.start(2)):
+            return Ack(ack_seq)
     match = _TEL_LINE_RE.fullmatch(line)
     if match is not None:
-        seq, channel, set_ma, measured, impedance, crc = match.groups()
-        if int(seq) <= MAX_SEQ and binascii.crc_hqx(line[: match.start(6) - 1], 0xFFFF) == int(
-            crc, 16
-        ):
+        seq, channel, set_ma, measured, impedance, _ = match.groups()
+        if int(seq) <= MAX_SEQ and checksum_matches(line, match.start(6)):
             return TelemetryFrame(
                 int(seq),
                 int(channel),

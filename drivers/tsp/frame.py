@@ -68,6 +68,17 @@ def crc16_ccitt_false(data: bytes, crc: int = 0xFFFF) -> int:
     return binascii.crc_hqx(data, crc)
 
 
+def sealed(body: bytes) -> bytes:
+    """The wire line of an already valid ``body``: the body, ``*``, its CRC and ``LF``."""
+    return body + b"*%04X\n" % binascii.crc_hqx(body, 0xFFFF)
+
+
+def checksum_matches(line: bytes, crc_at: int) -> bool:
+    """The four hex digits at ``crc_at`` (just after the ``*``) are the CRC of every byte
+    before the ``*``."""
+    return binascii.crc_hqx(line[: crc_at - 1], 0xFFFF) == int(line[crc_at : crc_at + 4], 16)
+
+
 def crc16_ccitt_false_reference(data: bytes, crc: int = 0xFFFF) -> int:
     """The same CRC, table-driven in Python: the definition firmware authors port."""
     for byte in data:
@@ -146,7 +157,7 @@ def encode_frame(seq: int, verb: str, args: Iterable[str] = ()) -> bytes:
     body = _fast_body(seq, verb, args)
     if body is None:
         body = _check_fields(seq, verb, args)
-    line = body + b"*%04X\n" % crc16_ccitt_false(body)
+    line = sealed(body)
     if len(line) > MAX_FRAME_LEN:
         raise ValueError(f"frame is {len(line)} bytes, more than the {MAX_FRAME_LEN} allowed")
     return line
@@ -170,7 +181,7 @@ def decode_line(line: bytes) -> Frame:
         if match is not None:
             seq = int(match[1])
             crc_at = match.start(4)
-            if seq <= MAX_SEQ and binascii.crc_hqx(line[: crc_at - 1], 0xFFFF) == int(match[4], 16):
+            if seq <= MAX_SEQ and checksum_matches(line, crc_at):
                 args = match[3]
                 return (
                     Frame(seq, match[2].decode("ascii"), tuple(args[1:].decode("ascii").split(" ")))
