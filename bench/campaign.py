@@ -485,6 +485,14 @@ def kill_scenario(
     env["TENS_CONTROL_CONFIG"] = str(workdir / f"config-{index}.toml")
     env.pop("TENS_CONTROL_DB", None)
     env.pop("TENS_CONTROL_PATIENT", None)
+    # a simulator on a pty is a real device to the host (S17): the patient screens first
+    subprocess.run(
+        [sys.executable, "-m", "tens_control", "screening", "--none", "--db", str(db)],
+        env=env,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
     process = subprocess.Popen(
         [
             sys.executable,

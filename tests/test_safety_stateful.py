@@ -142,6 +142,7 @@ PROTOCOLS: dict[str, SimProtocol] = {
         profile_id="tens-sim",
         connect=_tsp_connect,
         faults=ALL_FAULTS,
+        resends_lost_commands=True,  # a TSP device answers a repeat from its reply cache
     ),
     "sciencemode2": SimProtocol(
         name="sciencemode2",

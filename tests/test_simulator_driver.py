@@ -39,7 +39,8 @@ class Timeline:
 def scenario(driver: TspDriver, clock: Clock) -> Timeline:
     """Identify, configure, start, ramp a few mA, stop."""
     info = driver.identify()
-    assert info.is_simulator
+    assert info.reported_simulator  # the device says so ...
+    assert info.is_simulator is driver.url.startswith("sim://")  # ... only the URL decides (S17)
     driver.configure(1, CONVENTIONAL)
     driver.start()
     started = clock.now()

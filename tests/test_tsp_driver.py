@@ -87,7 +87,7 @@ def running(device: FakeTspDevice, clock: VirtualClock, milliamps: float = 5.0) 
 
 def test_connect_identifies_and_stops(device: FakeTspDevice, clock: VirtualClock) -> None:
     driver = connect(device, clock)
-    assert device.verbs() == ["HELLO", "STOP"]
+    assert device.verbs() == ["HELLO", "STOP", "STOP"]  # S14: a stop goes out twice
     info = driver.info
     assert (info.model, info.serial_number, info.channels) == ("FAKE-2", "F-0001", 2)
     assert info.limits is not None
@@ -543,7 +543,7 @@ def test_reconnect_identifies_stops_and_never_resumes(
     info = driver.reconnect(device.plug().as_serial())
     assert info.model == "FAKE-2"
     assert driver.connected
-    assert [r.frame.verb for r in device.received[mark:]] == ["HELLO", "STOP"]
+    assert [r.frame.verb for r in device.received[mark:]] == ["HELLO", "STOP", "STOP"]
     assert device.output_ma() == 0
     clock.advance(5.0)
     assert set(device.verbs()[mark:]) <= {"HELLO", "STOP", "PING"}
@@ -566,7 +566,7 @@ def test_reconnect_to_a_port_that_cannot_open_is_a_clear_error(
 
 def test_host_seq_wraps_to_1_never_0(device: FakeTspDevice, clock: VirtualClock) -> None:
     driver = connect(device, clock)
-    driver._next_seq = 65534  # white-box: jump to the end of the range
+    driver.tsp._next_seq = 65534  # white-box: jump to the end of the range
     for _ in range(3):
         driver.request_ping()
     clock.advance(0.1)
