@@ -52,8 +52,8 @@ from drivers.base import ChannelSettings, FramingError
 from drivers.clock import VirtualClock
 from drivers.limits import CapLayer, CapSource
 from drivers.safety import (
+    GovernorEvent,
     GovernorState,
-    SafetyEvent,
     SafetyEventKind,
     SafetyGovernor,
     StopReason,
@@ -269,7 +269,7 @@ def governor_scenario(sc: Scenario) -> list[str]:
     clock = VirtualClock()
     opened = open_device(f"sim://{sc.protocol}?seed={sc.seed}", clock)
     device = _sim_device(opened)
-    events: list[SafetyEvent] = []
+    events: list[GovernorEvent] = []
     gov = SafetyGovernor(
         opened.driver,
         opened.profile,

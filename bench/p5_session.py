@@ -38,7 +38,7 @@ import simulator  # noqa: F401 - registers sim://
 from drivers.base import ChannelSettings
 from drivers.clock import VirtualClock
 from drivers.limits import get_profile
-from drivers.safety import GovernorState, SafetyEvent, SafetyGovernor, StopReason
+from drivers.safety import GovernorEvent, GovernorState, SafetyGovernor, StopReason
 from drivers.transport import open_port
 from drivers.tsp.driver import TspDriver
 from simulator.protocol_sim import Serial as SimSerial
@@ -72,7 +72,7 @@ def governor_run(minutes: float) -> tuple[float, int, float]:
         readings[0] += 1
 
     driver.add_report_handler(count)
-    events: list[SafetyEvent] = []
+    events: list[GovernorEvent] = []
     gov = SafetyGovernor(
         driver,
         get_profile("tens-sim"),

@@ -309,6 +309,8 @@ class TensDriver(ABC):
         self._depth = 0
         self._deferred: deque[Callable[[], None]] = deque()
         self._deliver_lock = threading.Lock()
+        self._deliverer: int | None = None
+        """The thread running deferred actions now (they may call back into the driver)."""
         self._report_handlers: tuple[ReportHandler, ...] = ()
         """Replaced, never changed in place: delivering a report (ten a second per channel)
         iterates it without a copy while another thread may add or remove a handler."""
@@ -338,14 +340,18 @@ class TensDriver(ABC):
         """Run ``action`` after the lock is released (in order, one at a time)."""
         self._deferred.append(action)
 
-    def _flush_writes(self) -> None:
+    def _flush_writes(self) -> None:  # noqa: B027 - a hook; drivers that queue bytes override it
         """Write the bytes queued under the lock (the runtime does; a fake writes at once)."""
 
     def _deliver(self, wait: bool) -> None:
         deferred = self._deferred
+        me = threading.get_ident()
+        if self._deliverer == me:
+            return  # called from a deferred action: the delivery loop below picks it up
         while deferred:
             if not self._deliver_lock.acquire(blocking=wait):
                 return
+            self._deliverer = me
             try:
                 while True:
                     try:
@@ -357,6 +363,7 @@ class TensDriver(ABC):
                     except Exception:  # a handler bug must not break the safety path
                         log.exception("%s: a report handler or event callback failed", self.url)
             finally:
+                self._deliverer = None
                 self._deliver_lock.release()
 
     # ---- reports

@@ -282,7 +282,9 @@ class Engine(ABC):
     def _report(self, event: Telemetry | DeviceEvent) -> None:
         self._events.append(event)
 
-    def _complete(self, ticket: int | None, error: DriverError | None = None, value: object = None) -> None:
+    def _complete(
+        self, ticket: int | None, error: DriverError | None = None, value: object = None
+    ) -> None:
         if ticket is not None:
             self._events.append(Completed(ticket, error, value))
 
@@ -371,7 +373,10 @@ class Engine(ABC):
                     )
                 else:
                     flight.resend_at = None
-        if self.silence_timeout_s is not None and now >= self.last_rx + self.silence_timeout_s - _EPS:
+        if (
+            self.silence_timeout_s is not None
+            and now >= self.last_rx + self.silence_timeout_s - _EPS
+        ):
             self._lose(f"no frame from the device for {self.silence_timeout_s:g} s", now)
             return
         self._due(now)

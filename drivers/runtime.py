@@ -196,9 +196,7 @@ class DeviceRuntime(TensDriver):
     @property
     def info(self) -> DeviceInfo:
         if self._info is None:
-            raise IdentityError(
-                f"{self.device_name} has not been identified yet (call identify())"
-            )
+            raise IdentityError(f"{self.device_name} has not been identified yet (call identify())")
         return self._info
 
     @property
@@ -268,7 +266,9 @@ class DeviceRuntime(TensDriver):
                 out = self._engine.feed(data, self.clock.now())
             except Exception:  # an engine bug must not kill the reader silently
                 log.exception("%s: protocol engine failed on received bytes", self.url)
-                out = self._engine.port_lost("protocol engine failed on received bytes", self.clock.now())
+                out = self._engine.port_lost(
+                    "protocol engine failed on received bytes", self.clock.now()
+                )
             self._apply(out)
 
     def _pump(self) -> None:
@@ -369,7 +369,9 @@ class DeviceRuntime(TensDriver):
         return self.submit(Configure(channel, settings), f"configure channel {channel}")
 
     def request_amplitude(self, channel: int, milliamps: float) -> Pending:
-        return self.submit(SetAmplitude(channel, milliamps), f"amplitude {milliamps:g} mA on {channel}")
+        return self.submit(
+            SetAmplitude(channel, milliamps), f"amplitude {milliamps:g} mA on {channel}"
+        )
 
     def request_start(self) -> Pending:
         return self.submit(StartOutput(), "start")
@@ -381,7 +383,9 @@ class DeviceRuntime(TensDriver):
             return self.submit(StopOutput(), "stop")
         except DriverError as error:  # pragma: no cover - engines always accept a stop
             failed = Pending("stop", self.clock.now())
-            failed.resolve(error if isinstance(error, CommsLostError) else CommsLostError(str(error)))
+            failed.resolve(
+                error if isinstance(error, CommsLostError) else CommsLostError(str(error))
+            )
             return failed
 
     def request_status(self) -> Pending:

@@ -190,6 +190,7 @@ class SimDevice:
         self._out_timer: TimerHandle | None = None
         self._last_release = 0.0
         self._late_s = 0.0
+        self._late_to_device_s = 0.0
         self._mute_until: float | None = None
         self._link_faults: dict[tuple[FaultKind, Direction], int] = {}
         self._garble_rng = random.Random(f"{config.seed}:garble")
@@ -231,13 +232,22 @@ class SimDevice:
 
     # ------------------------------------------------------------------ host -> device
     def host_write(self, data: bytes) -> None:
-        """One write of the host (one unit for link faults). Processed after the latency."""
+        """Bytes the host wrote, processed after the latency. Each protocol frame in them is
+        one unit for link faults (a fault hits exactly one frame, wherever the host's writes
+        happen to split them)."""
         if not data or self.disconnected or not self._powered:
             return
-        units = self._link_faulted(data, Direction.DEVICE) if self._link_faults else (data,)
-        when = self.clock.now() + self.latency_s
-        for unit in units:
-            self.clock.call_at(when, partial(self._to_device, unit))
+        now = self.clock.now()
+        for frame in self.spec.frames(data):
+            when = now + self.latency_s
+            if self._late_to_device_s:
+                # one frame held back; those after it overtake it (a frame retried by an
+                # adapter, not a stalled line: a stall holds everything and is a comms loss)
+                when += self._late_to_device_s
+                self._late_to_device_s = 0.0
+            units = self._link_faulted(frame, Direction.DEVICE) if self._link_faults else (frame,)
+            for unit in units:
+                self.clock.call_at(when, partial(self._to_device, unit))
 
     def _to_device(self, data: bytes) -> None:
         if self.disconnected or not self._powered:
@@ -396,7 +406,11 @@ class SimDevice:
             with self._lock:
                 self._link_faults[key] = self._link_faults.get(key, 0) + max(1, fault.count)
         elif kind is FaultKind.LATE:
-            self._late_s += (1500.0 if fault.value is None else fault.value) / 1000.0
+            late = (1500.0 if fault.value is None else fault.value) / 1000.0
+            if fault.direction is Direction.DEVICE:
+                self._late_to_device_s += late
+            else:
+                self._late_s += late
         elif kind is FaultKind.MUTE:
             self._mute_until = math.inf if fault.value is None else self.clock.now() + fault.value
         elif kind is FaultKind.DISCONNECT:

@@ -29,7 +29,7 @@ from tens_control.session import (
     StateUpdate,
     Update,
 )
-from tens_control.store.records import LogRecord
+from tens_control.store.records import AnyLogRecord
 from tens_control.store.store import Store, StoredEvent, virtual_wall_clock
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -88,7 +88,7 @@ class Rig:
             return self.store.events(session=session)
         return self.store.events(self.controller.patient)
 
-    def records(self, kind: str, session: str | None = None) -> list[LogRecord]:
+    def records(self, kind: str, session: str | None = None) -> list[AnyLogRecord]:
         return [e.record for e in self.events(session) if e.kind == kind]
 
     def states(self) -> list[tuple[str, str]]:

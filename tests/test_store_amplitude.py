@@ -51,7 +51,9 @@ def test_end_session_stores_the_figures_and_a_running_session_has_none(tmp_path:
         running = store.begin_session(PLAN)
         store.append_event(
             running,
-            AmplitudeChanged(channel=1, from_ma=0.0, to_ma=3.0, who=Actor.PATIENT, why="up"),
+            AmplitudeChanged(
+                time=0.0, channel=1, from_ma=0.0, to_ma=3.0, who=Actor.PATIENT, why="up"
+            ),
         )
         clock.advance(1.0)
         figures = stored(path)
@@ -80,7 +82,9 @@ def test_a_late_amplitude_event_updates_the_figures(tmp_path: Path) -> None:
         sid = run_session(store, clock)
         store.append_event(
             sid,
-            AmplitudeChanged(channel=1, from_ma=4.0, to_ma=9.0, who=Actor.SYSTEM, why="late"),
+            AmplitudeChanged(
+                time=0.0, channel=1, from_ma=4.0, to_ma=9.0, who=Actor.SYSTEM, why="late"
+            ),
         )
         assert stored(path)[sid][1] == 9.0
         assert stored(path)[sid] == from_log(store)[sid]
@@ -95,11 +99,11 @@ def test_crash_recovery_stores_the_figures(tmp_path: Path) -> None:
         for level in (2.0, 6.0):
             store.append_event(
                 sid,
-                AmplitudeChanged(channel=1, from_ma=0.0, to_ma=level, who=Actor.PATIENT),
+                AmplitudeChanged(time=0.0, channel=1, from_ma=0.0, to_ma=level, who=Actor.PATIENT),
             )
             clock.advance(1.0)
         store.append_event(
-            sid, AmplitudeChanged(channel=1, from_ma=6.0, to_ma=0.0, who=Actor.SYSTEM)
+            sid, AmplitudeChanged(time=0.0, channel=1, from_ma=6.0, to_ma=0.0, who=Actor.SYSTEM)
         )
         store._active.discard(sid)  # as if the process had died
     assert stored(path)[sid] == (None, None)

@@ -250,7 +250,9 @@ def _v1_database(path: Path) -> dict[str, tuple[float | None, float | None]]:
         for level in (2.0, 5.0):
             store.append_event(
                 running,
-                AmplitudeChanged(channel=2, from_ma=0.0, to_ma=level, who=Actor.PATIENT, why="up"),
+                AmplitudeChanged(
+                    time=0.0, channel=2, from_ma=0.0, to_ma=level, who=Actor.PATIENT, why="up"
+                ),
             )
             clock.advance(2.0)
         store.append_event(running, StateChanged(from_state="running", to_state="paused"))

@@ -357,6 +357,22 @@ def test_telemetry_and_events_reach_the_handlers(
     assert driver.connected
 
 
+def test_the_devices_own_emergency_switch_is_reported_as_such(
+    device: FakeTspDevice, clock: VirtualClock
+) -> None:
+    """TSP says ``EVT FAULT estop``; the engine reports EMERGENCY_SWITCH (the governor knows no
+    TSP codes)."""
+    driver = running(device, clock)
+    reports = Reports()
+    driver.add_report_handler(reports)
+    device.send(encode_device_message(EventFrame(8, EventName.FAULT, code="estop")))
+    device.send(encode_device_message(EventFrame(9, EventName.FAULT, code="OVERCURRENT")))
+    clock.advance(0.01)
+    kinds = [r.kind for r in reports.items if isinstance(r, DeviceEvent)]
+    assert kinds == [DeviceEventKind.EMERGENCY_SWITCH, DeviceEventKind.FAULT]
+    driver.close()
+
+
 def test_a_failing_report_handler_does_not_break_the_driver(
     device: FakeTspDevice, clock: VirtualClock, caplog: pytest.LogCaptureFixture
 ) -> None:

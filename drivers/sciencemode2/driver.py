@@ -75,7 +75,7 @@ class ScienceMode2Driver(DeviceRuntime):
         return ScienceMode2Engine(self.profile, url=self.url, serial_number=self._serial_number)
 
     @classmethod
-    def connect(  # type: ignore[override]
+    def connect(
         cls,
         port: serial.Serial,
         clock: Clock,
@@ -92,7 +92,7 @@ class ScienceMode2Driver(DeviceRuntime):
         return driver
 
     @classmethod
-    def open(cls, url: str, clock: Clock, *, profile: DeviceProfile | None = None) -> Self:  # type: ignore[override]
+    def open(cls, url: str, clock: Clock, *, profile: DeviceProfile | None = None) -> Self:
         """Open ``url`` at 460800 baud 8E1 (``/dev/ttyUSB0``, ``COM3``, ``sim://sciencemode2``,
         ``socket://...``), identify and stop. Raises :class:`~drivers.base.PortError`,
         :class:`~drivers.base.IdentityError` or :class:`~drivers.base.CommsLostError` with one

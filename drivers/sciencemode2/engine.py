@@ -204,10 +204,14 @@ class ScienceMode2Engine(Engine):
         return codec.encode(self._next_pkt(Command.WATCHDOG), Watchdog())
 
     def _stop_frame(self) -> bytes:
-        return codec.encode(self._next_pkt(Command.STOP_CHANNEL_LIST_MODE_ACK), StopChannelListMode())
+        return codec.encode(
+            self._next_pkt(Command.STOP_CHANNEL_LIST_MODE_ACK), StopChannelListMode()
+        )
 
     def _protocol_deadline(self) -> float | None:
-        times = [t for t in (self._identify_until, self._next_poll) if t is not None and t < math.inf]
+        times = [
+            t for t in (self._identify_until, self._next_poll) if t is not None and t < math.inf
+        ]
         return min(times) if times else None
 
     def _due(self, now: float) -> None:
@@ -286,7 +290,9 @@ class ScienceMode2Engine(Engine):
                 "GetStimulationMode",
                 GetStimulationMode(),
                 ticket,
-                on_ok=lambda m: found.append(m.mode) if isinstance(m, GetStimulationModeAck) else None,
+                on_ok=lambda m: (
+                    found.append(m.mode) if isinstance(m, GetStimulationModeAck) else None
+                ),
             )
         else:  # pragma: no cover - DeviceCommand is closed
             raise TypeError(command)
@@ -408,9 +414,13 @@ class ScienceMode2Engine(Engine):
                 "the RehaStim 2 is being re-initialised; every channel restarts from 0 mA",
             )
         if not state.running or plan is None:
-            raise DriverRefusedError(ErrorCode.STATE, "set amplitude", "the RehaStim 2 is not stimulating")
+            raise DriverRefusedError(
+                ErrorCode.STATE, "set amplitude", "the RehaStim 2 is not stimulating"
+            )
         if channel not in plan.active:
-            raise DriverRefusedError(ErrorCode.STATE, "set amplitude", f"channel {channel} is not configured")
+            raise DriverRefusedError(
+                ErrorCode.STATE, "set amplitude", f"channel {channel} is not configured"
+            )
         if not math.isfinite(milliamps) or milliamps < 0:
             raise DriverRefusedError(
                 ErrorCode.PARAMETER, "set amplitude", f"{milliamps!r} mA is not an amplitude"
@@ -437,12 +447,16 @@ class ScienceMode2Engine(Engine):
         if self.plan is None:
             raise DriverRefusedError(ErrorCode.STATE, "start", "no channel is configured")
         if self._chains:
-            raise DriverRefusedError(ErrorCode.BUSY, "start", "a program change is still in progress")
+            raise DriverRefusedError(
+                ErrorCode.BUSY, "start", "a program change is still in progress"
+            )
         state = self.state
         if state.mode is not StimulationMode.START and state.device_init == self.plan.init:
             self._send_update("start", self.plan, {}, ticket, starting=True)
             return
-        self._start_chain("start", self.plan, ticket, restart=state.mode is not StimulationMode.START)
+        self._start_chain(
+            "start", self.plan, ticket, restart=state.mode is not StimulationMode.START
+        )
 
     def _stop(self, ticket: int | None) -> None:
         """``StopChannelListMode``, urgent; every output 0."""
@@ -469,7 +483,9 @@ class ScienceMode2Engine(Engine):
             self._pkt = (self._pkt + 1) % 256
             if (int(ack), self._pkt) not in self._flight:
                 return self._pkt
-        raise DriverRefusedError(ErrorCode.BUSY, "send", "256 commands are awaiting acknowledgement")
+        raise DriverRefusedError(
+            ErrorCode.BUSY, "send", "256 commands are awaiting acknowledgement"
+        )
 
     def _send_command(
         self,
@@ -664,7 +680,9 @@ class ScienceMode2Engine(Engine):
             plan = self.plan
             for channel in plan.active if plan else ():
                 self._report(
-                    Telemetry(now, channel, float(state.acked.get(channel, 0)), None, None, None, True)
+                    Telemetry(
+                        now, channel, float(state.acked.get(channel, 0)), None, None, None, True
+                    )
                 )
             return
         if (
@@ -714,7 +732,9 @@ class ScienceMode2Engine(Engine):
         elif frame.command in _ACK_COMMANDS:
             self._on_ack(frame.pkt, message)
         else:
-            log.warning("unexpected ScienceMode2 command %d from the device; ignored", frame.command)
+            log.warning(
+                "unexpected ScienceMode2 command %d from the device; ignored", frame.command
+            )
 
     def _on_init(self, pkt: int, init: Init) -> None:
         self._write(codec.encode(pkt, InitAck(Result.OK)), self.now)
@@ -793,7 +813,9 @@ class ScienceMode2Engine(Engine):
                 if error == StimulationErrorCode.MODULE_ERROR
                 else f"stimulation error {error}"
             )
-            event = DeviceEvent(now, DeviceEventKind.FAULT, None, f"{detail}; the RehaStim 2 stopped output")
+            event = DeviceEvent(
+                now, DeviceEventKind.FAULT, None, f"{detail}; the RehaStim 2 stopped output"
+            )
         self._report(event)
         self._cancel_chains("the device stopped on a stimulation error")
 

@@ -204,7 +204,11 @@ class TspEngine(Engine):
                 continue
             self.last_rx = now
             if not_understood is not None:
-                log.info("%s: ignoring a frame this host does not understand: %s", self.url, not_understood)
+                log.info(
+                    "%s: ignoring a frame this host does not understand: %s",
+                    self.url,
+                    not_understood,
+                )
                 continue
             if isinstance(message, TelemetryFrame):  # the most frequent first
                 self._report(message.to_report(now))
@@ -285,7 +289,9 @@ class TspEngine(Engine):
         report = event.to_report(now)
         if report.kind is DeviceEventKind.FAULT and report.detail.lower() == "estop":
             # TSP reports the device's own emergency switch as EVT FAULT estop
-            report = DeviceEvent(now, DeviceEventKind.EMERGENCY_SWITCH, report.channel, report.detail)
+            report = DeviceEvent(
+                now, DeviceEventKind.EMERGENCY_SWITCH, report.channel, report.detail
+            )
         self._report(report)
 
     # ------------------------------------------------------------------ identity
@@ -318,4 +324,3 @@ def _parse_status(ack: Ack) -> codec.DeviceStatus | DriverError:
         return codec.parse_status_ack(ack)
     except MessageError as error:
         return error
-

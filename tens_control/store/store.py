@@ -67,6 +67,7 @@ from tens_control.store.records import (
     AdverseEvent,
     AdverseEventRecorded,
     AdverseKind,
+    AnyLogRecord,
     CallerRecord,
     ChainStarted,
     DiaryAdded,
@@ -154,7 +155,7 @@ class StoredEvent:
     hash: str
 
     @cached_property
-    def record(self) -> LogRecord:
+    def record(self) -> AnyLogRecord:
         """The payload as its typed log record."""
         return parse_log_record(self.kind, self.payload)
 
