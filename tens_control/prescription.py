@@ -526,88 +526,6 @@ def load_prescription(path: Path) -> Prescription:
 
 # --------------------------------------------------------------------------- writing
 
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def _key(key: str) -> str:
-    return key if _BARE_KEY.match(key) else _string(key)
-
-
-def _string(value: str) -> str:
-    out = ['"']
-    for ch in value:
-        code = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\u{code:04X}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"cannot write {value} in TOML here")
-        text = repr(value)
-        return text if any(c in text for c in ".en") else f"{text}.0"
-    if isinstance(value, str):
-        return _string(value)
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError("datetimes must carry a time zone")
-        return value.isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} as a TOML value")
-
-
-def _is_table(value: Any) -> bool:
-    return isinstance(value, dict)
-
-
-def _is_table_array(value: Any) -> bool:
-    return isinstance(value, list | tuple) and bool(value) and all(_is_table(v) for v in value)
-
-
-def _emit_table(lines: list[str], prefix: str, table: Mapping[str, Any]) -> None:
-    """Scalars first, then sub-tables, then arrays of tables (TOML's required order)."""
-    for key, value in table.items():
-        if value is None or _is_table(value) or _is_table_array(value):
-            continue
-        if isinstance(value, list | tuple) and not value:
-            lines.append(f"{_key(key)} = []")
-            continue
-        lines.append(f"{_key(key)} = {_value(value)}")
-    for key, value in table.items():
-        if _is_table(value):
-            name = f"{prefix}{_key(key)}"
-            lines.extend(["", f"[{name}]"])
-            _emit_table(lines, f"{name}.", value)
-    for key, value in table.items():
-        if _is_table_array(value):
-            name = f"{prefix}{_key(key)}"
-            for item in value:
-                lines.extend(["", f"[[{name}]]"])
-                _emit_table(lines, f"{name}.", item)
-
-
 def dump_prescription(rx: Prescription) -> str:
     """The prescription as TOML that :func:`parse_prescription` reads back to an equal one."""
     data = rx.model_dump(mode="python", exclude_none=True)
@@ -616,13 +534,9 @@ def dump_prescription(rx: Prescription) -> str:
         {"channel": c["channel"], "max_amplitude_ma": c.get("max_amplitude_ma"), **c}
         for c in data["channels"]
     ]
-    lines = [
-        f"# tens-control prescription, format {FORMAT_VERSION}",
-        f"# version {rx.version}",
-        "",
-    ]
-    _emit_table(lines, "", data)
-    return "\n".join(lines) + "\n"
+    return toml_out.dumps(
+        data, (f"tens-control prescription, format {FORMAT_VERSION}", f"version {rx.version}")
+    )
 
 
 def save_prescription(rx: Prescription, path: Path, overwrite: bool = False) -> None:

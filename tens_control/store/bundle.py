@@ -15,6 +15,7 @@ cross-checks name *which* record was edited, inserted or deleted.
 from __future__ import annotations
 
 import hashlib
+import math
 import struct
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ from sqlalchemy import Connection, func, insert, select, update
 
 import tens_control
 from drivers.base import DeviceInfo
-from tens_control.store import schema
+from tens_control.store import amplitude, schema
 from tens_control.store.canonical import (
     GENESIS_HASH,
     TelemetryDigest,
@@ -39,18 +40,20 @@ from tens_control.store.convert import MODEL_OF, from_row, has_session, to_row
 from tens_control.store.database import insert_id
 from tens_control.store.errors import BundleError, StoreError
 from tens_control.store.paths import check_pseudonym
-from tens_control.store.records import SessionPlan, SessionStarted, payload_of
+from tens_control.store.records import Odometer, SessionPlan, SessionStarted, payload_of
 from tens_control.store.verify import (
     ChainHead,
     ChainInfo,
     ChainRow,
     ChainWalker,
     CrossChecker,
+    OdometerFacts,
     Problem,
     RecordFacts,
     SegmentFacts,
     SessionFacts,
     VerifyReport,
+    check_odometers,
     parse_payload,
 )
 
@@ -69,6 +72,7 @@ def _session_started(
     plan: Any,
     device: Any,
     simulator: Any,
+    odometer: Any = None,
 ) -> tuple[dict[str, Any] | None, str]:
     """A session row's start as a normalised ``session_started`` payload (or None, error)."""
     try:
@@ -78,6 +82,7 @@ def _session_started(
             plan=SessionPlan.model_validate(plan),
             device=None if device is None else DeviceInfo.model_validate(device),
             simulator=simulator,
+            odometer=None if odometer is None else Odometer.model_validate(odometer),
         )
     except (ValidationError, ValueError, TypeError) as error:
         return None, str(error).splitlines()[0]
@@ -202,22 +207,36 @@ def _verify_database(conn: Connection, report: VerifyReport) -> None:
     d = schema.devices.c
     devices = {int(r.id): _json(r.info) for r in conn.execute(select(d.id, d.info))}
     open_sessions: set[str] = set()
+    odometers: list[OdometerFacts] = []
+    derived: list[tuple[int, str, Any, Any]] = []
     for srow in conn.execute(select(schema.sessions).order_by(s.id)).mappings():
         uid = str(srow["uid"])
         if srow["ended_at"] is None:
             open_sessions.add(uid)
         device_id = srow["device_id"]
         device = None if device_id is None else devices.get(device_id, "missing")
+        odometer = _odometer(srow["odometer_sessions"], srow["odometer_seconds"])
         started, error = _session_started(
-            uid, srow["started_at"], _json(srow["plan"]), device, bool(srow["simulator"])
+            uid, srow["started_at"], _json(srow["plan"]), device, bool(srow["simulator"]), odometer
         )
         ended = (
             None if srow["ended_at"] is None else (str(srow["ended_at"]), str(srow["end_reason"]))
         )
         patient_uid = patients.get(srow["patient_id"], ("?", ""))[0]
-        checker.check_session(
-            SessionFacts(uid, patient_uid, f"id {srow['id']}", started, ended, error)
-        )
+        facts = SessionFacts(uid, patient_uid, f"id {srow['id']}", started, ended, error)
+        checker.check_session(facts)
+        if started is not None:
+            _check_plan_columns(report, facts, srow, started["plan"])
+            fact = _odometer_facts(uid, started, srow["ended_at"])
+            if fact is not None:
+                odometers.append(fact)
+        if srow["ended_at"] is not None:
+            derived.append(
+                (int(srow["id"]), uid, srow["mean_amplitude_ma"], srow["max_amplitude_ma"])
+            )
+    _check_amplitudes(conn, report, derived)
+    _check_device_columns(conn, report)
+    check_odometers(report, odometers)
 
     # clinical records
     for table in schema.RECORD_TABLES:
@@ -251,6 +270,109 @@ def _verify_database(conn: Connection, report: VerifyReport) -> None:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _odometer(sessions: Any, seconds: Any) -> dict[str, Any] | None:
+    if sessions is None and seconds is None:
+        return None
+    return {"sessions": sessions, "stimulation_s": seconds}
+
+
+def _odometer_facts(
+    uid: str, started: Mapping[str, Any], ended_at: Any
+) -> OdometerFacts | None:
+    """A session's odometer as logged (``started``: its normalised ``session_started``)."""
+    odometer, device = started.get("odometer"), started.get("device")
+    if odometer is None or not isinstance(device, Mapping):
+        return None
+    return OdometerFacts(
+        session=uid,
+        device=f"device {device.get('model')} serial {device.get('serial_number')} "
+        f"({device.get('protocol')})",
+        started_at=str(started["started_at"]),
+        ended_at=None if ended_at is None else str(ended_at),
+        sessions=int(odometer["sessions"]),
+        stimulation_s=float(odometer["stimulation_s"]),
+    )
+
+
+def _differs(stored: Any, expected: Any) -> bool:
+    if stored is None or expected is None:
+        return stored is not expected
+    if isinstance(expected, float) or isinstance(stored, float):
+        try:
+            return not math.isclose(float(stored), float(expected), rel_tol=1e-9, abs_tol=1e-9)
+        except (TypeError, ValueError):
+            return True
+    return bool(stored != expected)
+
+
+def _check_plan_columns(
+    report: VerifyReport, facts: SessionFacts, row: Mapping[str, Any], plan: Mapping[str, Any]
+) -> None:
+    """The session columns copied from its plan (the review reads them) against the plan."""
+    for column, key in (
+        ("program", "program"),
+        ("planned_minutes", "planned_minutes"),
+        ("prescription_version", "prescription_version"),
+    ):
+        if _differs(row[column], plan.get(key)):
+            report.add(
+                Problem(
+                    "edited",
+                    "sessions",
+                    f"edited record: sessions.{column} of session {facts.uid} ({facts.ref}) is "
+                    f"{row[column]!r}, but its logged plan says {plan.get(key)!r}",
+                    session=facts.uid,
+                )
+            )
+
+
+def _check_amplitudes(
+    conn: Connection, report: VerifyReport, derived: list[tuple[int, str, Any, Any]]
+) -> None:
+    """Each ended session's stored amplitude figures against those computed from its log."""
+    computed = amplitude.compute(conn, [sid for sid, _, _, _ in derived])
+    for sid, uid, mean_ma, max_ma in derived:
+        want_mean, want_max = computed.get(sid, (None, None))
+        for column, stored, want in (
+            ("max_amplitude_ma", max_ma, want_max),
+            ("mean_amplitude_ma", mean_ma, want_mean),
+        ):
+            if _differs(stored, want):
+                report.add(
+                    Problem(
+                        "edited",
+                        "sessions",
+                        f"edited record: sessions.{column} of session {uid} (id {sid}) is "
+                        f"{stored!r}, but its logged amplitude changes give {want!r}",
+                        session=uid,
+                    )
+                )
+
+
+_DEVICE_COLUMNS = ("protocol", "protocol_version", "model", "serial_number", "firmware")
+
+
+def _check_device_columns(conn: Connection, report: VerifyReport) -> None:
+    """Each device row's columns against the identity it reported (``info``)."""
+    for row in conn.execute(select(schema.devices)).mappings():
+        info = _json(row["info"])
+        if not isinstance(info, Mapping):
+            continue  # an unreadable identity is reported with the sessions that use it
+        expected = {k: info.get(k) for k in _DEVICE_COLUMNS}
+        expected["is_simulator"] = info.get("is_simulator")
+        for column, want in expected.items():
+            stored = bool(row[column]) if column == "is_simulator" else row[column]
+            if _differs(stored, want):
+                report.add(
+                    Problem(
+                        "edited",
+                        "devices",
+                        f"edited record: devices.{column} of device id {row['id']} is "
+                        f"{row[column]!r}, but the identity it reported says {want!r}",
+                    )
+                )
 
 
 def _session_ref(session_id: Any, session_uids: dict[int, str]) -> str | None:
@@ -373,6 +495,7 @@ def export_patient(conn: Connection, patient_id: int, *, telemetry: bool = True)
                 "ended_at": r["ended_at"],
                 "ended_mono": r["ended_mono"],
                 "end_reason": r["end_reason"],
+                "odometer": _odometer(r["odometer_sessions"], r["odometer_seconds"]),
             }
         )
     records_out: dict[str, list[dict[str, Any]]] = {}
@@ -517,6 +640,7 @@ def verify_bundle(bundle: Mapping[str, Any]) -> VerifyReport:
                 )
             walker.finish()
         open_sessions: set[str] = set()
+        odometers: list[OdometerFacts] = []
         for index, sess in enumerate(bundle["sessions"]):
             uid = str(sess["uid"])
             if sess.get("ended_at") is None:
@@ -527,6 +651,7 @@ def verify_bundle(bundle: Mapping[str, Any]) -> VerifyReport:
                 sess.get("plan"),
                 sess.get("device"),
                 sess.get("simulator"),
+                sess.get("odometer"),
             )
             ended = (
                 None
@@ -536,6 +661,9 @@ def verify_bundle(bundle: Mapping[str, Any]) -> VerifyReport:
             checker.check_session(
                 SessionFacts(uid, patient_uid, f"sessions[{index}]", started, ended, error)
             )
+            fact = None if started is None else _odometer_facts(uid, started, sess.get("ended_at"))
+            if fact is not None:
+                odometers.append(fact)
         for table, rows in bundle["records"].items():
             model = MODEL_OF.get(str(table))
             if model is None:
@@ -572,6 +700,7 @@ def verify_bundle(bundle: Mapping[str, Any]) -> VerifyReport:
     except (KeyError, TypeError, AttributeError, ValueError) as error:
         raise BundleError(f"this bundle is malformed ({type(error).__name__}: {error})") from None
     checker.finish(telemetry_present=bundle.get("telemetry_included", True) is not False)
+    check_odometers(report, odometers)
     if bundle_digest(bundle) != bundle["digest"]:
         report.add(
             Problem(
@@ -675,6 +804,8 @@ def import_bundle(
                         ended_at=sess.get("ended_at"),
                         ended_mono=sess.get("ended_mono"),
                         end_reason=sess.get("end_reason"),
+                        odometer_sessions=(sess.get("odometer") or {}).get("sessions"),
+                        odometer_seconds=(sess.get("odometer") or {}).get("stimulation_s"),
                     )
                 )
             )

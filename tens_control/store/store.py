@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -60,7 +61,7 @@ from tens_control.store.errors import (
     UnknownPatientError,
     UnknownSessionError,
 )
-from tens_control.store.lock import LivenessLock
+from tens_control.store.lock import LivenessLock, SessionLock
 from tens_control.store.paths import check_pseudonym, configured_patient, resolve_db_path
 from tens_control.store.records import (
     CALLER_KINDS,
@@ -71,9 +72,12 @@ from tens_control.store.records import (
     ChainStarted,
     DiaryAdded,
     DiaryEntry,
+    EnrolmentPinned,
     DiaryKind,
     EndReason,
+    Enrolment,
     LogRecord,
+    Odometer,
     PainContext,
     PainRated,
     PainRating,
@@ -271,6 +275,7 @@ class Store:
         self._engine = engine
         self._wall = wall
         self._liveness = liveness
+        self._session_lock = SessionLock(path)
         self._flush_interval = flush_interval_s
         self._batch_rows = batch_rows
         self._seal_interval = seal_interval_s
@@ -462,6 +467,7 @@ class Store:
                     pass  # drains the queue
         finally:
             self._closed = True
+            self._session_lock.release()
             self._liveness.release()
             self._engine.dispose()
             tighten_permissions(self.path)
@@ -776,10 +782,16 @@ class Store:
         simulator: bool | None = None,
         at: datetime | None = None,
         mono: float | None = None,
+        odometer: Odometer | None = None,
     ) -> str:
         """Start a session: its row and a ``session_started`` record, committed before this
         returns. Returns the session's id (a uid). ``simulator`` defaults to the device's own
-        flag."""
+        flag. ``odometer``: the device's session counter and total stimulation time as it
+        reported them (None if it reports none).
+
+        Only one program at a time runs sessions on a database: this store takes the session
+        lock (``<database>.session``) and keeps it until its sessions have ended;
+        :class:`StoreBusyError` names the other program if it holds the lock."""
         self._check_writable()
         is_sim = simulator if simulator is not None else bool(device and device.is_simulator)
         uid = new_uid()
@@ -790,6 +802,42 @@ class Store:
                 f"another tens-control process holds {self.path} exclusively (deleting or "
                 "recovering); try again in a moment"
             )
+        self._take_session_lock(started)
+        try:
+            self._begin(uid, plan, patient, device, is_sim, started, mono_time, odometer)
+        except BaseException:
+            if not self._active:
+                self._session_lock.release()
+            raise
+        return uid
+
+    def _take_session_lock(self, started: str) -> None:
+        command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:300] if sys.argv else ""
+        holder = self._session_lock.acquire(
+            f"pid {os.getpid()} ({command or 'python'}), session started {started}"
+        )
+        if holder is not None:
+            raise StoreBusyError(
+                f"another program is running a session on {self.path}: {holder}; only one "
+                "session at a time may run: wait for it to end, or stop it, then try again"
+            )
+
+    def running_elsewhere(self) -> str | None:
+        """The program running a session on this database, if another one is (its pid, command
+        line and when its session started), else None."""
+        return self._session_lock.holder()
+
+    def _begin(
+        self,
+        uid: str,
+        plan: SessionPlan,
+        patient: str | None,
+        device: DeviceInfo | None,
+        is_sim: bool,
+        started: str,
+        mono_time: float,
+        odometer: Odometer | None,
+    ) -> None:
         with self._transaction() as conn:
             pref = self._patient_ref(conn, patient)
             device_id = self._device_id(conn, device) if device is not None else None
@@ -806,6 +854,8 @@ class Store:
                         simulator=is_sim,
                         started_at=started,
                         started_mono=mono_time,
+                        odometer_sessions=None if odometer is None else odometer.sessions,
+                        odometer_seconds=None if odometer is None else odometer.stimulation_s,
                     )
                 )
             )
@@ -815,11 +865,11 @@ class Store:
                 plan=plan,
                 device=device,
                 simulator=is_sim,
+                odometer=odometer,
             )
             self._append(conn, pref.id, int(session_id), record, wall_time=started, mono=mono_time)
         self._sessions[uid] = _SessionRef(int(session_id), uid, pref.id)
         self._active.add(uid)
-        return uid
 
     def end_session(
         self,
@@ -844,6 +894,8 @@ class Store:
             done = conn.execute(select(s.ended_at).where(s.id == ref.id)).scalar()
             if done is not None:
                 self._active.discard(session)
+                if not self._active:
+                    self._session_lock.release()
                 return False
             conn.execute(
                 update(schema.sessions)
@@ -856,6 +908,8 @@ class Store:
             )
             self._append(conn, ref.patient_id, ref.id, record, wall_time=ended, mono=mono_time)
         self._active.discard(session)
+        if not self._active:
+            self._session_lock.release()
         self._maybe_idle()
         return True
 
@@ -1013,8 +1067,8 @@ class Store:
     def add_record(self, record: ClinicalRecord, *, patient: str | None = None) -> ClinicalRecord:
         """Store a clinical record (rating, PEG, diary entry, adverse event) with its log record,
         committed before this returns. Prescriptions and screenings have their own methods."""
-        if isinstance(record, Prescription | Screening):
-            raise StoreError("use save_prescription/save_screening for these records")
+        if isinstance(record, Prescription | Screening | Enrolment):
+            raise StoreError("use save_prescription/save_screening/save_enrolment for these records")
         return self._add_record(record, patient)
 
     def _add_record(self, record: ClinicalRecord, patient: str | None) -> ClinicalRecord:
@@ -1029,6 +1083,8 @@ class Store:
             event = AdverseEventRecorded(record=record)
         elif isinstance(record, Prescription):
             event = PrescriptionSaved(record=record)
+        elif isinstance(record, Enrolment):
+            event = EnrolmentPinned(record=record)
         else:
             event = ScreeningSaved(record=record)
         with self._transaction() as conn:
@@ -1205,6 +1261,38 @@ class Store:
         self._add_record(record, patient)
         return record  # type: ignore[no-any-return]
 
+    def save_enrolment(
+        self,
+        text: str,
+        *,
+        clinic: str,
+        clinic_patient: str,
+        serial: int,
+        replaced: bool = False,
+        patient: str | None = None,
+        at: datetime | None = None,
+    ) -> Enrolment:
+        """Pin a clinic enrolment (the signed file's text; checking it is the trust module's
+        job). The latest one pinned is in force."""
+        record = self._build(
+            Enrolment,
+            at=at or self._wall(),
+            clinic=clinic,
+            patient=clinic_patient,
+            serial=serial,
+            text=text,
+            replaced=replaced,
+        )
+        self._add_record(record, patient)
+        return record  # type: ignore[no-any-return]
+
+    def enrolments(self, patient: str | None = None) -> list[Enrolment]:
+        return [r for r in self._records(schema.enrolments, patient) if isinstance(r, Enrolment)]
+
+    def latest_enrolment(self, patient: str | None = None) -> Enrolment | None:
+        found = self.enrolments(patient)
+        return found[-1] if found else None
+
     def screenings(self, patient: str | None = None) -> list[Screening]:
         return [r for r in self._records(schema.screenings, patient) if isinstance(r, Screening)]
 
@@ -1231,6 +1319,7 @@ class Store:
             "screenings": "at",
             "diary_entries": "start",
             "prescriptions": "created_at",
+            "enrolments": "at",
         }[table.name]
         with self._maybe_reading(conn) as c:
             pref = self._patient_ref(c, patient)
