@@ -32,6 +32,8 @@ from tens_control.store.canonical import (
     GENESIS_HASH,
     TelemetryDigest,
     canonical_json,
+    chain_hash,
+    event_body,
     iso_utc,
     parse_utc,
     telemetry_digest,
@@ -40,7 +42,14 @@ from tens_control.store.convert import MODEL_OF, from_row, has_session, to_row
 from tens_control.store.database import insert_id
 from tens_control.store.errors import BundleError, StoreError
 from tens_control.store.paths import check_pseudonym
-from tens_control.store.records import Odometer, SessionPlan, SessionStarted, payload_of
+from tens_control.store.records import (
+    RECORD_KINDS,
+    Odometer,
+    SessionPlan,
+    SessionStarted,
+    parse_log_record,
+    payload_of,
+)
 from tens_control.store.verify import (
     ChainHead,
     ChainInfo,
@@ -278,9 +287,7 @@ def _odometer(sessions: Any, seconds: Any) -> dict[str, Any] | None:
     return {"sessions": sessions, "stimulation_s": seconds}
 
 
-def _odometer_facts(
-    uid: str, started: Mapping[str, Any], ended_at: Any
-) -> OdometerFacts | None:
+def _odometer_facts(uid: str, started: Mapping[str, Any], ended_at: Any) -> OdometerFacts | None:
     """A session's odometer as logged (``started``: its normalised ``session_started``)."""
     odometer, device = started.get("odometer"), started.get("device")
     if odometer is None or not isinstance(device, Mapping):
@@ -308,7 +315,7 @@ def _differs(stored: Any, expected: Any) -> bool:
 
 
 def _check_plan_columns(
-    report: VerifyReport, facts: SessionFacts, row: Mapping[str, Any], plan: Mapping[str, Any]
+    report: VerifyReport, facts: SessionFacts, row: Mapping[Any, Any], plan: Mapping[str, Any]
 ) -> None:
     """The session columns copied from its plan (the review reads them) against the plan."""
     for column, key in (
@@ -951,3 +958,87 @@ def device_id_of(conn: Connection, info: DeviceInfo, first_seen: str) -> int:
             )
         )
     )
+
+
+# --------------------------------------------------------------------------- one record
+
+
+def logged_record_problem(conn: Connection, table_name: str, uid: str) -> str | None:
+    """Check one clinical record against the chain, as a session start needs it (not a whole
+    ``verify``): its row equals the copy its log record carries, that log record matches its
+    hash, and it is linked into its chain on both sides. Returns what is wrong, as a phrase
+    ("differs from ..."), or None."""
+    table = schema.metadata.tables[table_name]
+    s, c, e = schema.sessions.c, schema.chains.c, schema.events.c
+    query = (
+        select(table, s.uid.label("session_uid")).select_from(
+            table.outerjoin(schema.sessions, table.c.session_id == s.id)
+        )
+        if has_session(table)
+        else select(table)
+    )
+    row = conn.execute(query.where(table.c.uid == uid)).mappings().first()
+    if row is None:
+        return "is no longer in the database"
+    try:
+        data = from_row(table_name, row, row.get("session_uid")).model_dump(mode="json")
+    except (ValidationError, ValueError, TypeError):
+        return "cannot be read any more (the database row was changed)"
+    kind = next(k for k, t in RECORD_KINDS.items() if t == table_name)
+    events = conn.execute(
+        select(e.id, e.chain_id, e.seq, e.session_id, e.wall_time, e.mono_time, e.payload)
+        .add_columns(e.prev_hash, e.hash, c.uid.label("chain_uid"))
+        .select_from(schema.events.join(schema.chains, e.chain_id == c.id))
+        .where(c.patient_id == row["patient_id"], e.kind == kind)
+        .order_by(e.id)
+    ).all()
+    logged = None
+    for ev in events:
+        payload = _json(ev.payload)
+        record = payload.get("record") if isinstance(payload, dict) else None
+        if isinstance(record, dict) and record.get("uid") == uid:
+            logged = (ev, payload)
+    if logged is None:
+        return "has no record in the log (it was added to the database, not saved by tens-control)"
+    ev, payload = logged
+    try:
+        copy = payload_of(parse_log_record(kind, payload))["record"]
+    except (ValidationError, ValueError, TypeError):
+        copy = None
+    if copy != data:
+        return "differs from its copy in the log (it was edited after it was saved)"
+    if ev.session_id is not None:
+        return "is attached to a session in the log, which a saved record never is"
+    body = event_body(
+        chain=str(ev.chain_uid),
+        seq=ev.seq,
+        session=None,
+        wall_time=ev.wall_time,
+        mono_time=ev.mono_time,
+        kind=kind,
+        payload=payload,
+    )
+    if chain_hash(str(ev.prev_hash), body) != ev.hash:
+        return "has a log record that no longer matches its hash (the log was edited)"
+    neighbours = {
+        int(r.seq): (str(r.prev_hash), str(r.hash))
+        for r in conn.execute(
+            select(e.seq, e.prev_hash, e.hash).where(
+                e.chain_id == ev.chain_id, e.seq.in_([ev.seq - 1, ev.seq + 1])
+            )
+        )
+    }
+    before = GENESIS_HASH if ev.seq == 1 else neighbours.get(ev.seq - 1, ("", ""))[1]
+    if before != ev.prev_hash:
+        return (
+            "has a log record that is no longer linked to the record before it (the log was edited)"
+        )
+    after = neighbours.get(ev.seq + 1)
+    if after is not None:
+        linked = after[0] == ev.hash
+    else:
+        head = conn.execute(select(c.head_seq, c.head_hash).where(c.id == ev.chain_id)).one()
+        linked = head.head_seq == ev.seq and head.head_hash == ev.hash
+    if not linked:
+        return "has a log record that the log no longer links to (the log was edited)"
+    return None

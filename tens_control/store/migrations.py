@@ -5,8 +5,9 @@ Steps:
 - 1 -> 2: ``sessions.mean_amplitude_ma`` and ``max_amplitude_ma`` are added and filled in for
   every ended session from its ``amplitude_changed`` events (``amplitude.backfill``), and the
   partial index ``ix_events_review_kinds`` (faults and refused requests only) is created.
-- 2 -> 3: the ``enrolments`` and ``anchors`` tables are created, and ``sessions.odometer_sessions`` / ``odometer_seconds`` are
-  added (NULL: the device reported no odometer).
+- 2 -> 3: the ``enrolments`` and ``anchors`` tables are created, and
+  ``sessions.odometer_sessions`` / ``odometer_seconds`` are added (NULL: the device reported
+  no odometer).
 
 When the schema changes: bump ``schema.SCHEMA_VERSION``, change the tables in ``schema.py``, and
 register here the step from the previous version, written in plain SQL against the *old* layout

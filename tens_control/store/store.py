@@ -72,10 +72,10 @@ from tens_control.store.records import (
     ChainStarted,
     DiaryAdded,
     DiaryEntry,
-    EnrolmentPinned,
     DiaryKind,
     EndReason,
     Enrolment,
+    EnrolmentPinned,
     LogRecord,
     Odometer,
     PainContext,
@@ -1068,7 +1068,9 @@ class Store:
         """Store a clinical record (rating, PEG, diary entry, adverse event) with its log record,
         committed before this returns. Prescriptions and screenings have their own methods."""
         if isinstance(record, Prescription | Screening | Enrolment):
-            raise StoreError("use save_prescription/save_screening/save_enrolment for these records")
+            raise StoreError(
+                "use save_prescription/save_screening/save_enrolment for these records"
+            )
         return self._add_record(record, patient)
 
     def _add_record(self, record: ClinicalRecord, patient: str | None) -> ClinicalRecord:
@@ -1713,6 +1715,14 @@ class Store:
         self.flush()
         with self._reading() as conn:
             return bundle_mod.verify_database(conn, str(self.path))
+
+    def record_problem(self, record: ClinicalRecord) -> str | None:
+        """What is wrong with this stored record as the log has it (see
+        ``bundle.logged_record_problem``: its row against its log record, that record's hash
+        and links), as a phrase, or None when it is as saved. For the checks before a session;
+        ``verify`` checks everything."""
+        with self._reading() as conn:
+            return bundle_mod.logged_record_problem(conn, TABLE_OF[type(record)].name, record.uid)
 
     def export_patient(
         self, patient: str | None = None, *, telemetry: bool = True

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any, Literal
 
 from pydantic import ValidationError
@@ -637,7 +638,7 @@ def check_odometers(report: VerifyReport, facts: list[OdometerFacts]) -> None:
         by_device.setdefault(fact.device, []).append(fact)
     for device, runs in by_device.items():
         runs.sort(key=lambda f: (f.started_at, f.sessions))
-        for prev, this in zip(runs, runs[1:], strict=False):
+        for prev, this in pairwise(runs):
             gap = this.sessions - prev.sessions - 1
             where = (
                 f"between session {prev.session} (started {prev.started_at}, device session "

@@ -27,8 +27,8 @@ from tens_control.trust.keys import (
     ClinicianKey,
     Holder,
     KeyId,
-    PublicKey,
     Pseudonym,
+    PublicKey,
     Signature,
     TrustError,
     _Frozen,
@@ -62,7 +62,7 @@ def _when(moment: datetime) -> str:
 class Enrolment(_Frozen):
     """One version of a patient's enrolment with a clinic."""
 
-    format: Literal[1] = ENROLMENT_FORMAT
+    format: Literal[1] = 1
     clinic: Holder
     patient: Pseudonym
     """The patient's pseudonym at the clinic (every signature names it)."""
@@ -165,7 +165,9 @@ class Enrolment(_Frozen):
     def successor_problem(self, new: Enrolment, now: datetime | None = None) -> str | None:
         """Why ``new`` may not replace this enrolment without ``--replace``, or None."""
         if new.patient != self.patient:
-            return f"it is for patient {new.patient}, but this computer is enrolled as {self.patient}"
+            return (
+                f"it is for patient {new.patient}, but this computer is enrolled as {self.patient}"
+            )
         if new.serial <= self.serial:
             return (
                 f"it is enrolment {new.serial}, not newer than the pinned enrolment "
@@ -180,7 +182,9 @@ class Enrolment(_Frozen):
 # --------------------------------------------------------------------------- files
 
 
-def sign_enrolment(enrolment: Enrolment, key: ClinicianKey, at: datetime | None = None) -> Enrolment:
+def sign_enrolment(
+    enrolment: Enrolment, key: ClinicianKey, at: datetime | None = None
+) -> Enrolment:
     if enrolment.key(key.key_id) is None:
         raise TrustError(
             f"key {key.key_id} ({key.holder}) is not one of the enrolment's keys; add its public "
@@ -206,7 +210,9 @@ def parse_enrolment(text: str, source: str) -> Enrolment:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise TrustError(f"{source}: not valid TOML ({error}); ask the clinic for the file again") from None
+        raise TrustError(
+            f"{source}: not valid TOML ({error}); ask the clinic for the file again"
+        ) from None
     try:
         return Enrolment.model_validate(data)
     except ValidationError as error:

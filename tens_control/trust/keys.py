@@ -233,7 +233,7 @@ class ClinicianKey:
 
 
 class _KeyFile(_Frozen):
-    format: Literal[1] = KEY_FORMAT
+    format: Literal[1] = 1
     holder: Holder
     key_id: KeyId
     created_at: AwareDatetime
@@ -241,7 +241,7 @@ class _KeyFile(_Frozen):
 
 
 class _PublicFile(PublicKey):
-    format: Literal[1] = KEY_FORMAT
+    format: Literal[1] = 1
     created_at: AwareDatetime
 
 
@@ -263,13 +263,13 @@ def _write_exclusive(path: Path, text: str, mode: int) -> None:
     os.chmod(path, mode)
 
 
-def generate_key(holder: str, path: Path, passphrase: str, *, now: datetime | None = None) -> ClinicianKey:
+def generate_key(
+    holder: str, path: Path, passphrase: str, *, now: datetime | None = None
+) -> ClinicianKey:
     """Make a new key pair: ``path`` (private, 0600, encrypted with ``passphrase``) and
     ``path.pub`` (public). Neither file may exist yet."""
     if len(passphrase) < MIN_PASSPHRASE:
-        raise TrustError(
-            f"the passphrase is too short: use at least {MIN_PASSPHRASE} characters"
-        )
+        raise TrustError(f"the passphrase is too short: use at least {MIN_PASSPHRASE} characters")
     private = Ed25519PrivateKey.generate()
     key = ClinicianKey(holder=holder, private=private)
     created = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
