@@ -40,7 +40,7 @@ from tens_control.store.canonical import (
 )
 from tens_control.store.convert import MODEL_OF, from_row, has_session, to_row
 from tens_control.store.database import insert_id
-from tens_control.store.errors import BundleError, StoreError
+from tens_control.store.errors import BundleError, RewrittenHistoryError, StoreError
 from tens_control.store.paths import check_pseudonym
 from tens_control.store.records import (
     RECORD_KINDS,
@@ -732,8 +732,9 @@ def import_bundle(
     later export of the same patient adds only what is new. Returns (pseudonym, counts added).
     """
     report = verify_bundle(bundle)
-    if not report.ok:
-        raise BundleError(f"the bundle was not imported: {report.first}")
+    broken = tampering(report)
+    if broken:
+        raise BundleError(f"the bundle was not imported: {broken[0]}")
     if bundle.get("telemetry_included", True) is False:
         raise BundleError(
             "the bundle was not imported: it was exported without telemetry (--no-telemetry), "
@@ -767,6 +768,8 @@ def import_bundle(
         added["patients"] = 1
     else:
         patient_id, name = int(row.id), str(row.pseudonym)
+        if older_than_anchor(conn, patient_id, bundle):
+            return name, added
 
     # sessions (and their devices)
     session_ids: dict[str, int] = {}
@@ -926,7 +929,94 @@ def import_bundle(
             ],
         )
         added["telemetry"] += len(seg["rows"])
+    _record_anchors(conn, patient_id, bundle)
     return name, added
+
+
+# --------------------------------------------------------------------------- clinic anchors
+
+
+def tampering(report: VerifyReport) -> list[Problem]:
+    """The problems that mean a log was changed (not the sessions an odometer says it lacks,
+    which may have been run from another computer)."""
+    return [p for p in report.problems if p.kind != "missing"]
+
+
+def _anchors(conn: Connection, patient_id: int) -> dict[str, Any]:
+    """The latest anchor of each chain of the patient (the longest head received)."""
+    a = schema.anchors.c
+    latest: dict[str, Any] = {}
+    for row in conn.execute(
+        select(schema.anchors).where(a.patient_id == patient_id).order_by(a.head_seq, a.id)
+    ):
+        latest[str(row.chain_uid)] = row
+    return latest
+
+
+def older_than_anchor(conn: Connection, patient_id: int, bundle: Mapping[str, Any]) -> bool:
+    """Check a bundle against the heads earlier imports of this patient received. True: it is
+    an older export than one already imported (nothing to import). Raises
+    :class:`RewrittenHistoryError` when a chain does not extend its anchored head."""
+    anchors = _anchors(conn, patient_id)
+    if not anchors:
+        return False
+    chains = {str(chain["uid"]): chain for chain in bundle["chains"]}
+    exported = str(bundle.get("exported_at", ""))
+    older = False
+    for uid, anchor in anchors.items():
+        when = str(anchor.imported_at)[:16].replace("T", " ")
+        chain = chains.get(uid)
+        if chain is None:
+            if exported <= str(anchor.exported_at):
+                older = True
+                continue
+            raise RewrittenHistoryError(
+                f"rewritten history: the bundle lacks chain {uid[:8]}, which the import of "
+                f"{when} UTC received up to seq {anchor.head_seq}"
+            )
+        head = int(chain["head_seq"])
+        if head < int(anchor.head_seq):
+            if exported <= str(anchor.exported_at):
+                older = True
+                continue
+            raise RewrittenHistoryError(
+                f"rewritten history: chain {uid[:8]} ends at seq {head}, but the export imported "
+                f"on {when} UTC already reached seq {anchor.head_seq}: events "
+                f"{head + 1}..{anchor.head_seq} were cut from the patient's log"
+            )
+        at_anchor = next((ev for ev in chain["events"] if ev.get("seq") == anchor.head_seq), None)
+        if at_anchor is None or at_anchor.get("hash") != anchor.head_hash:
+            raise RewrittenHistoryError(
+                f"rewritten history: chain {uid[:8]} differs at seq {anchor.head_seq} from the "
+                f"export imported on {when} UTC: the patient's log was changed and re-written "
+                "since"
+            )
+    return older and all(
+        int(chains[uid]["head_seq"]) <= int(a.head_seq)
+        for uid, a in anchors.items()
+        if uid in chains
+    )
+
+
+def _record_anchors(conn: Connection, patient_id: int, bundle: Mapping[str, Any]) -> None:
+    anchors = _anchors(conn, patient_id)
+    now = iso_utc(datetime.now(UTC))
+    rows = [
+        {
+            "patient_id": patient_id,
+            "chain_uid": str(chain["uid"]),
+            "head_seq": int(chain["head_seq"]),
+            "head_hash": str(chain["head_hash"]),
+            "exported_at": str(bundle.get("exported_at", "")),
+            "bundle_digest": str(bundle["digest"]),
+            "imported_at": now,
+        }
+        for chain in bundle["chains"]
+        if str(chain["uid"]) not in anchors
+        or int(chain["head_seq"]) > int(anchors[str(chain["uid"])].head_seq)
+    ]
+    if rows:
+        conn.execute(insert(schema.anchors), rows)
 
 
 def device_id_of(conn: Connection, info: DeviceInfo, first_seen: str) -> int:

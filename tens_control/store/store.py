@@ -10,6 +10,7 @@ change under it, even from another process). Reads use their own pooled connecti
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -55,6 +56,7 @@ from tens_control.store.database import (
 from tens_control.store.errors import (
     InvalidRecordError,
     NewerSchemaError,
+    RewrittenHistoryError,
     StoreBusyError,
     StoreClosedError,
     StoreError,
@@ -1738,7 +1740,31 @@ class Store:
         self, bundle: Mapping[str, Any], *, pseudonym: str | None = None
     ) -> ImportResult:
         """Verify a bundle, then add what this database lacks (idempotent). Refuses a tampered
-        bundle, naming its first broken record (:class:`BundleError`)."""
+        bundle, naming its first broken record (:class:`BundleError`), and a bundle that does not
+        extend the history an earlier import of the patient received (the clinic anchor,
+        :class:`RewrittenHistoryError`): that bundle is kept aside, next to the database in
+        ``<database>.rewritten/``, for the clinician to compare; nothing is imported."""
+        try:
+            return self._import(bundle, pseudonym)
+        except RewrittenHistoryError as error:
+            kept = self._keep_aside(bundle)
+            raise RewrittenHistoryError(
+                f"the bundle was not imported: {error}; it was kept aside as {kept} for you to "
+                "compare, and nothing in the database was changed. Ask the patient what happened"
+            ) from None
+
+    def _keep_aside(self, bundle: Mapping[str, Any]) -> Path:
+        folder = self.path.with_name(self.path.name + ".rewritten")
+        folder.mkdir(mode=0o700, exist_ok=True)
+        name = str(bundle.get("patient", {}).get("pseudonym", "patient"))
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        target = folder / f"{name}-{stamp}-{str(bundle.get('digest', ''))[:8]}.json"
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fp:
+            json.dump(bundle, fp, ensure_ascii=False, indent=1, sort_keys=True)
+        return target
+
+    def _import(self, bundle: Mapping[str, Any], pseudonym: str | None) -> ImportResult:
         with self._transaction() as conn:
             name, added = bundle_mod.import_bundle(conn, bundle, pseudonym=pseudonym)
             # derived figures of every session of the bundle (new ones, and ones it ended)
