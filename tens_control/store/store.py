@@ -108,7 +108,7 @@ from tens_control.store.telemetry import (
     Flusher,
     TelemetryWriter,
 )
-from tens_control.store.verify import VerifyReport
+from tens_control.store.verify import Damage, Problem, VerifyReport, damage_of
 
 log = logging.getLogger(__name__)
 
@@ -1717,6 +1717,52 @@ class Store:
         self.flush()
         with self._reading() as conn:
             return bundle_mod.verify_database(conn, str(self.path))
+
+    def damage(self, report: VerifyReport, patient: str | None = None) -> Damage | None:
+        """What a report on ``patient`` must say and mark after ``report`` (a ``verify()``):
+        None when the log is intact (see ``verify.Damage``)."""
+        if report.ok:
+            return None
+        e, s = schema.events.c, schema.sessions.c
+        with self._reading() as conn:
+            pref = self._patient_ref(conn, patient)
+            spans = {
+                str(r.uid): (
+                    parse_utc(r.started_at),
+                    None if r.ended_at is None else parse_utc(r.ended_at),
+                )
+                for r in conn.execute(
+                    select(s.uid, s.started_at, s.ended_at).where(s.patient_id == pref.id)
+                )
+            }
+            event_times = {
+                int(r.id): parse_utc(r.wall_time)
+                for r in conn.execute(
+                    select(e.id, e.wall_time).where(
+                        e.id.in_([p.row_id for p in report.problems if p.row_id is not None])
+                    )
+                )
+            }
+            record_times: dict[str, datetime] = {}
+            for table in schema.RECORD_TABLES:
+                uids = [p.record for p in report.problems if p.table == table.name and p.record]
+                column = next(table.c[n] for n in ("at", "start", "created_at") if n in table.c)
+                for r in conn.execute(select(table.c.uid, column).where(table.c.uid.in_(uids))):
+                    try:
+                        record_times[str(r[0])] = parse_utc(str(r[1]))
+                    except ValueError:
+                        continue
+
+        def when(problem: Problem) -> datetime | None:
+            if problem.session in spans:
+                return spans[problem.session][0]
+            if problem.record in record_times:
+                return record_times[problem.record]
+            if problem.table == "events" and problem.row_id in event_times:
+                return event_times[problem.row_id]
+            return None
+
+        return damage_of(report, spans, when)
 
     def record_problem(self, record: ClinicalRecord) -> str | None:
         """What is wrong with this stored record as the log has it (see

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import pairwise
 from typing import Any, Literal
 
@@ -110,7 +111,8 @@ class VerifyReport:
             return f"{self.source}: intact: {counts}"
         more = len(self.problems) - 1
         extra = f" (and {more}{'+' if self.truncated else ''} more problem(s))" if more else ""
-        return f"{self.source}: BROKEN: {self.problems[0]}{extra}; checked {counts}"
+        state = "INCOMPLETE" if all(p.kind == "missing" for p in self.problems) else "BROKEN"
+        return f"{self.source}: {state}: {self.problems[0]}{extra}; checked {counts}"
 
 
 # --------------------------------------------------------------------------- chains
@@ -690,3 +692,58 @@ def parse_payload(text: Any) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+# --------------------------------------------------------------------------- damage
+
+
+@dataclass(frozen=True)
+class Damage:
+    """What a report over a damaged log must say and mark (from a :class:`VerifyReport`).
+
+    ``line`` is the report's first line; ``sessions`` the sessions whose figures come from the
+    damaged range (marked, never shown as clean); ``since`` the earliest moment a problem
+    touches (everything from then on is in the damaged range), or None when only sessions the
+    log lacks were found."""
+
+    line: str
+    sessions: frozenset[str]
+    since: datetime | None
+
+
+def damage_of(
+    report: VerifyReport,
+    spans: dict[str, tuple[datetime, datetime | None]],
+    times: Callable[[Problem], datetime | None],
+) -> Damage | None:
+    """The damage ``report`` shows for one patient (``spans``: that patient's sessions, start
+    and end; ``times``: when a problem's record or event happened, if known), or None if
+    intact. A session is in the damaged range if it ended (or, without an end, started) at or
+    after the earliest problem."""
+    if report.ok:
+        return None
+    missing = [p for p in report.problems if p.kind == "missing"]
+    broken = [p for p in report.problems if p.kind != "missing"]
+    first_start = min((start for start, _ in spans.values()), default=None)
+    since: datetime | None = None
+    for problem in broken:
+        when = times(problem) or first_start
+        if when is not None and (since is None or when < since):
+            since = when
+    marked = {p.session for p in report.problems if p.session in spans}
+    if since is not None:
+        marked |= {uid for uid, (start, end) in spans.items() if (end or start) >= since}
+    if broken:
+        where = "" if since is None else f" from {since:%Y-%m-%d %H:%M} UTC on"
+        line = (
+            f"LOG DAMAGED: tens-control verify found {len(report.problems)} problem(s) in this "
+            f"log, the first: {broken[0]}. Figures{where} come from the damaged range: they are "
+            "marked and may be wrong"
+        )
+    else:
+        line = (
+            f"LOG INCOMPLETE: {missing[0]}"
+            + (f" (and {len(missing) - 1} more gap(s))" if len(missing) > 1 else "")
+            + ". The sessions after each gap are marked"
+        )
+    return Damage(line, frozenset(marked), since)
