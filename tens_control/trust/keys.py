@@ -1,8 +1,9 @@
 """Clinician keys and signatures (DESIGN.md §12): Ed25519 with ``cryptography``.
 
 A clinician's **private key file** (``tens-control clinician keygen``) is a small TOML file,
-owner-only (mode 0600), holding the key holder's name, the key id and the private key as an
-encrypted PKCS#8 PEM block (the passphrase never leaves the clinician's head; it is never stored).
+owner-only (mode 0600), holding the key holder's name, the key id and the 32-byte private key
+encrypted with ChaCha20-Poly1305 under a key derived from the passphrase with scrypt
+(N = 2^15, r = 8, p = 1; a random salt and nonce each). The passphrase is never stored.
 The **public key file** next to it (``<file>.pub``) is what the clinic puts in a patient's
 enrolment. Neither is ever written into a patient database: only public keys travel, inside the
 enrolment.
@@ -31,12 +32,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from tens_control import toml_out
@@ -232,12 +235,60 @@ class ClinicianKey:
         )
 
 
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
+
+
 class _KeyFile(_Frozen):
     format: Literal[1] = 1
     holder: Holder
     key_id: KeyId
     created_at: AwareDatetime
-    private_key: Annotated[str, Field(min_length=1, max_length=10_000)]
+    kdf: Literal["scrypt"] = "scrypt"
+    kdf_n: Annotated[int, Field(ge=2**14, le=2**20)] = SCRYPT_N
+    kdf_r: Annotated[int, Field(ge=1, le=32)] = SCRYPT_R
+    kdf_p: Annotated[int, Field(ge=1, le=16)] = SCRYPT_P
+    salt: Annotated[str, Field(min_length=1, max_length=100)]
+    cipher: Literal["chacha20-poly1305"] = "chacha20-poly1305"
+    nonce: Annotated[str, Field(min_length=1, max_length=100)]
+    private_key: Annotated[str, Field(min_length=1, max_length=200)]
+    """The encrypted raw private key (and its tag), base64."""
+
+    def _cipher(self, passphrase: str) -> ChaCha20Poly1305:
+        kdf = Scrypt(
+            salt=base64.b64decode(self.salt), length=32, n=self.kdf_n, r=self.kdf_r, p=self.kdf_p
+        )
+        return ChaCha20Poly1305(kdf.derive(passphrase.encode("utf-8")))
+
+    def _aad(self) -> bytes:
+        return f"tens-control key {self.key_id} {self.holder}".encode()
+
+    @classmethod
+    def seal(cls, key: ClinicianKey, passphrase: str, created: datetime) -> _KeyFile:
+        blank = cls(
+            holder=key.holder,
+            key_id=key.key_id,
+            created_at=created,
+            salt=base64.b64encode(os.urandom(16)).decode("ascii"),
+            nonce=base64.b64encode(os.urandom(12)).decode("ascii"),
+            private_key="-",
+        )
+        raw = key.private.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        sealed = blank._cipher(passphrase).encrypt(base64.b64decode(blank.nonce), raw, blank._aad())
+        return blank.model_copy(update={"private_key": base64.b64encode(sealed).decode("ascii")})
+
+    def open(self, passphrase: str) -> Ed25519PrivateKey:
+        """The private key; ValueError for a wrong passphrase or a changed file."""
+        try:
+            raw = self._cipher(passphrase).decrypt(
+                base64.b64decode(self.nonce), base64.b64decode(self.private_key), self._aad()
+            )
+        except (InvalidTag, binascii.Error) as error:
+            raise ValueError("wrong passphrase") from error
+        return Ed25519PrivateKey.from_private_bytes(raw)
 
 
 class _PublicFile(PublicKey):
@@ -273,12 +324,7 @@ def generate_key(
     private = Ed25519PrivateKey.generate()
     key = ClinicianKey(holder=holder, private=private)
     created = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
-    pem = private.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(passphrase.encode("utf-8")),
-    ).decode("ascii")
-    secret = _KeyFile(holder=holder, key_id=key.key_id, created_at=created, private_key=pem)
+    secret = _KeyFile.seal(key, passphrase, created)
     pub = _PublicFile(created_at=created, **key.public.model_dump())
     pub_path = public_path(path)
     if pub_path.exists():
@@ -346,15 +392,11 @@ def load_private_key(path: Path, passphrase: str) -> ClinicianKey:
     except ValueError:
         raise TrustError(f"{path} is not a tens-control private key file") from None
     try:
-        private = serialization.load_pem_private_key(
-            found.private_key.encode("ascii"), password=passphrase.encode("utf-8")
-        )
-    except (ValueError, TypeError):
+        private = found.open(passphrase)
+    except ValueError:
         raise TrustError(
-            f"private key {path}: wrong passphrase (or the file is damaged); try again"
+            f"private key {path}: wrong passphrase (or the file was changed); try again"
         ) from None
-    if not isinstance(private, Ed25519PrivateKey):
-        raise TrustError(f"private key {path} is not an Ed25519 key")
     key = ClinicianKey(holder=found.holder, private=private)
     if key.key_id != found.key_id:
         raise TrustError(f"private key {path}: its key id does not match its key (file changed)")
@@ -384,10 +426,6 @@ def check_not_beside_database(path: Path, database: Path) -> None:
             f"{path} is in the folder of the patient database {database}; keep clinician keys "
             "elsewhere (for example in your home folder) and try again"
         )
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 __all__ = [
