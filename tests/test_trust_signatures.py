@@ -14,6 +14,7 @@ import pytest
 
 from tens_control.cli import main
 from tens_control.prescription import dump_prescription, load_prescription
+from tens_control.screening import Question
 from tens_control.store import Store
 from tens_control.trust.check import prescription_in_force
 from tens_control.trust.enrolment import load_enrolment
@@ -412,3 +413,39 @@ def test_a_newer_enrolment_rotates_keys_and_an_old_one_is_not_taken_back(
         str(clinic.sign(clinic.rx("rx2.toml"), fresh)),
         *clinic.db_args(),
     )
+
+
+def test_a_signed_override_travels_to_a_patient_at_home_and_an_edited_one_does_not_count(
+    clinic: Clinic, enrolled: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    key, _ = enrolled
+    with Store.open(clinic.db, recover=False) as store:
+        answers = {q.value: q.value == "epilepsy" for q in Question}
+        store.save_screening(answers, recorded_by="patient", patient="p-0042")
+    file = clinic.dir / "override.toml"
+    _ok(
+        capsys,
+        "screening",
+        "--override",
+        "--key",
+        str(key),
+        "--reason",
+        "seizure-free 10 years",
+        "--patient",
+        "p-0042",
+        "--question",
+        "epilepsy",
+        "-o",
+        str(file),
+    )
+    text = file.read_text()
+    file.write_text(text.replace("seizure-free 10 years", "seizure-free 1 year"))
+    line = _refused(capsys, "screening", "--apply", str(file), *clinic.db_args())
+    assert "changed after signing" in line
+    file.write_text(text)
+    assert "Stimulation is no longer blocked" in _ok(
+        capsys, "screening", "--apply", str(file), *clinic.db_args()
+    )
+    out = _ok(capsys, "screening", "--show", *clinic.db_args())
+    assert "override of epilepsy by Dr A. Example (signed, key " in out
+    assert out.rstrip().endswith("Stimulation: allowed")
