@@ -1764,6 +1764,24 @@ class Store:
 
         return damage_of(report, spans, when)
 
+    def refresh_derived(self) -> int:
+        """Recompute every ended session's derived amplitude figures from the log (for tools
+        that wrote sessions in bulk, and to repair edited figures); returns how many sessions
+        have figures."""
+        with self._transaction() as conn:
+            ended = [
+                int(x)
+                for x in conn.execute(
+                    select(schema.sessions.c.id).where(schema.sessions.c.ended_at.is_not(None))
+                ).scalars()
+            ]
+            amplitude.refresh(conn, ended)
+            return int(
+                conn.execute(
+                    select(func.count()).where(schema.sessions.c.max_amplitude_ma.is_not(None))
+                ).scalar_one()
+            )
+
     def record_problem(self, record: ClinicalRecord) -> str | None:
         """What is wrong with this stored record as the log has it (see
         ``bundle.logged_record_problem``: its row against its log record, that record's hash

@@ -327,6 +327,7 @@ def generate_key(
     secret = _KeyFile.seal(key, passphrase, created)
     pub = _PublicFile(created_at=created, **key.public.model_dump())
     pub_path = public_path(path)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if pub_path.exists():
         raise TrustError(f"{pub_path} already exists; choose another file name")
     _write_exclusive(
