@@ -20,8 +20,8 @@ from tens_control.store import (
     add_patient_argument,
 )
 from tens_control.trust.check import pinned_enrolment
-from tens_control.trust.enrolment import Enrolment, load_enrolment, parse_enrolment
-from tens_control.trust.keys import TrustError
+from tens_control.trust.enrolment import Enrolment, parse_enrolment
+from tens_control.trust.keys import TrustError, read_text
 
 
 def add_parser(sub: Any) -> None:
@@ -51,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
     if args.file is None:
         raise TrustError("give the enrolment FILE from your clinic (or --show)")
     path = Path(args.file).expanduser()
-    enrolment = load_enrolment(path)
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, "enrolment")
+    enrolment = parse_enrolment(text, f"enrolment {path}")
     problem = enrolment.self_signature_problem(now=_now())
     if problem is not None:
         raise TrustError(

@@ -32,6 +32,7 @@ from tens_control.trust.keys import (
     Signature,
     TrustError,
     _Frozen,
+    read_text,
     verify_signature,
 )
 
@@ -226,15 +227,7 @@ def parse_enrolment(text: str, source: str) -> Enrolment:
 
 
 def load_enrolment(path: Path) -> Enrolment:
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise TrustError(f"enrolment {path}: file not found") from None
-    except UnicodeDecodeError:
-        raise TrustError(f"enrolment {path}: not a text file") from None
-    except OSError as error:
-        raise TrustError(f"enrolment {path}: cannot read it ({error.strerror})") from None
-    return parse_enrolment(text, f"enrolment {path}")
+    return parse_enrolment(read_text(path, "enrolment"), f"enrolment {path}")
 
 
 __all__ = [

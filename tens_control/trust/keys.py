@@ -352,16 +352,22 @@ def generate_key(
     return key
 
 
-def _read_toml(path: Path, what: str) -> dict[str, Any]:
+def read_text(path: Path, what: str) -> str:
+    """A UTF-8 file's text, or one :class:`TrustError` naming ``what`` and the problem."""
     try:
-        raw = path.read_bytes()
+        return path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise TrustError(f"{what} {path}: file not found") from None
+    except UnicodeDecodeError:
+        raise TrustError(f"{what} {path}: not a text file") from None
     except OSError as error:
         raise TrustError(f"{what} {path}: cannot read it ({error.strerror})") from None
+
+
+def _read_toml(path: Path, what: str) -> dict[str, Any]:
     try:
-        return tomllib.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        return tomllib.loads(read_text(path, what))
+    except tomllib.TOMLDecodeError as error:
         raise TrustError(f"{what} {path}: not a valid key file ({error})") from None
 
 
