@@ -100,6 +100,13 @@ from tens_control.store.records import (
 from tens_control.store.records import Screening as StoredScreening
 from tens_control.store.store import Store, StoredEvent
 from tens_control.store.telemetry import TelemetryWriter
+from tens_control.trust.check import (
+    InForce,
+    check_before_session,
+    pinned_enrolment,
+    trusted_screening,
+)
+from tens_control.trust.keys import TrustError
 
 log = logging.getLogger(__name__)
 
@@ -530,6 +537,7 @@ class _Prepared:
     placements: dict[int, ChannelPlacement | None]
     screening_uid: str | None
     screening_note: str | None
+    trust: InForce | None = None
 
 
 @dataclass
@@ -1402,8 +1410,27 @@ class SessionController:
             return tuple(sorted(c.channel for c in self._rx.channels if c.channel in usable))
         return tuple(sorted(usable))[:DEFAULT_CHANNELS]
 
+    def _check_trust(self, device: OpenedDevice) -> InForce:
+        """Before every session: no other program runs one on this database, and the
+        prescription in force is trusted (signature, log record; ``tens_control.trust.check``)."""
+        other = self._store.running_elsewhere()
+        if other is not None:
+            raise self._refuse(
+                "session lock",
+                f"another program is running a session on this database: {other}; only one "
+                "session at a time may run: wait for it to end, or stop it, then try again",
+                source="session lock",
+            )
+        try:
+            return check_before_session(
+                self._store, self.patient, self._rx, device.profile, self._wall()
+            )
+        except TrustError as error:
+            raise self._refuse("prescription", str(error), source="trust") from None
+
     def _check_preconditions(self, program: str | Program, minutes: float | None) -> _Prepared:
         governor, device = self._require_governor()
+        trust = self._check_trust(device)
         rx = self._rx
         source = "over-the-counter defaults" if rx.is_over_the_counter else "prescription"
         problems = rx.problems_for(device.profile)
@@ -1483,7 +1510,7 @@ class SessionController:
                         source="prescription",
                     )
             placements[number] = placement
-        return _Prepared(chosen, float(minutes), channels, placements, screening_uid, note)
+        return _Prepared(chosen, float(minutes), channels, placements, screening_uid, note, trust)
 
     def _check_daily(self, rx: Prescription, minutes: float, source: str) -> None:
         store = self._store
@@ -1530,9 +1557,17 @@ class SessionController:
                         "the stored contraindication screening cannot be read; run "
                         "`tens-control screening` again",
                     ) from None
+        dropped: tuple[str, ...] = ()
+        if screening is not None and screening.overrides:
+            try:
+                enrolment = pinned_enrolment(self._store, self.patient)
+            except TrustError as error:
+                raise self._refuse("screening", str(error), source="trust") from None
+            screening, dropped = trusted_screening(screening, enrolment, self._wall())
         gate = screening_gate(screening, device.is_simulator)
         if gate is not None:
-            raise self._refuse("screening", gate, source="screening")
+            why = f" ({'; '.join(dropped)})" if dropped else ""
+            raise self._refuse("screening", gate + why, source="screening")
         note = screening_log_note(screening, device.is_simulator)
         return (None if stored is None else stored.uid), note
 
@@ -1725,6 +1760,11 @@ class SessionController:
                 self._f.session = session
                 self._f.prepared = fresh
             self._flush_pending_ratings(session)
+            if fresh.trust is not None:
+                self._log_record(
+                    Note(text=fresh.trust.describe(), data={"trust": fresh.trust.log_data()}),
+                    session,
+                )
             if fresh.screening_note:
                 self._log_record(
                     Note(text=fresh.screening_note, data={"screening": fresh.screening_uid}),

@@ -238,7 +238,8 @@ def _add_locale(conn: Connection) -> None:
 def _v1_database(path: Path) -> dict[str, tuple[float | None, float | None]]:
     """A schema version 1 database: two completed sessions with amplitude changes, one ended
     without any, and one left running (as after a crash). Written by this code, then taken
-    back to the version 1 layout (no amplitude columns, no partial index, version 1).
+    back to the version 1 layout (no amplitude columns, no partial index, none of version 3's
+    tables and columns, version 1).
     Returns the figures each session should get, by uid."""
     clock = VirtualClock()
     with open_virtual(path, clock, recover=False) as store:
@@ -258,6 +259,10 @@ def _v1_database(path: Path) -> dict[str, tuple[float | None, float | None]]:
         store.append_event(running, StateChanged(from_state="running", to_state="paused"))
         store._active.discard(running)  # as if the process had died: recovery may close it
     with raw(path) as conn:
+        conn.execute("DROP TABLE enrolments")
+        conn.execute("DROP TABLE anchors")
+        conn.execute("ALTER TABLE sessions DROP COLUMN odometer_sessions")
+        conn.execute("ALTER TABLE sessions DROP COLUMN odometer_seconds")
         conn.execute("DROP INDEX ix_events_review_kinds")
         conn.execute("ALTER TABLE sessions DROP COLUMN mean_amplitude_ma")
         conn.execute("ALTER TABLE sessions DROP COLUMN max_amplitude_ma")
@@ -284,11 +289,12 @@ V1_SESSION_COLUMNS = (
 )
 
 
-def test_a_version_1_database_is_migrated_to_2_with_a_backup_and_still_verifies(
+def test_a_version_1_database_is_migrated_with_a_backup_and_still_verifies(
     tmp_path: Path,
 ) -> None:
-    """The real step 1 -> 2: amplitude columns added and filled from the log, the partial
-    index created; nothing else changed, every chain still verifies."""
+    """The real steps 1 -> 2 -> 3: amplitude columns added and filled from the log, the partial
+    index created, the enrolment and anchor tables and the odometer columns added; nothing else
+    changed, every chain still verifies."""
     path = tmp_path / "log.sqlite3"
     expected = _v1_database(path)
     before = {
@@ -297,7 +303,7 @@ def test_a_version_1_database_is_migrated_to_2_with_a_backup_and_still_verifies(
     }
     sessions_before = _rows(path, "sessions", V1_SESSION_COLUMNS)
     with Store.open(path, recover=False) as store:
-        assert inspect_file(path) == 2
+        assert inspect_file(path) == schema.SCHEMA_VERSION == 3
         for table, rows in before.items():
             assert _rows(path, table) == rows, table
         assert _rows(path, "sessions", V1_SESSION_COLUMNS) == sessions_before
@@ -315,8 +321,14 @@ def test_a_version_1_database_is_migrated_to_2_with_a_backup_and_still_verifies(
         index_sql = conn.execute(
             "SELECT sql FROM sqlite_master WHERE name = 'ix_events_review_kinds'"
         ).fetchone()[0]
-    assert [v for v, _ in versions] == [1, 2]
+    assert [v for v, _ in versions] == [1, 2, 3]
     assert versions[1][1] == migrations.STEPS[1][0]
+    assert versions[2][1] == migrations.STEPS[2][0]
+    with raw(path) as conn:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(sessions)")}
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert {"odometer_sessions", "odometer_seconds"} <= columns
+    assert {"enrolments", "anchors", "ix_enrolment_patient_at"} <= tables
     assert "WHERE kind IN ('fault', 'rejected')" in index_sql
     assert len(figures) == 3  # the running session has no end, so no figures yet
     for uid, (mean_ma, max_ma) in figures.items():
@@ -391,7 +403,7 @@ def test_a_failing_migration_leaves_the_database_as_it_was(
     monkeypatch.undo()
     with Store.open(path, recover=False) as store:
         assert store.verify().ok
-    assert inspect_file(path) == 2
+    assert inspect_file(path) == schema.SCHEMA_VERSION
 
 
 def test_a_version_without_a_migration_step_is_refused_untouched(
@@ -400,8 +412,8 @@ def test_a_version_without_a_migration_step_is_refused_untouched(
     path = tmp_path / "log.sqlite3"
     _v1_database(path)
     before = digest(path)
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
-    with pytest.raises(MigrationError, match="no step from version 2"):
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 4)
+    with pytest.raises(MigrationError, match="no step from version 3"):
         Store.open(path)
     assert digest(path) == before
 

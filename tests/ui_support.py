@@ -20,11 +20,12 @@ from drivers.clock import Clock, VirtualClock
 from simulator.device import SimDevice
 from simulator.firmware import DeliveredRecord
 from tens_control.device import OpenedDevice, open_device
-from tens_control.prescription import Prescription, dump_prescription, prescription_from_dict
+from tens_control.prescription import Prescription, prescription_from_dict
 from tens_control.session import SessionController, SessionState
 from tens_control.store.records import AnyLogRecord
 from tens_control.store.store import Store, StoredEvent, virtual_wall_clock
 from tens_control.ui.app import TensApp, make_app
+from tests.trust_support import enrol_and_prescribe
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 """Virtual time 0 is this wall time (a Monday morning)."""
@@ -104,8 +105,8 @@ def make_ui_rig(
     # the store's durability, and each commit is a real fsync
     store = Store.open(tmp / "tens.sqlite3", clock=clock, wall=wall, flush_interval_s=10.0)
     store.ensure_patient()
-    if rx is not None:
-        store.save_prescription(dump_prescription(rx), author="Dr A. Example", reason="test")
+    if rx is not None:  # as a clinic prescribes: enrolled, and signed by the clinic's key
+        enrol_and_prescribe(store, rx)
     if screened:
         from tens_control.screening import Question
 

@@ -38,6 +38,7 @@ CSV_COLUMNS: tuple[tuple[str, str], ...] = (
     ("posture", "`rest` or `movement`"),
     ("nrs", "the rating, 0–10; empty when skipped"),
     ("missing", "1 when the patient skipped the rating, else 0"),
+    ("log", "`damaged` when the row comes from the damaged range of a log `verify` found broken"),
 )
 """(column, meaning), in file order."""
 
@@ -95,6 +96,7 @@ def write_csv(data: PatientData, out: TextIO, tz: Zone) -> int:
                     "electrode_site": s.electrode_site or "",
                     "faults": str(faults[s.id]),
                     "rejections": str(rejections[s.id]),
+                    "log": "damaged" if s.id in data.damaged_sessions else "",
                 },
             )
         )
@@ -117,10 +119,13 @@ def write_csv(data: PatientData, out: TextIO, tz: Zone) -> int:
                     "posture": r.posture,
                     "nrs": "" if r.value is None else str(r.value),
                     "missing": "1" if r.value is None else "0",
+                    "log": "damaged" if r.session_id in data.damaged_sessions else "",
                 },
             )
         )
     rows.sort(key=lambda t: (_utc(t[0]), t[1]))
+    if data.integrity:  # the first line says so, before the header
+        out.write(f"# {data.integrity}\r\n")
     writer = csv.DictWriter(out, fieldnames=HEADER, restval="", lineterminator="\r\n")
     writer.writeheader()
     for _at, _order, row in rows:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import io
+import json
 import os
 import tempfile
 from collections import Counter
@@ -193,6 +194,8 @@ class Report:
             ]
             if x.id in adverse:
                 notes.insert(0, "adverse event")
+            if x.id in self.data.damaged_sessions:
+                notes.insert(0, DAMAGED_MARK)
             lines.append(
                 SessionLine(
                     day=f"{local:%a} {local.day} {local:%b}",
@@ -261,6 +264,7 @@ dl.answer dd { margin: 0; }
 dd.ok::before { content: "✓ "; }
 dd.warn::before { content: "⚠ "; font-weight: bold; }
 dl.warnings dt { color: #8a4b00; }
+p.damaged { color: #a00000; font-weight: bold; border: 2px solid #a00000; padding: 4px; }
 figure { margin: 4pt 0; }
 figure svg { width: 100%; height: auto; display: block; }
 table { border-collapse: collapse; width: 100%; font-size: 7.5pt; }
@@ -283,6 +287,10 @@ def _dl(lines: Sequence[Line], cls: str) -> str:
     return f'<dl class="answer {cls}">{items}</dl>'
 
 
+DAMAGED_MARK = "DAMAGED LOG"
+"""The note on a session whose figures come from the damaged range of a log (``integrity``)."""
+
+
 def render_html(report: Report) -> str:
     """The report as one self-contained HTML page (inline CSS, charts as inline SVG)."""
     charts = charts_mod.build_charts(report.data, report.summary, report.tz)
@@ -295,6 +303,7 @@ def render_html(report: Report) -> str:
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{_e(report.title)}</title>",
         f"<style>{CSS}</style></head><body>",
+        *([f'<p class="damaged">{_e(report.data.integrity)}</p>'] if report.data.integrity else []),
         '<section class="page1">',
         f"<h1>{_e(report.title)}</h1>",
         f'<p class="context">{_e(report.context_line())}</p>',
@@ -497,6 +506,11 @@ def render_pdf(report: Report) -> bytes:
 
     # page 1: the answer, the warnings, the pain charts
     doc.page()
+    if report.data.integrity:
+        pdf.set_font(FONT, "B", 8)
+        pdf.set_text_color(160, 0, 0)
+        pdf.multi_cell(BODY_W, 3.8, report.data.integrity, new_x="LMARGIN", new_y="NEXT")
+        pdf.set_text_color(31, 41, 51)
     pdf.set_font(FONT, "B", 15)
     pdf.cell(BODY_W, 7, report.title, new_x="LMARGIN", new_y="NEXT")
     pdf.set_font(FONT, "", 7.5)
@@ -588,10 +602,21 @@ def render(
     if fmt == "fhir":
         from tens_control.review.fhir_export import bundle_json
 
+        if data.integrity:
+            raise ReportError(
+                f"no FHIR export of a damaged log: {data.integrity}. FHIR goes into other "
+                "systems without a person reading a warning; export csv or html, which mark "
+                "the damaged figures"
+            )
+
         return bundle_json(data, generated=generated).encode("utf-8")
     report = build_report(data, tz=tz, generated=generated)
     if fmt == "json":
-        return summary_json(report.summary)
+        if not data.integrity:
+            return summary_json(report.summary)
+        summary = json.loads(summary_json(report.summary))
+        marked = {"log_damaged": data.integrity, "damaged_sessions": sorted(data.damaged_sessions)}
+        return json.dumps(marked | summary, ensure_ascii=False, indent=2).encode("utf-8")
     if fmt == "html":
         return render_html(report).encode("utf-8")
     if fmt == "pdf":

@@ -3,7 +3,7 @@
 Two families:
 
 * **Clinical records** (:class:`PainRating`, :class:`PegScore`, :class:`DiaryEntry`,
-  :class:`AdverseEvent`, :class:`Prescription`, :class:`Screening`) and the
+  :class:`AdverseEvent`, :class:`Prescription`, :class:`Screening`, :class:`Enrolment`) and the
   :class:`SessionPlan` of a session. Each has a ``uid`` that identifies it in every database it
   is ever copied to.
 * **Log records** (:data:`LogRecord`): the payloads of hash-chained events, a discriminated union
@@ -179,12 +179,14 @@ class Prescription(_Frozen):
 
 
 class ScreeningOverride(_Frozen):
-    """A clinician's override of one "yes" answer: who, when, why."""
+    """A clinician's override of one "yes" answer: who, when, why, and the clinician's
+    signature (``tens_control.trust.keys.Signature`` as JSON; None when unsigned)."""
 
     question: ShortText
     who: Annotated[str, Field(min_length=1, max_length=200)]
     at: UtcDatetime
     why: Annotated[str, Field(min_length=1, max_length=10_000)]
+    signature: dict[str, JsonValue] | None = None
 
 
 class Screening(_Frozen):
@@ -196,6 +198,32 @@ class Screening(_Frozen):
     overrides: tuple[ScreeningOverride, ...] = ()
     recorded_by: Annotated[str, Field(min_length=1, max_length=200)]
     notes: Text = ""
+
+
+class Enrolment(_Frozen):
+    """A clinic enrolment pinned on this computer (``tens-control enrol``): the enrolment file
+    as received (``tens_control.trust.enrolment`` reads it), with the facts a review needs."""
+
+    uid: Uid = Field(default_factory=new_uid)
+    at: UtcDatetime
+    """When it was pinned here."""
+    clinic: ShortText
+    patient: Annotated[str, Field(min_length=1, max_length=64)]
+    """The patient's pseudonym at the clinic (what the clinic's signatures name)."""
+    serial: Annotated[int, Field(ge=1)]
+    text: Annotated[str, Field(max_length=1_000_000)]
+    replaced: bool = False
+    """True when pinned with ``enrol --replace``: it replaced an enrolment whose keys did not
+    sign it (another clinic, or someone starting over)."""
+
+
+class Odometer(_Frozen):
+    """A device's own counters, as it reported them when the session started (DESIGN.md §12):
+    how many sessions it had run and how many seconds it had stimulated, in its lifetime. A gap
+    between two sessions' counters is sessions this log does not have."""
+
+    sessions: Annotated[int, Field(ge=0)]
+    stimulation_s: Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class ChannelPlan(_Frozen):
@@ -240,6 +268,8 @@ class SessionStarted(_Frozen):
     plan: SessionPlan
     device: DeviceInfo | None
     simulator: bool
+    odometer: Odometer | None = None
+    """The device's odometer at the start (None: the device does not report one)."""
 
 
 class SessionEnded(_Frozen):
@@ -379,6 +409,11 @@ class ScreeningSaved(_Frozen):
     record: Screening
 
 
+class EnrolmentPinned(_Frozen):
+    kind: Literal["enrolment_pinned"] = "enrolment_pinned"
+    record: Enrolment
+
+
 GovernorRecord = (
     Connected
     | NoLeadOffDetection
@@ -419,7 +454,8 @@ LogRecord = Annotated[
     | DiaryAdded
     | AdverseEventRecorded
     | PrescriptionSaved
-    | ScreeningSaved,
+    | ScreeningSaved
+    | EnrolmentPinned,
     Field(discriminator="kind"),
 ]
 """Every kind of hash-chained event."""
@@ -447,6 +483,7 @@ RECORD_KINDS: dict[str, str] = {
     "adverse_event": "adverse_events",
     "prescription_saved": "prescriptions",
     "screening_saved": "screenings",
+    "enrolment_pinned": "enrolments",
 }
 """Log kinds that carry a copy of a clinical record -> the table holding the record."""
 
