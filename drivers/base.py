@@ -188,6 +188,11 @@ class DeviceInfo(BaseModel):
     watchdog_ms: Annotated[int, Field(gt=0)] | None = None
     """The device's own watchdog period, or None when it has none or does not say (S17: such a
     device is refused, as is one whose watchdog is over 1.5 s)."""
+    odometer_sessions: Annotated[int, Field(ge=0)] | None = None
+    """How many sessions the device has started in its life, from its non-volatile memory
+    (a log anchor: a gap is a missing session); None when it does not count them."""
+    odometer_stimulation_s: Annotated[float, Field(ge=0)] | None = None
+    """Its total seconds of output in its life; None when it does not count them."""
 
 
 # --------------------------------------------------------------------------- reports

@@ -346,6 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--battery", type=float, default=100.0, help="battery charge at power-on, %% (default 100)"
     )
     parser.add_argument(
+        "--odometer",
+        type=Path,
+        metavar="FILE",
+        help="keep the device's odometer (sessions, output time) in FILE across restarts",
+    )
+    parser.add_argument(
         "--record",
         type=Path,
         metavar="FILE",
@@ -370,6 +376,8 @@ def _config(args: argparse.Namespace) -> SimConfig:
         options["profile"] = args.profile
     if args.wdms is not None:
         options["wdms"] = str(args.wdms)
+    if args.odometer is not None:
+        options["odometer"] = str(args.odometer)
     try:
         config = SimConfig.from_options(args.protocol, options)
         plan = FaultPlan.parse(args.fault)

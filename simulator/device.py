@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
+from pathlib import Path
 
 from drivers.clock import Clock, TimerHandle, VirtualClock
 from drivers.limits import DeviceProfile, ProfileError, get_profile
@@ -37,7 +38,7 @@ from simulator.faults import (
     RandomFaults,
     parse_kinds,
 )
-from simulator.firmware import DeliveredRecord, Firmware
+from simulator.firmware import DeliveredRecord, Firmware, Odometer
 from simulator.frontends import FrontEnd, FrontEndContext, FrontEndSpec, front_end_spec
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,8 @@ class SimConfig:
     battery_pct: float = 100.0
     noise_pct: float = 1.0
     lead_off_ohm: float = 10_000.0
+    odometer: str | None = None
+    """A file keeping the device's odometer across power cycles (None: in memory)."""
     options: Mapping[str, str] = field(default_factory=dict)
     """Front-end specific options."""
 
@@ -101,6 +104,7 @@ class SimConfig:
         lead_off = number("leadoff_ohm", 10_000.0, 100, 1e6)
         rate = number("fault_rate", 0.0, 0, 1000)
         profile = values.pop("profile", None)
+        odometer = values.pop("odometer", None)
         try:
             plan = FaultPlan.parse(values.pop("faults", ""))
             kinds = values.pop("fault_kinds", None)
@@ -121,6 +125,7 @@ class SimConfig:
                     "battery",
                     "noise",
                     "leadoff_ohm",
+                    "odometer",
                     *spec.options,
                 }
             )
@@ -138,6 +143,7 @@ class SimConfig:
             battery_pct=battery,
             noise_pct=noise,
             lead_off_ohm=lead_off,
+            odometer=odometer,
             options=extra,
         )
 
@@ -177,6 +183,8 @@ class SimDevice:
             lead_off_ohm=config.lead_off_ohm,
             battery_pct=config.battery_pct,
             noise_pct=config.noise_pct,
+            device_ramp=self.spec.device_ramp,
+            odometer=Odometer(None if config.odometer is None else Path(config.odometer)),
         )
         self.boot_time = clock.now()
         self.faults_applied: list[tuple[float, Fault]] = []

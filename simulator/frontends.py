@@ -58,6 +58,8 @@ class FrontEndSpec:
     options: frozenset[str] = frozenset()
     """Extra option names this front-end accepts (passed through in the context)."""
     description: str = ""
+    device_ramp: bool = False
+    """The firmware enforces its own ramp (S15): TSP/2 does; the RehaStim 2 has none."""
     frame_end: bytes = b"\n"
     """The byte that ends a frame of this protocol: the link splits the host's writes into
     frames there, so that a link fault hits exactly one frame (LF for TSP, 0x0F for
@@ -118,7 +120,8 @@ register_front_end(
         default_profile="tens-sim",
         default_watchdog_ms=1000,
         watchdog_always=True,
-        description="the open TENS Serial Protocol, TSP/1",
+        description="the open TENS Serial Protocol, TSP/2",
+        device_ramp=True,
     )
 )
 register_front_end(

@@ -99,9 +99,9 @@ def test_connect_identifies_and_stops(device: FakeTspDevice, clock: VirtualClock
 
 
 def test_version_refusal_is_an_identity_error(device: FakeTspDevice, clock: VirtualClock) -> None:
-    device.script["HELLO"] = lambda f: [encode_device_message(Err(f.seq, ErrorCode.VERSION, "2"))]
+    device.script["HELLO"] = lambda f: [encode_device_message(Err(f.seq, ErrorCode.VERSION, "1"))]
     port = device.plug()
-    with pytest.raises(IdentityError, match="does not speak TSP/1"):
+    with pytest.raises(IdentityError, match="does not speak TSP/2"):
         TspDriver.connect(port.as_serial(), clock, url="fake://tsp")
     assert not port.is_open
 

@@ -308,15 +308,8 @@ class TspEngine(Engine):
                 f"speaks TSP/{PROTOCOL_MAJOR}"
             )
         self.watchdog_ms = identity.watchdog_ms
-        info = identity.info.model_copy(
-            update={
-                "watchdog_ms": identity.watchdog_ms,
-                "reported_simulator": identity.info.is_simulator,
-                "is_simulator": False,
-            }
-        )
-        self.info = info
-        return info
+        self.info = identity.info
+        return identity.info
 
 
 def _parse_status(ack: Ack) -> codec.DeviceStatus | DriverError:
