@@ -19,8 +19,8 @@ where the description is silent the choice made here is listed, with the reason,
   not against the ``rehastim2`` profile's 1-125 Hz, which is the host's view: main interval
   8-1025 ms, low-frequency factor 0-7, pulse width 0-500 µs (below 20 µs delivered as 20 µs),
   0-130 mA. An inter-pulse interval below the firmware's 8 ms minimum is accepted at Init and
-  delivered as 8 ms, like pulse widths below 20 µs; a doublet or triplet whose pulses (pulse
-  mode x inter-pulse interval) do not fit in the main interval is refused at Start.
+  delivered as 8 ms, like pulse widths below 20 µs; a doublet or triplet that does not fit
+  (main interval < pulses per group x inter-pulse interval) is refused at Start.
 * A frame with a bad CRC or length is answered with result -1 (transfer error) when its
   command is readable; a command it does not know (including 50-90, the ergometer commands) is
   answered with ``UnknownCommand``. ``81 x`` is un-escaped for any x, so hosts that escape more
