@@ -209,8 +209,9 @@ def bench(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Bench]:
 
 @pytest.fixture
 def bench_electrode_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Bench]:
-    """Channel 2's electrode is off from the start (before pyScienceMode connects)."""
-    yield from _bench(tmp_path, monkeypatch, "--fault", f"leadoff@0.1:{CHANNEL}")
+    """Channel 2's electrode is off from power-on (before any frame of pyScienceMode's can
+    arrive: pyScienceMode may well be connected and stimulating 0.1 s after power-on)."""
+    yield from _bench(tmp_path, monkeypatch, "--fault", f"leadoff@0:{CHANNEL}")
 
 
 @pytest.fixture
