@@ -274,8 +274,9 @@ def test_plan_maps_frequency_onto_the_main_interval() -> None:
     assert plan.init.active_channels == (1,)
     assert plan.init.low_frequency_mask == 0
     assert plan.channels[0].delivered_hz == 100.0
+    # no doublets: the inter-pulse interval is the firmware's 8 ms minimum, code (8 - 1.5) / 0.5
     assert plan_channel_list({1: ChannelSettings(frequency_hz=125, pulse_width_us=20)}).init == (
-        codec.InitChannelListMode(0, 1, 0, 0, 14, 0)
+        codec.InitChannelListMode(0, 1, 0, 13, 14, 0)
     )
     slow = plan_channel_list({3: ChannelSettings(frequency_hz=1, pulse_width_us=500)})
     assert slow.init.main_interval_code == 1998

@@ -35,7 +35,9 @@ MIN_PULSE_WIDTH_US = 20
 MAX_PULSE_WIDTH_US = 500
 MIN_MAIN_INTERVAL_MS = 8.0
 MAX_MAIN_INTERVAL_MS = 1025.0
-MIN_INTER_PULSE_MS = 1.5
+MIN_INTER_PULSE_MS = 8.0
+"""The description allows 1.5-129 ms, but "the firmware minimum for both intervals is 8 ms": a
+burst that needs pulses closer than 8 ms is refused on the host rather than delivered slower."""
 MAX_INTER_PULSE_MS = 129.0
 MAX_LOW_FREQUENCY_FACTOR = 7
 CHANNEL_SLOT_MS = 1.5
