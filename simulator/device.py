@@ -253,15 +253,17 @@ class SimDevice:
                 # adapter, not a stalled line: a stall holds everything and is a comms loss)
                 when += self._late_to_device_s
                 self._late_to_device_s = 0.0
-            units = self._link_faulted(frame, Direction.DEVICE) if self._link_faults else (frame,)
-            for unit in units:
-                self.clock.call_at(when, partial(self._to_device, unit))
+            self.clock.call_at(when, partial(self._to_device, frame))
 
-    def _to_device(self, data: bytes) -> None:
+    def _to_device(self, frame: bytes) -> None:
+        """A frame arrives. Link faults act here, on arrival, so that a fault armed while a
+        frame is on its way (the worst moment) still hits it."""
         if self.disconnected or not self._powered:
             return
-        self.frames_in += 1
-        self.front_end.receive(data)
+        units = self._link_faulted(frame, Direction.DEVICE) if self._link_faults else (frame,)
+        for unit in units:
+            self.frames_in += 1
+            self.front_end.receive(unit)
 
     # ------------------------------------------------------------------ device -> host
     def _from_device(self, frame: bytes) -> None:
@@ -273,16 +275,14 @@ class SimDevice:
             if now < self._mute_until:
                 return
             self._mute_until = None
-        units = self._link_faulted(frame, Direction.HOST) if self._link_faults else (frame,)
         release = now + self.latency_s
         if self._late_s:
             release += self._late_s
             self._late_s = 0.0
         release = max(release, self._last_release)
         self._last_release = release
-        for unit in units:
-            self.frames_out += 1
-            self._out.append((release, unit))
+        self.frames_out += 1
+        self._out.append((release, frame))
         if self._out_timer is None and self._out:
             self._out_timer = self.clock.call_at(self._out[0][0], self._release)
 
@@ -292,7 +292,11 @@ class SimDevice:
         chunks: list[bytes] = []
         out = self._out
         while out and out[0][0] <= now:
-            chunks.append(out.popleft()[1])
+            frame = out.popleft()[1]
+            # link faults act on arrival (a fault armed while the frame is on its way hits it)
+            chunks.extend(
+                self._link_faulted(frame, Direction.HOST) if self._link_faults else (frame,)
+            )
         if out:
             self._out_timer = self.clock.call_at(out[0][0], self._release)
         if chunks and not self.disconnected:

@@ -243,7 +243,16 @@ class _Electrode:
 
 
 class _Channel:
-    __slots__ = ("delivered", "electrode", "last_increase", "number", "set_ma", "settings", "stuck")
+    __slots__ = (
+        "cut",
+        "delivered",
+        "electrode",
+        "last_increase",
+        "number",
+        "set_ma",
+        "settings",
+        "stuck",
+    )
 
     def __init__(self, number: int, electrode: _Electrode) -> None:
         self.number = number
@@ -253,6 +262,9 @@ class _Channel:
         self.stuck = False
         self.electrode = electrode
         self.last_increase = -math.inf
+        self.cut = False
+        """Zeroed by a lead-off and not yet set again by the host (S15: reported as LEADOFF
+        until then, even if the electrode is already back)."""
 
 
 class ReadBack(NamedTuple):
@@ -439,6 +451,7 @@ class Firmware:
         for ch in self._channels:
             ch.set_ma = 0.0
             ch.stuck = False
+            ch.cut = False
             ch.last_increase = -math.inf
             self._deliver(ch, 0.0)
 
@@ -481,6 +494,11 @@ class Firmware:
 
     def is_lead_off(self, channel: int) -> bool:
         return self._channel(channel).electrode.lead_off
+
+    def is_cut(self, channel: int) -> bool:
+        """Zeroed by a lead-off and not set again by the host since (S15)."""
+        ch = self._channel(channel)
+        return ch.cut or ch.electrode.lead_off
 
     def impedance(self, channel: int) -> float:
         return self._channel(channel).electrode.impedance(self.clock.now(), self.lead_off_ohm)
@@ -597,6 +615,7 @@ class Firmware:
             self._check_ramp(ch, milliamps)
         if rising:
             ch.last_increase = self.clock.now()
+        ch.cut = False  # the host has set the channel again (from what it delivers: from 0)
         ch.set_ma = milliamps
         if ch.stuck:
             # a stuck output stage follows the set value up but never down
@@ -725,6 +744,7 @@ class Firmware:
         ch.electrode.degrade_start = ch.electrode.degrade_end = None
         ch.set_ma = 0.0
         ch.stuck = False
+        ch.cut = self.state is OutputState.RUNNING
         self._deliver(ch, 0.0)
         self._event(DeviceEventKind.LEAD_OFF, channel)
 

@@ -66,12 +66,20 @@ class FrontEndSpec:
     ScienceMode2)."""
 
     def frames(self, data: bytes) -> list[bytes]:
-        """``data`` cut after every :attr:`frame_end` (a trailing partial frame is kept)."""
+        """``data`` cut after every :attr:`frame_end` (a trailing partial frame is kept). A bare
+        end byte (TSP's empty line before a STOP) is no frame: it goes with the next one."""
         end = self.frame_end
         parts = data.split(end)
-        units = [part + end for part in parts[:-1]]
-        if parts[-1]:
-            units.append(parts[-1])
+        units: list[bytes] = []
+        pending = b""
+        for part in parts[:-1]:
+            if not part.strip(b"\r"):
+                pending += part + end
+                continue
+            units.append(pending + part + end)
+            pending = b""
+        if parts[-1] or pending:
+            units.append(pending + parts[-1])
         return units
 
     def create(self, context: FrontEndContext) -> FrontEnd:

@@ -207,7 +207,7 @@ class TspFrontEnd:
             sample = fw.read_back(channel)
             if not running:
                 state = idle
-            elif fw.is_lead_off(channel):
+            elif fw.is_cut(channel):
                 state = ChannelState.LEADOFF
             else:
                 state = ChannelState.RUN

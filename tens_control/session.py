@@ -88,6 +88,7 @@ from tens_control.store.records import (
     ChannelPlan,
     EndReason,
     HabituationPrompt,
+    Odometer,
     Note,
     PainContext,
     PainSite,
@@ -1748,13 +1749,20 @@ class SessionController:
             fresh = self._check_preconditions(prepared.program, prepared.minutes)
             plan = self._plan(governor, fresh)
             self._barrier()
+            info = governor.info  # identified afresh for this session (its odometer is current)
+            odometer = None
+            if info.odometer_sessions is not None and info.odometer_stimulation_s is not None:
+                odometer = Odometer(
+                    sessions=info.odometer_sessions, stimulation_s=info.odometer_stimulation_s
+                )
             session = self._store.begin_session(
                 plan,
                 patient=self.patient,
-                device=device.info,
+                device=info,
                 simulator=device.is_simulator,
                 at=self._wall(),
                 mono=self._clock.now(),
+                odometer=odometer,
             )
             with self._lock:
                 self._f.session = session

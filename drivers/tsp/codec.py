@@ -418,8 +418,8 @@ class ChannelState(StrEnum):
     RUN = "RUN"
     """Output on; the electrode is on; the channel delivers its amplitude."""
     LEADOFF = "LEADOFF"
-    """Output on, but this channel's electrode is off: it is at 0 mA and stays there until the
-    host raises it again from 0."""
+    """Output on, but this channel's electrode came off: it is at 0 mA and reads LEADOFF until the
+    host sets it again (from 0), even if the electrode is already back."""
     IDLE = "IDLE"
     """Output off (after STOP, a watchdog trip, a reset, or before START)."""
     FAULT = "FAULT"
