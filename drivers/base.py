@@ -194,6 +194,12 @@ class DeviceInfo(BaseModel):
     odometer_stimulation_s: Annotated[float, Field(ge=0)] | None = None
     """Its total seconds of output in its life; None when it does not count them."""
 
+    def identity(self) -> DeviceInfo:
+        """Who the device is, without its odometer (which changes every session)."""
+        if self.odometer_sessions is None and self.odometer_stimulation_s is None:
+            return self
+        return self.model_copy(update={"odometer_sessions": None, "odometer_stimulation_s": None})
+
 
 # --------------------------------------------------------------------------- reports
 

@@ -1021,6 +1021,7 @@ def _record_anchors(conn: Connection, patient_id: int, bundle: Mapping[str, Any]
 
 def device_id_of(conn: Connection, info: DeviceInfo, first_seen: str) -> int:
     """The local id of a device (model, serial, firmware, protocol), added if new."""
+    info = info.identity()
     d = schema.devices.c
     found = conn.execute(
         select(d.id).where(

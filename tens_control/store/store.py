@@ -797,6 +797,8 @@ class Store:
         :class:`StoreBusyError` names the other program if it holds the lock."""
         self._check_writable()
         is_sim = simulator if simulator is not None else bool(device and device.is_simulator)
+        if device is not None:
+            device = device.identity()  # its counters are logged as the session's ``odometer``
         uid = new_uid()
         started = self._now(at)
         mono_time = self._mono(mono)
