@@ -1,8 +1,13 @@
 """The reliability campaign (DESIGN.md §11): faults, crashes and bad input, with a verdict.
 
-Three parts, every one seeded (``--seed``), every check made on what the simulated device
+Four parts, every one seeded (``--seed``), every check made on what the simulated device
 DELIVERED (its record) and on the stored log, never on what the host believes:
 
+0. **Single fault.** The matrix of ``simulator/fault_matrix.py`` (DESIGN.md S14): one frame
+   dropped, garbled, duplicated or delayed, either way, before / in flight / while the
+   acknowledgement is in flight, at each safety command (emergency stop, stop, pause, a channel
+   to 0), both protocols, a 5 ms line: every zeroed channel at 0 mA within 50 ms and staying
+   there, no rise above one ramp step.
 1. **Faults.** Every fault kind of the simulator (``simulator.faults.FaultKind``) x random
    injection moments x both protocols (``sim://tsp`` and ``sim://sciencemode2``), each run in
    virtual time through the ``SafetyGovernor`` on the real driver, and again through the whole
@@ -58,6 +63,7 @@ from drivers.safety import (
     SafetyGovernor,
     StopReason,
 )
+from simulator import fault_matrix
 from simulator.device import SimDevice
 from simulator.faults import Direction, FaultKind
 from simulator.firmware import DeliveredRecord
@@ -162,6 +168,27 @@ class Tally:
             self.violations += lines
         else:
             self.known += [f"{line} [known gap: {gap}]" for line in lines]
+
+
+# ============================================================================ 0. single fault
+
+
+def run_single_fault(seed: int, seeds: int) -> Tally:
+    """The single-fault matrix (``simulator/fault_matrix.py``, S14): every link fault x both
+    directions x every safety command x three moments x both protocols, ``seeds`` times."""
+    tally = Tally("single fault (S14)")
+    started = time.perf_counter()
+    worst = 0.0
+    for n in range(seeds):
+        for case in fault_matrix.cases(seed=seed + n):
+            outcome = fault_matrix.run_case(case)
+            tally.scenarios += 1
+            tally.faults += 1
+            tally.add(case.id, outcome.violations, None)
+            worst = max(worst, outcome.time_to_zero_s or 0.0)
+    tally.seconds = time.perf_counter() - started
+    tally.part += f": worst {worst * 1000:.0f} ms to 0"
+    return tally
 
 
 # ============================================================================ 1. faults
@@ -903,7 +930,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="tens-campaign-", dir=scratch) as tmp:
         workdir = Path(tmp)
         # CI: the controller half for a few kinds only (each runs a store on the side)
-        tallies = run_faults(args.seed, moments, QUICK_CONTROLLER if args.quick else None, workdir)
+        tallies = [run_single_fault(args.seed, 1 if args.quick else 3)]
+        tallies += run_faults(args.seed, moments, QUICK_CONTROLLER if args.quick else None, workdir)
         tallies.append(run_kills(kills, args.seed, workdir))
         tallies += run_fuzz(args.seed, rounds, bundle_rounds, workdir)
     print(f"reliability campaign, seed {args.seed}, {time.perf_counter() - started:.0f} s")

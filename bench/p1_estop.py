@@ -13,7 +13,13 @@ that call to the moment the *device* delivered 0 mA, read from the device's own 
   comparable with this process's) minus the time the stop was requested. The simulator adds
   no latency of its own here (``--latency-ms 0``): the pty is the line.
 
-Targets: p99 <= 2 ms in-process, <= 5 ms over a pty. Run: ``python bench/p1_estop.py``.
+* with ONE frame lost at the stop (S14): in-process ``sim://tsp``, 1 ms line, the first frame
+  the host sends after the call is dropped on the line (the simulator's ``drop`` fault, armed
+  before each call). The host sends every zeroing command twice at once and again every 20 ms
+  until answered, so the second copy stops the output.
+
+Targets: p99 <= 2 ms in-process, <= 5 ms over a pty, <= 50 ms with one frame lost. Run:
+``python bench/p1_estop.py``.
 """
 
 from __future__ import annotations
@@ -90,8 +96,11 @@ class Trials:
         self.clock.close()
 
 
-def in_process(trials: int, latency_ms: float) -> tuple[list[float], list[float]]:
-    """Device-side and host-side (call returned) delays in seconds."""
+def in_process(
+    trials: int, latency_ms: float, lose_one: bool = False
+) -> tuple[list[float], list[float]]:
+    """Device-side and host-side (call returned) delays in seconds. ``lose_one``: the first
+    frame the host sends after the stop is requested is lost on the line (S14)."""
     rig = Trials(f"sim://tsp?latency_ms={latency_ms:g}")
     assert isinstance(rig.port, SimSerial)
     zero = threading.Event()
@@ -109,6 +118,12 @@ def in_process(trials: int, latency_ms: float) -> tuple[list[float], list[float]
         for _ in range(trials):
             rig.raise_output()
             zero.clear()
+            if lose_one:
+                sim = rig.port.device
+                armed = len(sim.faults_applied)
+                sim.inject("drop", direction="device")
+                while len(sim.faults_applied) == armed:  # armed on the clock thread
+                    time.sleep(0.0001)
             requested, returned = rig.stop()
             if not zero.wait(5.0):
                 raise RuntimeError("the simulated device never delivered 0 mA after the stop")
@@ -145,8 +160,11 @@ def figures(trials: int, workdir: Path, progress: Callable[[str], None]) -> list
     sim_dev, sim_host = in_process(trials, 1.0)
     progress(f"in-process sim://tsp, 0 ms line latency, {trials} trials")
     raw_dev, _ = in_process(trials, 0.0)
+    progress(f"in-process sim://tsp, 1 ms line, one frame lost at the stop, {trials} trials")
+    lost_dev, _ = in_process(trials, 1.0, lose_one=True)
     progress(f"tens-sim --pty, {trials} trials")
     pty_dev, pty_host = over_pty(trials, workdir)
+    s_lost = Stats.of(lost_dev).scaled(1000.0)
     s_sim = Stats.of(sim_dev).scaled(1000.0)
     s_raw = Stats.of(raw_dev).scaled(1000.0)
     s_pty = Stats.of(pty_dev).scaled(1000.0)
@@ -172,6 +190,16 @@ def figures(trials: int, workdir: Path, progress: Callable[[str], None]) -> list
             "<=",
             s_raw,
             {"latency_ms": 0.0},
+        ),
+        Figure(
+            "P1.lost",
+            "e-stop -> device 0 mA with ONE frame lost at the stop, sim:// (1 ms line), p99",
+            s_lost.p99,
+            "ms",
+            50.0,
+            "<=",
+            s_lost,
+            {"latency_ms": 1.0, "lost": "the first frame the host sends after the call"},
         ),
         Figure(
             "P1.pty",
