@@ -16,7 +16,7 @@ import logging
 import threading
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated
@@ -326,26 +326,26 @@ class TensDriver(ABC):
         """Replaced, never changed in place: delivering a report (ten a second per channel)
         iterates it without a copy while another thread may add or remove a handler."""
         self._report_hook: ReportHook | None = None
+        self._held = _Held(self, False)
+        self._held_waiting = _Held(self, True)
 
     # ---- the one lock
-    @contextlib.contextmanager
-    def locked(self, *, wait_for_delivery: bool = False) -> Iterator[None]:
-        """Hold the driver's lock. When the outermost holder leaves, queued bytes are written
-        and deferred work runs. ``wait_for_delivery``: the caller (a public, blocking edge)
-        waits for another thread that is delivering, so that every event of its call has been
-        delivered when it returns; I/O and clock threads never wait (the deliverer takes
-        theirs)."""
-        self._lock.acquire()
-        self._depth += 1
-        try:
-            yield
-        finally:
-            self._depth = depth = self._depth - 1
-            self._lock.release()
-            if depth == 0:
-                self._flush_writes()
+    def locked(self, *, wait_for_delivery: bool = False) -> _Held:
+        """Hold the driver's lock (``with driver.locked(): ...``). When the outermost holder
+        leaves, queued bytes are written and deferred work runs. ``wait_for_delivery``: the
+        caller (a public, blocking edge) waits for another thread that is delivering, so that
+        every event of its call has been delivered when it returns; I/O and clock threads never
+        wait (the deliverer takes theirs)."""
+        return self._held_waiting if wait_for_delivery else self._held
+
+    def _release(self, wait_for_delivery: bool) -> None:
+        self._depth = depth = self._depth - 1
+        self._lock.release()
+        if depth == 0:
+            self._flush_writes()
+            if self._deferred:
                 self._deliver(wait_for_delivery)
-                self.clock.notify()
+            self.clock.notify()
 
     def defer(self, action: Callable[[], None]) -> None:
         """Run ``action`` after the lock is released (in order, one at a time)."""
@@ -396,15 +396,19 @@ class TensDriver(ABC):
     def _emit(self, report: Report) -> None:
         """Deliver one report: the hook at once (under the lock), the handlers afterwards."""
         with self.locked():
-            hook = self._report_hook
-            if hook is not None:
-                try:
-                    hook(report)
-                except Exception:  # a supervisor bug must not stop the driver's own timers
-                    log.exception("%s: report hook failed on %s", self.url, report)
-            handlers = self._report_handlers
-            if handlers:
-                self.defer(functools.partial(_call_handlers, handlers, report, self.url))
+            self._report_locked(report)
+
+    def _report_locked(self, report: Report) -> None:
+        """:meth:`_emit` for a caller that already holds the lock."""
+        hook = self._report_hook
+        if hook is not None:
+            try:
+                hook(report)
+            except Exception:  # a supervisor bug must not stop the driver's own timers
+                log.exception("%s: report hook failed on %s", self.url, report)
+        handlers = self._report_handlers
+        if handlers:
+            self._deferred.append(functools.partial(_call_handlers, handlers, report, self.url))
 
     # ---- non-blocking core, implemented by each protocol
     @property
@@ -496,6 +500,24 @@ class TensDriver(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Held:
+    """``with driver.locked():`` -- a plain class, not a generator: it runs for every frame."""
+
+    __slots__ = ("_driver", "_wait")
+
+    def __init__(self, driver: TensDriver, wait: bool) -> None:
+        self._driver = driver
+        self._wait = wait
+
+    def __enter__(self) -> None:
+        driver = self._driver
+        driver._lock.acquire()
+        driver._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._driver._release(self._wait)
 
 
 def _call_handlers(handlers: tuple[ReportHandler, ...], report: Report, url: str) -> None:

@@ -171,6 +171,9 @@ class Engine(ABC):
         self.opened_at: float | None = None
         self.last_tx = -math.inf
         self.last_rx = -math.inf
+        self._wake: float | None = None
+        """The next deadline, cached: it is a lower bound until something is sent (answers,
+        silence and keep-alive only move deadlines later), so it is recomputed only then."""
 
     # ------------------------------------------------------------------ the contract
     def open(self, now: float) -> Output:
@@ -190,6 +193,7 @@ class Engine(ABC):
         (on a lost link it writes a best-effort stop frame and completes with the error).
         """
         self.now = now
+        self._wake = None
         ticket = next(self._tickets)
         if self.lost is not None or self.closed:
             if not isinstance(command, StopOutput):
@@ -204,7 +208,9 @@ class Engine(ABC):
         """Bytes from the device (or none: time passed). Runs what is due first."""
         self.now = now
         if self.lost is None and not self.closed:
-            self._run_timers(now)
+            wake = self._wake
+            if wake is None or now >= wake - _EPS:
+                self._run_timers(now)
             if data and self.lost is None:
                 self._receive(data, now)
         return self._finish(now)
@@ -278,6 +284,7 @@ class Engine(ABC):
         if data:
             self._out += data
             self.last_tx = now
+            self._wake = None
 
     def _report(self, event: Telemetry | DeviceEvent) -> None:
         self._events.append(event)
@@ -330,11 +337,22 @@ class Engine(ABC):
         return sorted(self._flight.items(), key=lambda item: item[1].order)
 
     def _finish(self, now: float) -> Output:
-        data = bytes(self._out)
-        events = tuple(self._events)
-        self._out.clear()
-        self._events.clear()
-        return Output(data, events, None if self.lost or self.closed else self._deadline())
+        if self._out:
+            data = bytes(self._out)
+            self._out.clear()
+        else:
+            data = b""
+        if self._events:
+            events = tuple(self._events)
+            self._events.clear()
+        else:
+            events = ()
+        if self.lost or self.closed:
+            return Output(data, events, None)
+        wake = self._wake
+        if wake is None:
+            wake = self._wake = self._deadline()
+        return Output(data, events, wake)
 
     # ------------------------------------------------------------------ timers
     def _deadline(self) -> float | None:
@@ -354,6 +372,7 @@ class Engine(ABC):
         return min(times) if times else None
 
     def _run_timers(self, now: float) -> None:
+        self._wake = None
         for key, flight in list(self._flight.items()):
             if self._flight.get(key) is not flight:
                 continue

@@ -225,7 +225,7 @@ class DeviceRuntime(TensDriver):
                     # why (a restart, comms loss) before its error arrives
                     self.defer(functools.partial(pending.resolve, event.error, event.value))
             else:
-                self._emit(event)
+                self._report_locked(event)
         self._arm(out.deadline)
 
     def _arm(self, deadline: float | None) -> None:
@@ -300,6 +300,8 @@ class DeviceRuntime(TensDriver):
     # ------------------------------------------------------------------ bytes out
     def _flush_writes(self) -> None:
         """Write what the engine queued, in order (called when the lock is released)."""
+        if not self._outbox:
+            return  # most releases: nothing to write (another thread's bytes are its own)
         while True:
             failure: str | None = None
             with self._write_lock:

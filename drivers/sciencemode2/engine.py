@@ -870,6 +870,7 @@ class ScienceMode2Engine(Engine):
                 self._flight[key] = flight  # still ours while it waits to be sent again
                 command.retry_now = True
                 flight.resend_at = self.now + BUSY_RETRY_S
+                self._wake = None  # an earlier deadline than any booked
             else:
                 self._transmit(flight)
             return
