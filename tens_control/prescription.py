@@ -117,6 +117,21 @@ class ChannelPrescription(ChannelPlacement):
         )
 
 
+class DeviceCap(BaseModel):
+    """A cap signed by the clinic for one device (TSP/2 §16): a device holding the clinic's key
+    refuses any amplitude above it, whatever the host asks."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    serial: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\x21-\x29\x2b-\x7e]+$")]
+    """The device's serial number (as it reports it): the signature is bound to it."""
+    max_ma: Milliamps
+    issued: Annotated[int, Field(ge=0)]
+    """When it was signed (UNIX seconds); a device refuses one older than the cap it holds."""
+    key_id: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
+    signature: Annotated[str, Field(pattern=r"^[0-9a-f]{128}$")]
+
+
 class Prescription(BaseModel):
     """One version of one patient's prescription."""
 
@@ -162,6 +177,10 @@ class Prescription(BaseModel):
 
     channels: tuple[ChannelPrescription, ...] = ()
     notes: Text = ""
+
+    device_caps: tuple[DeviceCap, ...] = ()
+    """Caps signed for the patient's devices that check them themselves (``prescription sign
+    --device-serial``); covered by the prescription's signature as well."""
 
     signature: Signature | None = None
     """The clinician's signature (``tens-control prescription sign``), over
@@ -221,6 +240,11 @@ class Prescription(BaseModel):
     @property
     def is_signed(self) -> bool:
         return self.signature is not None
+
+    def device_cap(self, serial: str) -> DeviceCap | None:
+        """The newest cap signed for the device with this serial number, if any."""
+        caps = [c for c in self.device_caps if c.serial == serial]
+        return max(caps, key=lambda c: c.issued) if caps else None
 
     def signed_content(self) -> dict[str, Any]:
         """What a signature covers: every field as JSON except the signature itself and
@@ -367,9 +391,15 @@ SIGNATURE_PURPOSE = "tens-control prescription"
 
 
 def sign_prescription(
-    rx: Prescription, key: ClinicianKey, patient: str, at: datetime | None = None
+    rx: Prescription,
+    key: ClinicianKey,
+    patient: str,
+    at: datetime | None = None,
+    device_serials: tuple[str, ...] = (),
 ) -> Prescription:
-    """``rx`` for ``patient``, signed with ``key`` (any earlier signature is replaced)."""
+    """``rx`` for ``patient``, signed with ``key`` (any earlier signature is replaced).
+    ``device_serials``: also sign the prescription's amplitude cap for each of these devices
+    (TSP/2 §16; the device must hold this key)."""
     if rx.patient is not None and rx.patient != patient:
         raise PrescriptionError(
             f"the prescription is for patient {rx.patient!r}, not {patient!r}; check you have "
@@ -378,6 +408,22 @@ def sign_prescription(
     data = rx.model_dump()
     data["patient"] = patient
     data["signature"] = None
+    if device_serials:
+        if rx.max_amplitude_ma is None:
+            raise PrescriptionError(
+                "a cap signed for a device needs max_amplitude_ma in the prescription; add it"
+            )
+        when = int((at or datetime.now(UTC)).timestamp())
+        data["device_caps"] = [
+            DeviceCap(
+                serial=serial,
+                max_ma=rx.max_amplitude_ma,
+                issued=when,
+                key_id=key.key_id,
+                signature=key.sign_device_cap(serial, rx.max_amplitude_ma, when),
+            ).model_dump()
+            for serial in device_serials
+        ]
     unsigned = prescription_from_dict(data, "prescription")
     signature = key.sign(SIGNATURE_PURPOSE, unsigned.signed_content(), patient=patient, at=at)
     return unsigned.model_copy(update={"signature": signature})

@@ -73,6 +73,14 @@ def add_parser(sub: Any) -> None:
     )
     add_key_argument(sign, "the prescription")
     sign.add_argument(
+        "--device-serial",
+        action="append",
+        default=[],
+        metavar="SERIAL",
+        help="also sign the amplitude cap for this device, which then enforces it itself (a "
+        "TSP/2 unit holding the clinic's key; repeatable)",
+    )
+    sign.add_argument(
         "-o", "--output", metavar="OUT", help="the signed file (default: FILE.signed.toml)"
     )
     sign.add_argument("--force", action="store_true", help="replace OUT if it exists")
@@ -173,7 +181,7 @@ def _sign(args: argparse.Namespace) -> int:
         )
     _check_fits(rx, _profile_for(args, rx), f"prescription {path}")
     key = load_private_key(Path(args.key).expanduser(), read_passphrase("Key passphrase: "))
-    signed = sign_prescription(rx, key, patient)
+    signed = sign_prescription(rx, key, patient, device_serials=tuple(args.device_serial))
     output = Path(args.output) if args.output else path.with_name(f"{path.stem}.signed.toml")
     write_new_file(output, dump_prescription(signed), overwrite=bool(args.force))
     print(
