@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 import stat
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -256,6 +257,7 @@ def _v1_database(path: Path) -> dict[str, tuple[float | None, float | None]]:
         store.append_event(running, StateChanged(from_state="running", to_state="paused"))
         store._active.discard(running)  # as if the process had died: recovery may close it
     with raw(path) as conn:
+        conn.execute("DROP TABLE pgic_ratings")  # version 3
         conn.execute("DROP INDEX ix_events_review_kinds")
         conn.execute("ALTER TABLE sessions DROP COLUMN mean_amplitude_ma")
         conn.execute("ALTER TABLE sessions DROP COLUMN max_amplitude_ma")
@@ -295,7 +297,7 @@ def test_a_version_1_database_is_migrated_to_2_with_a_backup_and_still_verifies(
     }
     sessions_before = _rows(path, "sessions", V1_SESSION_COLUMNS)
     with Store.open(path, recover=False) as store:
-        assert inspect_file(path) == 2
+        assert inspect_file(path) == schema.SCHEMA_VERSION
         for table, rows in before.items():
             assert _rows(path, table) == rows, table
         assert _rows(path, "sessions", V1_SESSION_COLUMNS) == sessions_before
@@ -313,8 +315,9 @@ def test_a_version_1_database_is_migrated_to_2_with_a_backup_and_still_verifies(
         index_sql = conn.execute(
             "SELECT sql FROM sqlite_master WHERE name = 'ix_events_review_kinds'"
         ).fetchone()[0]
-    assert [v for v, _ in versions] == [1, 2]
+    assert [v for v, _ in versions] == [1, 2, 3]
     assert versions[1][1] == migrations.STEPS[1][0]
+    assert versions[2][1] == migrations.STEPS[2][0]
     assert "WHERE kind IN ('fault', 'rejected')" in index_sql
     assert len(figures) == 3  # the running session has no end, so no figures yet
     for uid, (mean_ma, max_ma) in figures.items():
@@ -389,7 +392,35 @@ def test_a_failing_migration_leaves_the_database_as_it_was(
     monkeypatch.undo()
     with Store.open(path, recover=False) as store:
         assert store.verify().ok
+    assert inspect_file(path) == schema.SCHEMA_VERSION
+
+
+def test_a_version_2_database_gets_the_pgic_table_and_takes_pgic_answers(
+    tmp_path: Path,
+) -> None:
+    """The step 2 -> 3: an empty PGIC table, nothing else changed; answers stored afterwards
+    are hash-chained like every record and verify."""
+    path = tmp_path / "log.sqlite3"
+    _v1_database(path)
+    with Store.open(path, recover=False):
+        pass  # 1 -> 3
+    with raw(path) as conn:
+        conn.execute("DROP TABLE pgic_ratings")
+        conn.execute("DELETE FROM schema_version WHERE version = 3")
     assert inspect_file(path) == 2
+    before = {table: _rows(path, table) for table in ("events", "sessions", "pain_ratings")}
+    with Store.open(path, recover=False) as store:
+        assert inspect_file(path) == 3
+        for table, rows in before.items():
+            assert _rows(path, table) == rows, table
+        store.add_pgic(2, at=datetime(2026, 3, 1, 20, tzinfo=UTC))
+        store.add_pgic(None, at=datetime(2026, 3, 8, 20, tzinfo=UTC))
+        assert [r.value for r in store.pgic_ratings()] == [2, None]
+        assert store.verify().ok
+    with raw(path) as conn:
+        conn.execute("UPDATE pgic_ratings SET value = 1 WHERE value = 2")  # an edit
+    with Store.open(path, recover=False) as store:
+        assert not store.verify().ok
 
 
 def test_a_version_without_a_migration_step_is_refused_untouched(
@@ -398,8 +429,8 @@ def test_a_version_without_a_migration_step_is_refused_untouched(
     path = tmp_path / "log.sqlite3"
     _v1_database(path)
     before = digest(path)
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
-    with pytest.raises(MigrationError, match="no step from version 2"):
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 4)
+    with pytest.raises(MigrationError, match="no step from version 3"):
         Store.open(path)
     assert digest(path) == before
 

@@ -5,6 +5,7 @@ Steps:
 - 1 -> 2: ``sessions.mean_amplitude_ma`` and ``max_amplitude_ma`` are added and filled in for
   every ended session from its ``amplitude_changed`` events (``amplitude.backfill``), and the
   partial index ``ix_events_review_kinds`` (faults and refused requests only) is created.
+- 2 -> 3: the table ``pgic_ratings`` (Patient Global Impression of Change) is created, empty.
 
 When the schema changes: bump ``schema.SCHEMA_VERSION``, change the tables in ``schema.py``, and
 register here the step from the previous version, written in plain SQL against the *old* layout
@@ -49,8 +50,19 @@ def _v1_to_v2(conn: Connection) -> None:
     log.info("schema 2: amplitude figures stored for %d ended session(s)", filled)
 
 
+def _v2_to_v3(conn: Connection) -> None:
+    """Add the PGIC table (a new record type: nothing to fill in)."""
+    conn.exec_driver_sql(
+        "CREATE TABLE pgic_ratings (id INTEGER NOT NULL PRIMARY KEY, uid VARCHAR(32) NOT NULL "
+        "UNIQUE, patient_id INTEGER NOT NULL REFERENCES patients (id), at VARCHAR(32) NOT NULL, "
+        "value INTEGER, CONSTRAINT ck_pgic_value CHECK (value IS NULL OR value BETWEEN 1 AND 7))"
+    )
+    conn.exec_driver_sql("CREATE INDEX ix_pgic_patient_at ON pgic_ratings (patient_id, at)")
+
+
 STEPS: dict[int, tuple[str, Step]] = {
     1: ("session amplitude figures stored; partial index on fault/rejection events", _v1_to_v2),
+    2: ("PGIC ratings (Patient Global Impression of Change)", _v2_to_v3),
 }
 """from_version -> (description, step upgrading a database from that version to the next)."""
 

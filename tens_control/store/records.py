@@ -2,7 +2,8 @@
 
 Two families:
 
-* **Clinical records** (:class:`PainRating`, :class:`PegScore`, :class:`DiaryEntry`,
+* **Clinical records** (:class:`PainRating`, :class:`PegScore`, :class:`PgicRating`,
+  :class:`DiaryEntry`,
   :class:`AdverseEvent`, :class:`Prescription`, :class:`Screening`) and the
   :class:`SessionPlan` of a session. Each has a ``uid`` that identifies it in every database it
   is ever copied to.
@@ -122,6 +123,15 @@ class PegScore(_Frozen):
         if any(item is None for item in items):
             return None
         return sum(item for item in items if item is not None) / 3
+
+
+class PgicRating(_Frozen):
+    """A Patient Global Impression of Change, 1 (very much improved) to 7 (very much worse);
+    ``value=None``: asked and skipped."""
+
+    uid: Uid = Field(default_factory=new_uid)
+    at: UtcDatetime
+    value: Annotated[int, Field(ge=1, le=7, strict=True)] | None
 
 
 class DiaryEntry(_Frozen):
@@ -331,6 +341,11 @@ class PegRecorded(_Frozen):
     record: PegScore
 
 
+class PgicRecorded(_Frozen):
+    kind: Literal["pgic_recorded"] = "pgic_recorded"
+    record: PgicRating
+
+
 class DiaryAdded(_Frozen):
     kind: Literal["diary_added"] = "diary_added"
     record: DiaryEntry
@@ -366,6 +381,7 @@ LogRecord = Annotated[
     | TelemetrySealed
     | PainRated
     | PegRecorded
+    | PgicRecorded
     | DiaryAdded
     | AdverseEventRecorded
     | PrescriptionSaved
@@ -405,6 +421,7 @@ CALLER_KINDS: frozenset[str] = frozenset(
 RECORD_KINDS: dict[str, str] = {
     "pain_rated": "pain_ratings",
     "peg_recorded": "peg_scores",
+    "pgic_recorded": "pgic_ratings",
     "diary_added": "diary_entries",
     "adverse_event": "adverse_events",
     "prescription_saved": "prescriptions",

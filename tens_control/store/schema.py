@@ -24,7 +24,7 @@ from sqlalchemy import (
     text,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The schema this code writes. Older databases are migrated; newer ones are refused.
 Version 2 added ``sessions.mean_amplitude_ma`` / ``max_amplitude_ma`` (derived from the log, see
 ``amplitude.py``) and the partial index ``ix_events_review_kinds``."""
@@ -209,6 +209,19 @@ peg_scores = Table(
     Index("ix_peg_patient_at", "patient_id", "at"),
 )
 
+pgic_ratings = Table(
+    "pgic_ratings",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("uid", String(32), nullable=False, unique=True),
+    Column("patient_id", Integer, ForeignKey("patients.id"), nullable=False),
+    Column("at", String(32), nullable=False),
+    Column("value", Integer, nullable=True),
+    CheckConstraint("value IS NULL OR value BETWEEN 1 AND 7", name="ck_pgic_value"),
+    Index("ix_pgic_patient_at", "patient_id", "at"),
+)
+"""Version 3: the Patient Global Impression of Change (1-7; NULL = asked and skipped)."""
+
 diary_entries = Table(
     "diary_entries",
     metadata,
@@ -269,6 +282,7 @@ screenings = Table(
 RECORD_TABLES: tuple[Table, ...] = (
     pain_ratings,
     peg_scores,
+    pgic_ratings,
     diary_entries,
     adverse_events,
     prescriptions,

@@ -80,6 +80,8 @@ from tens_control.store.records import (
     PainSite,
     PegRecorded,
     PegScore,
+    PgicRating,
+    PgicRecorded,
     Prescription,
     PrescriptionSaved,
     RatingTime,
@@ -1023,6 +1025,8 @@ class Store:
             event = PainRated(record=record)
         elif isinstance(record, PegScore):
             event = PegRecorded(record=record)
+        elif isinstance(record, PgicRating):
+            event = PgicRecorded(record=record)
         elif isinstance(record, DiaryEntry):
             event = DiaryAdded(record=record)
         elif isinstance(record, AdverseEvent):
@@ -1100,6 +1104,15 @@ class Store:
         record = self._build(
             PegScore, at=at or self._wall(), pain=pain, enjoyment=enjoyment, activity=activity
         )
+        self._add_record(record, patient)
+        return record  # type: ignore[no-any-return]
+
+    def add_pgic(
+        self, value: int | None, *, at: datetime | None = None, patient: str | None = None
+    ) -> PgicRating:
+        """Store a PGIC answer, 1 (very much improved) to 7 (very much worse); ``None``: asked
+        and skipped."""
+        record = self._build(PgicRating, at=at or self._wall(), value=value)
         self._add_record(record, patient)
         return record  # type: ignore[no-any-return]
 
@@ -1227,6 +1240,7 @@ class Store:
         time_col = {
             "pain_ratings": "at",
             "peg_scores": "at",
+            "pgic_ratings": "at",
             "adverse_events": "at",
             "screenings": "at",
             "diary_entries": "start",
@@ -1283,6 +1297,16 @@ class Store:
     ) -> list[PegScore]:
         rows = self._records(schema.peg_scores, patient, since=since, until=until)
         return [r for r in rows if isinstance(r, PegScore)]
+
+    def pgic_ratings(
+        self,
+        patient: str | None = None,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[PgicRating]:
+        rows = self._records(schema.pgic_ratings, patient, since=since, until=until)
+        return [r for r in rows if isinstance(r, PgicRating)]
 
     def diary_entries(
         self,
