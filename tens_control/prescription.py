@@ -221,12 +221,10 @@ class Prescription(BaseModel):
                 f"run-in) or {RUN_IN_MIN_DAYS} to {RUN_IN_MAX_DAYS} days"
             )
         separate = self.rate_phantom_and_residual_separately
-        if (
-            self.headline_pain is not None
-            and (self.headline_pain is not PainSite.OTHER) != separate
-        ):
+        headline = self.headline_pain
+        if headline is not None and (headline is not PainSite.OTHER) != separate:
             raise ValueError(
-                f"headline_pain {self.headline_pain.value!r} is never asked: with "
+                f"headline_pain {headline.value!r} is never asked: with "
                 f"rate_phantom_and_residual_separately = {str(separate).lower()} use "
                 + ("'phantom' or 'residual_limb'" if separate else "'other' (one pain rating)")
             )
@@ -736,7 +734,7 @@ habituation_prompt_minutes = {hdef}
 # Pain ratings
 rate_phantom_and_residual_separately = true
 rate_on_movement = true
-run_in_days = 7                    # daily ratings asked before the first session (baseline); 0: none
+run_in_days = 7                    # days of ratings before the first session (baseline); 0: none
 # headline_pain = "phantom"        # the series the review leads with: phantom or residual_limb
 # headline_on_movement = false     # true: pain on movement (needs rate_on_movement = true)
 
