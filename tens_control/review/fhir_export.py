@@ -227,8 +227,9 @@ def _session_status(s: SessionRow) -> tuple[str, str]:
 
 
 def _period(start: datetime, end: datetime | None) -> dict[str, str]:
+    """A Period; an end recorded before the start (a clock set back) is left out."""
     period = {"start": _when(start)}
-    if end is not None:
+    if end is not None and end >= start:
         period["end"] = _when(end)
     return period
 
@@ -351,7 +352,14 @@ def bundle_dict(
             "performedPeriod": _period(s.start, s.end),
             "focalDevice": [{"manipulated": {"reference": dev}}],
             "note": [
-                {"text": f"program {s.program or '–'}; ended: {end_reason_text(s.end_reason)}"},
+                {
+                    "text": f"program {s.program or '–'}; ended: {end_reason_text(s.end_reason)}"
+                    + (
+                        f" (recorded end {_when(s.end)} is before the start)"
+                        if s.end is not None and s.end < s.start
+                        else ""
+                    )
+                },
                 *notes_of.get(s.id, []),
             ],
         }

@@ -214,47 +214,7 @@ class Report:
 
     def diary_lines(self, limit: int = MAX_DIARY_ROWS) -> tuple[list[DiaryLine], int]:
         """The latest ``limit`` diary entries (oldest first) and how many are left out."""
-        s, tz = self.summary, self.tz
-        rows: list[tuple[datetime, DiaryLine]] = []
-
-        def day(moment: datetime) -> str:
-            return day_text(local_day(moment, tz))
-
-        for e in s.episodes:
-            how = "–" if e.nrs is None else f"{e.nrs}/10"
-            long = "" if e.minutes is None else f", {duration_text(e.minutes)}"
-            note = f": {e.note}" if e.note else ""
-            what = f"pain episode ({PAIN_LABELS[e.pain]})"
-            rows.append((e.start, DiaryLine(day(e.start), what, f"worst {how}{long}{note}")))
-        for n in self.notes:
-            rows.append((n.at, DiaryLine(day(n.at), "session note", n.text)))
-        for g in s.peg.items:
-            items = f"pain {num(g.pain, 0)}, enjoyment {num(g.enjoyment, 0)}, "
-            items += f"activity {num(g.activity, 0)}"
-            rows.append((g.at, DiaryLine(day(g.at), "PEG", f"{num(g.score)} ({items})")))
-        for p in s.pgic.items:
-            value = "" if p.value is None else f" ({p.value} of 7)"
-            rows.append((p.at, DiaryLine(day(p.at), "PGIC", f"{p.label}{value}")))
-        for t in s.treatments:
-            when = span_text(t.start, t.end) if t.end and t.end != t.start else day_text(t.start)
-            moment = datetime.combine(t.start, datetime.min.time(), tzinfo=UTC)
-            line = DiaryLine(when, t.kind.replace("_", " "), t.description)
-            rows.append((moment, line))
-        for a in s.adverse_events:
-            sev = f" ({a.severity})" if a.severity else ""
-            rows.append(
-                (
-                    a.at,
-                    DiaryLine(
-                        day(a.at),
-                        f"adverse event{sev}",
-                        f"{a.kind.replace('_', ' ')}" + (f": {a.note}" if a.note else ""),
-                    ),
-                )
-            )
-        rows.sort(key=lambda t: t[0])
-        shown = [line for _at, line in rows[-limit:]] if limit > 0 else []
-        return shown, len(rows) - len(shown)
+        return diary_rows(self.summary, self.notes, self.tz, limit)
 
     def session_lines(self, limit: int = MAX_SESSION_ROWS) -> tuple[list[SessionLine], int]:
         """The latest ``limit`` sessions in the period (oldest first), and how many are left
@@ -301,6 +261,45 @@ class Report:
                 )
             )
         return lines, len(inside) - len(shown)
+
+
+def diary_rows(
+    s: PatientSummary, notes: Sequence[NoteItem], tz: Zone, limit: int = MAX_DIARY_ROWS
+) -> tuple[list[DiaryLine], int]:
+    """What else the patient logged, in time order: pain episodes, session notes, PEG, PGIC,
+    other treatments and adverse events; the latest ``limit`` (oldest first) and how many are
+    left out."""
+    rows: list[tuple[datetime, DiaryLine]] = []
+
+    def day(moment: datetime) -> str:
+        return day_text(local_day(moment, tz))
+
+    for e in s.episodes:
+        how = "–" if e.nrs is None else f"{e.nrs}/10"
+        long = "" if e.minutes is None else f", {duration_text(e.minutes)}"
+        note = f": {e.note}" if e.note else ""
+        what = f"pain episode ({PAIN_LABELS[e.pain]})"
+        rows.append((e.start, DiaryLine(day(e.start), what, f"worst {how}{long}{note}")))
+    for n in notes:
+        rows.append((n.at, DiaryLine(day(n.at), "session note", n.text)))
+    for g in s.peg.items:
+        items = f"pain {num(g.pain, 0)}, enjoyment {num(g.enjoyment, 0)}, "
+        items += f"activity {num(g.activity, 0)}"
+        rows.append((g.at, DiaryLine(day(g.at), "PEG", f"{num(g.score)} ({items})")))
+    for p in s.pgic.items:
+        value = "" if p.value is None else f" ({p.value} of 7)"
+        rows.append((p.at, DiaryLine(day(p.at), "PGIC", f"{p.label}{value}")))
+    for t in s.treatments:
+        when = span_text(t.start, t.end) if t.end and t.end != t.start else day_text(t.start)
+        moment = datetime.combine(t.start, datetime.min.time(), tzinfo=UTC)
+        rows.append((moment, DiaryLine(when, t.kind.replace("_", " "), t.description)))
+    for a in s.adverse_events:
+        sev = f" ({a.severity})" if a.severity else ""
+        detail = a.kind.replace("_", " ") + (f": {a.note}" if a.note else "")
+        rows.append((a.at, DiaryLine(day(a.at), f"adverse event{sev}", detail)))
+    rows.sort(key=lambda t: t[0])
+    shown = [line for _at, line in rows[-limit:]] if limit > 0 else []
+    return shown, len(rows) - len(shown)
 
 
 def prescription_text(data: PatientData) -> str:

@@ -22,6 +22,7 @@ from typing import Any, Literal, get_args
 
 from tens_control.review.analytics import (
     PatientSummary,
+    TimePoint,
     local_day,
     per_session_changes,
     summarize_data,
@@ -35,7 +36,16 @@ from tens_control.review.model import (
     SessionRow,
 )
 from tens_control.review.source import list_patients, load_patient, load_summaries
-from tens_control.review.wording import code_text, end_reason_text, num
+from tens_control.review.wording import (
+    STOPPED_DAYS,
+    ago_text,
+    code_text,
+    end_reason_text,
+    endpoint_status,
+    num,
+    responder_text,
+    short_day,
+)
 from tens_control.store import SessionInfo, Store, StoredEvent
 
 ExportFormat = Literal["html", "pdf", "csv", "json", "fhir"]
@@ -50,7 +60,7 @@ EXPORT_SUFFIX: dict[ExportFormat, str] = {
 EXPORT_LABELS: dict[ExportFormat, str] = {
     "html": "HTML summary (2 pages)",
     "pdf": "PDF summary (2 pages)",
-    "csv": "CSV: sessions and ratings",
+    "csv": "CSV: sessions, ratings, diary",
     "json": "JSON: every figure",
     "fhir": "FHIR R4B bundle",
 }
@@ -79,35 +89,76 @@ class PatientStatus:
         return a.sessions_pct if a.available else None
 
     @property
-    def pain_pct(self) -> float | None:
-        """Percent change of the headline series' weekly mean from the baseline week."""
+    def endpoint(self) -> TimePoint | None:
+        """The headline series' latest time point reached (weeks 12, 8, 4), if any."""
         o = self.summary.primary
-        return o.pct_change if o is not None and o.available else None
+        return None if o is None else o.endpoint
+
+    @property
+    def pain_pct(self) -> float | None:
+        """Percent change of the headline series at its latest time point reached."""
+        tp = self.endpoint
+        return None if tp is None else tp.pct_change
 
     @property
     def responder_30(self) -> bool | None:
-        o = self.summary.primary
-        return o.responder_30 if o is not None and o.available else None
+        """≥ 30 % less pain at the latest time point (intention to treat: a time point without
+        enough ratings is ``False``); ``None`` before week 4 has ended."""
+        tp = self.endpoint
+        return None if tp is None else tp.responder_30
 
     @property
     def responder_50(self) -> bool | None:
-        o = self.summary.primary
-        return o.responder_50 if o is not None and o.available else None
+        tp = self.endpoint
+        return None if tp is None else tp.responder_50
+
+    @property
+    def responder_points(self) -> bool | None:
+        tp = self.endpoint
+        return None if tp is None else tp.responder_points
 
     @property
     def enough_data(self) -> bool:
-        """True when the pain change (and so the responder status) has a value."""
-        return self.pain_pct is not None
+        """True when a time point has been reached (so the responder status is yes or no)."""
+        return self.endpoint is not None
+
+    @property
+    def pain_text(self) -> str:
+        """The headline endpoint in a few words (``week 4: −50 % (...)``)."""
+        return endpoint_status(self.summary.primary)
+
+    @property
+    def last_use_text(self) -> str:
+        s = self.summary
+        if s.last_session_day is None:
+            return "no session"
+        return f"{short_day(s.last_session_day)} ({ago_text(s.days_since_session)})"
 
     @property
     def pain_reason(self) -> str:
-        """Why the pain change has no value ("" when it has one)."""
+        """Why there is no verdict yet ("" when there is one)."""
         if self.enough_data:
             return ""
         o = self.summary.primary
-        if o is not None and o.reason:
-            return o.reason
+        if o is not None:
+            return responder_text(o)
         return self.summary.reason or "not enough data: no before-session or diary ratings"
+
+    @property
+    def stopped(self) -> bool:
+        d = self.summary.days_since_session
+        return d is not None and d >= STOPPED_DAYS
+
+    @property
+    def low_baseline(self) -> bool:
+        o = self.summary.primary
+        return o is not None and o.baseline.low
+
+    @property
+    def concurrent(self) -> bool:
+        o = self.summary.primary
+        tp = None if o is None else (o.endpoint or o.latest)
+        return tp is not None and bool(tp.concurrent)
 
     @property
     def tolerance(self) -> bool:
@@ -124,11 +175,19 @@ class PatientStatus:
 
     @property
     def warning_count(self) -> int:
-        return int(self.tolerance) + self.adverse_events + self.faults
+        flags = int(self.tolerance) + int(self.stopped) + int(self.low_baseline)
+        return flags + int(self.concurrent) + self.adverse_events + self.faults
 
     def warnings_text(self) -> str:
-        """``⚠ tolerance · 1 adverse event · 2 faults``, or ``none``."""
+        """``⚠ stopped? · low baseline · other treatment · tolerance · 1 adverse event ·
+        2 faults``, or ``none``."""
         parts = []
+        if self.stopped:
+            parts.append("stopped?")
+        if self.low_baseline:
+            parts.append("low baseline")
+        if self.concurrent:
+            parts.append("other treatment")
         if self.tolerance:
             parts.append("tolerance")
         elif self.summary.tolerance.flagged:
