@@ -590,6 +590,8 @@ class Tolerance:
 @dataclass(frozen=True, slots=True)
 class AdverseEventItem:
     at: datetime
+    day: date
+    """The patient's local day."""
     kind: str
     severity: str | None
     note: str
@@ -598,9 +600,10 @@ class AdverseEventItem:
 
 @dataclass(frozen=True, slots=True)
 class EpisodeItem:
-    """A pain episode from the diary."""
+    """A pain episode from the diary (``day``: the local day it started)."""
 
     start: datetime
+    day: date
     end: datetime | None
     pain: PainKind
     nrs: int | None
@@ -614,6 +617,7 @@ class EpisodeItem:
 @dataclass(frozen=True, slots=True)
 class PegItem:
     at: datetime
+    day: date
     pain: int | None
     enjoyment: int | None
     activity: int | None
@@ -637,6 +641,7 @@ class PegSummary:
 @dataclass(frozen=True, slots=True)
 class PgicItem:
     at: datetime
+    day: date
     value: int | None
     label: str
 
@@ -1128,13 +1133,14 @@ def pain_outcome(
 
 
 def peg_summary(agg: Aggregates, first_session: date | None) -> PegSummary:
-    items = tuple(PegItem(p.at, p.pain, p.enjoyment, p.activity, p.score) for p in agg.pegs)
+    zone = agg.zone
+    items = tuple(
+        PegItem(p.at, local_day(p.at, zone), p.pain, p.enjoyment, p.activity, p.score)
+        for p in agg.pegs
+    )
     if not items:
         return PegSummary()
-    zone = agg.zone
-    before = [
-        p for p in items if first_session is not None and local_day(p.at, zone) < first_session
-    ]
+    before = [p for p in items if first_session is not None and p.day < first_session]
     first = before[-1] if before else items[0]
     latest = items[-1]
     change = None
@@ -1152,7 +1158,12 @@ def peg_summary(agg: Aggregates, first_session: date | None) -> PegSummary:
 
 def pgic_summary(agg: Aggregates) -> PgicSummary:
     items = tuple(
-        PgicItem(p.at, p.value, "skipped" if p.value is None else PGIC_LABELS[p.value])
+        PgicItem(
+            p.at,
+            local_day(p.at, agg.zone),
+            p.value,
+            "skipped" if p.value is None else PGIC_LABELS[p.value],
+        )
         for p in agg.pgics
     )
     given = [p for p in items if p.value is not None]
@@ -1332,11 +1343,14 @@ def summarize(
         rejections=dict(sorted(agg.rejections.items())),
         end_reasons=dict(sorted(agg.end_reasons.items())),
         adverse_events=tuple(
-            AdverseEventItem(a.at, a.kind, a.severity, a.note, a.session_id)
+            AdverseEventItem(a.at, local_day(a.at, zone), a.kind, a.severity, a.note, a.session_id)
             for a in agg.adverse_events
         ),
         treatments=treatments,
-        episodes=tuple(EpisodeItem(e.start, e.end, e.pain, e.nrs, e.note) for e in agg.episodes),
+        episodes=tuple(
+            EpisodeItem(e.start, local_day(e.start, zone), e.end, e.pain, e.nrs, e.note)
+            for e in agg.episodes
+        ),
         peg=peg_summary(agg, first_session),
         pgic=pgic_summary(agg),
     )

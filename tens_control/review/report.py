@@ -95,7 +95,6 @@ class SeriesLine:
     week4: str
     week8: str
     week12: str
-    latest: str
     per_session: str
 
 
@@ -110,31 +109,25 @@ class DiaryLine:
 
 
 def point_cell(tp: TimePoint | None) -> str:
-    """A time point in a table cell: ``3.5 −50 % (30/50/2)``, ``n/r: 0 d``, ``due``."""
+    """A time point in a table cell: ``3.5, −50 %: 30/50/2pt`` (the responder thresholds it
+    meets), ``non-resp.: 2 d rated``, ``due``; ``⚠`` when another treatment may explain it."""
     if tp is None:
         return "–"
     if tp.status == "due":
         return "due"
+    flag = " ⚠" if tp.concurrent else ""
     if tp.status == "missing":
-        return f"non-resp.: {tp.rated_days} d rated"
+        return f"non-resp.: {tp.rated_days} d rated{flag}"
     if tp.status == "no_baseline":
-        return "non-resp.: no baseline"
+        return f"non-resp.: no baseline{flag}"
     change = (
         f"{signed(tp.pct_change, 0)} %"
         if tp.pct_change is not None
         else f"{signed(tp.change_points or 0)} pt"
     )
-    hits = "/".join(
-        n
-        for n, hit in (
-            ("30", tp.responder_30),
-            ("50", tp.responder_50),
-            ("2pt", tp.responder_points),
-        )
-        if hit
-    )
-    flag = " ⚠" if tp.concurrent else ""
-    return f"{num(tp.mean)} {change} ({hits or 'no'}){flag}"
+    thresholds = (("30", tp.responder_30), ("50", tp.responder_50), ("2pt", tp.responder_points))
+    hits = "/".join(n for n, hit in thresholds if hit)
+    return f"{num(tp.mean)}, {change}: {hits or 'no'}{flag}"
 
 
 def baseline_cell(o: PainOutcome) -> str:
@@ -198,15 +191,13 @@ class Report:
                 per = f"{signed(c.mean_change)} (n={c.sessions})"
             elif c is not None:
                 per = f"n={c.sessions}: too few"
-            latest = o.latest
             rows.append(
                 SeriesLine(
-                    series=series_label(key) + (" (headline)" if o.headline else ""),
+                    series=f"{PAIN_SHORT[o.pain]}, {o.posture}" + (" *" if o.headline else ""),
                     baseline=baseline_cell(o),
                     week4=point_cell(o.time_point(4)),
                     week8=point_cell(o.time_point(8)),
                     week12=point_cell(o.time_point(12)),
-                    latest=("–" if latest is None else f"wk {latest.week}: {point_cell(latest)}"),
                     per_session=per,
                 )
             )
@@ -278,8 +269,8 @@ def diary_rows(
         how = "–" if e.nrs is None else f"{e.nrs}/10"
         long = "" if e.minutes is None else f", {duration_text(e.minutes)}"
         note = f": {e.note}" if e.note else ""
-        what = f"pain episode ({PAIN_LABELS[e.pain]})"
-        rows.append((e.start, DiaryLine(day(e.start), what, f"worst {how}{long}{note}")))
+        detail = f"{PAIN_LABELS[e.pain]}, worst {how}{long}{note}"
+        rows.append((e.start, DiaryLine(day(e.start), "pain episode", detail)))
     for n in notes:
         rows.append((n.at, DiaryLine(day(n.at), "session note", n.text)))
     for g in s.peg.items:
@@ -422,8 +413,9 @@ def render_html(report: Report) -> str:
     return "\n".join(parts)
 
 
-SERIES_HEADERS = ("Pain", "Baseline", "Week 4", "Week 8", "Week 12", "Latest week", "Per session")
-SERIES_WIDTHS = (38.0, 19.0, 26.0, 26.0, 26.0, 29.0, 22.0)
+SERIES_HEADERS = ("Pain (* headline)", "Baseline", "Week 4", "Week 8", "Week 12", "Per session")
+SERIES_WIDTHS = (33.0, 21.0, 35.0, 35.0, 35.0, 27.0)
+PAIN_SHORT = {"phantom": "phantom", "residual_limb": "residual limb", "other": "other"}
 DIARY_HEADERS = ("Day", "What", "Detail")
 DIARY_WIDTHS = (24.0, 40.0, 122.0)
 SESSION_HEADERS = ("Day", "Start", "Program", "Min", "Ended", "mA", "Before", "After", "Notes")
@@ -431,9 +423,7 @@ SESSION_WIDTHS = (20.0, 11.0, 26.0, 9.0, 30.0, 11.0, 12.0, 11.0, 56.0)
 
 
 def _series_rows(rows: Sequence[SeriesLine]) -> list[list[str]]:
-    return [
-        [r.series, r.baseline, r.week4, r.week8, r.week12, r.latest, r.per_session] for r in rows
-    ]
+    return [[r.series, r.baseline, r.week4, r.week8, r.week12, r.per_session] for r in rows]
 
 
 def _series_table_html(rows: Sequence[SeriesLine]) -> str:

@@ -373,12 +373,12 @@ def peg_text(s: PatientSummary) -> str:
     if not p.count or p.first is None or p.latest is None:
         return "no PEG answered"
     first = f"{num(p.first.score)} ({'before treatment' if p.first_before_treatment else 'first'}"
-    first += f", {day_text(p.first.at.date())})"
+    first += f", {day_text(p.first.day)})"
     if p.latest is p.first or p.count == 1:
         return f"PEG {first}"
     change = f", {signed(p.change)}" if p.change is not None else ""
     return (
-        f"PEG {first} → {num(p.latest.score)} ({day_text(p.latest.at.date())}{change}; "
+        f"PEG {first} → {num(p.latest.score)} ({day_text(p.latest.day)}{change}; "
         f"{plural(p.count, 'answer')})"
     )
 
@@ -388,7 +388,7 @@ def pgic_text(s: PatientSummary) -> str:
     if g.latest is None or g.latest.value is None:
         return "no PGIC answered" if not g.count else f"PGIC skipped ({plural(g.count, 'time')})"
     return (
-        f"PGIC {day_text(g.latest.at.date())}: {g.latest.label} ({g.latest.value} of 7, "
+        f"PGIC {day_text(g.latest.day)}: {g.latest.label} ({g.latest.value} of 7, "
         "1 = very much improved)"
     )
 
@@ -402,7 +402,7 @@ def logbook_text(s: PatientSummary, notes: int) -> str:
         text = plural(len(eps), "pain episode")
         if worst is not None:
             text += f" (worst {worst}/10)"
-        parts.append(text + f", latest {day_text(eps[-1].start.date())}")
+        parts.append(text + f", latest {day_text(eps[-1].day)}")
     else:
         parts.append("no pain episodes")
     parts.append(plural(notes, "session note"))
@@ -452,7 +452,7 @@ def warning_lines(s: PatientSummary, limit: int = 6) -> list[Line]:
     if s.adverse_events:
         kinds = ", ".join(
             f"{a.kind.replace('_', ' ')}{f' ({a.severity})' if a.severity else ''} "
-            f"on {day_text(a.at.date())}"
+            f"on {day_text(a.day)}"
             for a in s.adverse_events[-3:]
         )
         more = len(s.adverse_events) - 3
