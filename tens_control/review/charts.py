@@ -756,8 +756,9 @@ def weekly_chart(
     for w in o.weeks:
         xs = span_x(w.start, w.end)
         tp = points.get(w.index)
-        if xs is None:
-            continue
+        ongoing = s.today is not None and w.end >= s.today
+        if xs is None or (ongoing and w.mean is None):
+            continue  # a week not over yet has no "n/a"
         x0, x1 = xs
         if w.mean is None:
             c.rect(x0, y(0.3), x1 - x0, y(0) - y(0.3), "white", MUTED, 0.6, "1.5 1")
