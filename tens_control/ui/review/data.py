@@ -510,9 +510,11 @@ class ReviewSource:
     """Patient list lines read together (one SQL pass for several patients is cheaper than one
     per patient, and the list still fills in as it reads)."""
 
-    def __init__(self, store: Store, tz: tzinfo | None = None) -> None:
+    def __init__(self, store: Store, tz: tzinfo | None = None, today: date | None = None) -> None:
         self.store = store
         self.tz = tz
+        self.today = today
+        """The day the figures run to (``None``: today)."""
         self._lock = threading.Lock()
         self._patients: dict[str, PatientView] = {}
         self._summaries: dict[str, PatientSummary] = {}
@@ -533,7 +535,7 @@ class ReviewSource:
             cached = self._patients.get(pseudonym)
         if cached is not None:
             return cached
-        data = load_patient(self.store, pseudonym, tz=self.tz)
+        data = load_patient(self.store, pseudonym, tz=self.tz, today=self.today)
         view = PatientView(data=data, summary=summarize_data(data, self.tz), tz=self.tz)
         with self._lock:
             self._patients[pseudonym] = view
@@ -553,7 +555,9 @@ class ReviewSource:
             after = names[names.index(pseudonym) + 1 :] if pseudonym in names else []
             with self._lock:
                 batch = [pseudonym] + [n for n in after if n not in self._summaries]
-            found = load_summaries(self.store, batch[: self.STATUS_BATCH], tz=self.tz)
+            found = load_summaries(
+                self.store, batch[: self.STATUS_BATCH], tz=self.tz, today=self.today
+            )
             with self._lock:
                 self._summaries.update((s.pseudonym, s) for s in found)
                 summary = self._summaries[pseudonym]
