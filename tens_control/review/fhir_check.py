@@ -241,17 +241,15 @@ def _walk(node: Any, path: str) -> Iterator[tuple[str, Any]]:
             yield from _walk(value, child)
     elif isinstance(node, list):
         for item in node:
+            if isinstance(item, dict):
+                yield path, item
             yield from _walk(item, path)
 
 
 def _codings(node: Any) -> Iterator[dict[str, Any]]:
-    for _path, value in _walk(node, ""):
-        if (
-            isinstance(value, dict)
-            and ("system" in value or "code" in value)
-            # not a CodeableConcept, Reference, Quantity or Identifier
-            and not {"coding", "reference", "unit", "value"} & set(value)
-        ):
+    """Every Coding below ``node``: the items of a ``coding`` list (CodeableConcept.coding)."""
+    for path, value in _walk(node, ""):
+        if (path == "coding" or path.endswith(".coding")) and isinstance(value, dict):
             yield value
 
 
