@@ -241,8 +241,9 @@ def weeks_drawer(o: PainOutcome | None, reason: str) -> Drawer:
         b = o.baseline
         base = b.mean
         if base is not None:
-            label = f"baseline {span_text(b.start, b.end)[:14]:<14}"
-            out.append(f"{label} {base:4.1f} {plot.hbar(base, 10.0, bar_w):<{bar_w}} {b.label}")
+            label = f"base  {span_text(b.start, b.end)[:14]:<14}"
+            kind = "run-in" if b.kind == "run_in" else "first week"
+            out.append(f"{label} {base:4.1f} {plot.hbar(base, 10.0, bar_w):<{bar_w}} {kind}")
         else:
             out.append(f"baseline: {b.reason or 'none'}")
         points = {t.week: t for t in o.time_points}

@@ -136,8 +136,9 @@ class PatientsScreen(Screen[None]):
             table = RowTable(id="patients")
             yield table
             yield Static(
-                "– = not enough data (open the patient for the rule) · Adher.: % of "
-                "prescribed sessions · Pain: weekly mean vs the baseline week",
+                "– = no time point yet (open the patient for why) · Pain: the headline "
+                "series at the latest time point (weeks 4, 8, 12) vs the baseline; n/r = "
+                "non-responder (no ratings or no baseline) · Adher.: % of prescribed sessions",
                 id="legend",
             )
         yield Static("", id="export-state")
