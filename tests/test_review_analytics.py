@@ -5,6 +5,7 @@ PGIC, adherence, per-session change, rolling means and the tolerance flag."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, timedelta, timezone
 from fractions import Fraction
@@ -238,12 +239,8 @@ def test_other_treatments_between_the_baseline_and_the_week_are_flagged() -> Non
     b.treatment(-8, "physiotherapy", "its last day is the run-in's first", end=-7)
     b.treatment(27, "ketamine_infusion", "the last day of week 4")
     b.treatment(28, "medication_change", "the day after week 4")
-    tp = _week(_primary(PatientData(**{**_fields(data), "treatments": tuple(b.treatments)})), 4)
+    tp = _week(_primary(dataclasses.replace(data, treatments=tuple(b.treatments))), 4)
     assert [t.kind for t in tp.concurrent] == ["physiotherapy", "ketamine_infusion"]
-
-
-def _fields(data: PatientData) -> dict[str, object]:
-    return {name: getattr(data, name) for name in PatientData.__dataclass_fields__}
 
 
 # --- the headline series ----------------------------------------------------------------------

@@ -40,8 +40,11 @@ def _doc(data: PatientData) -> dict[str, Any]:
 
 
 def _point(doc: dict[str, Any], week: int) -> dict[str, Any]:
-    (tp,) = [t for t in doc["summary"]["primary"]["time_points"] if t["week"] == week]
-    return tp
+    found: list[dict[str, Any]] = [
+        t for t in doc["summary"]["primary"]["time_points"] if t["week"] == week
+    ]
+    assert len(found) == 1
+    return found[0]
 
 
 def _page1_html(data: PatientData) -> str:
