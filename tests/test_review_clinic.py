@@ -508,6 +508,11 @@ def test_fhir_pain_series_carry_standard_codes() -> None:
     for o in phantom:
         kind = o["component"][0]["valueCodeableConcept"]["coding"]
         assert {
+            "system": "http://snomed.info/sct",
+            "code": "5771000119106",
+            "display": "Phantom limb syndrome with pain",
+        } in kind
+        assert {
             "system": "http://hl7.org/fhir/sid/icd-10-cm",
             "code": "G54.6",
             "display": "Phantom limb syndrome with pain",

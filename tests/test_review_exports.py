@@ -364,7 +364,7 @@ def test_units_and_severities_are_checked() -> None:
 
 
 def test_snomed_check_digits() -> None:
-    for code in ("38033009", "91251008", "22253000"):
+    for code in ("38033009", "91251008", "22253000", "5771000119106", "711057003", "711058008"):
         assert sctid_ok(code)
     for code in ("38033008", "1234", "0123456", "abc12345"):
         assert not sctid_ok(code)

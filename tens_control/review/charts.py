@@ -18,7 +18,7 @@ layout for every tick; bench/p4_report.py). Written directly, every series is on
 and the four charts of a year take about 30 ms.
 
 Nothing relies on colour alone: before/after use different markers (● ▼), the reference lines
-differ in style (solid, dashed, dotted), the baseline week is hatched, a week without a mean and
+differ in style (solid, dashed, dotted), the baseline (run-in) is hatched, a week without a mean and
 a tolerance window have dashed outlines, adverse events (✖) and faults (▲) have their own rows.
 
 Coordinates are points (1/72 in). Text is DejaVu Sans (the PDF embeds it), measured with its own

@@ -12,7 +12,7 @@ every resource and code, with where each standard code was looked up. In short:
 - per pain rating an ``Observation`` (LOINC 72514-3, ``valueInteger`` 0–10, or no value and
   ``dataAbsentReason`` = ``asked-declined`` when skipped), which pain / posture / when as coded
   components, residual-limb pain with ``bodySite`` SNOMED CT 38033009 *Amputation stump*,
-  phantom-limb pain also coded ICD-10-CM G54.6, and a rating taken in a session ``partOf`` that
+  phantom-limb pain also coded SNOMED CT 5771000119106 and ICD-10-CM G54.6, and a rating taken in a session ``partOf`` that
   session's Procedure;
 - diary pain episodes (LOINC 72514-3 over an ``effectivePeriod``), PEG and PGIC
   ``Observation``\\ s, ``AdverseEvent``\\ s, other treatments as ``MedicationStatement``
@@ -64,6 +64,9 @@ PAIN_CODE = "72514-3"
 PAIN_DISPLAY = "Pain severity - 0-10 verbal numeric rating [Score] - Reported"
 STUMP = ("38033009", "Amputation stump")
 """SNOMED CT body structure, the site of residual-limb (stump) pain."""
+PHANTOM_SCT = ("5771000119106", "Phantom limb syndrome with pain")
+"""SNOMED CT (US Edition) disorder: phantom-limb pain whichever limb; the International
+Edition's codes name the limb (711057003 lower, 711058008 upper), which the log does not."""
 PHANTOM_ICD = ("G54.6", "Phantom limb syndrome with pain")
 PHYSIOTHERAPY = ("91251008", "Physical therapy procedure")
 
@@ -203,7 +206,7 @@ SURVEY = [_concept(_coding(OBSERVATION_CATEGORY, "survey", "Survey"))]
 def _component(item: str, system: str, code: str) -> dict[str, Any]:
     codings = [_coding(system, code)]
     if system == CS_PAIN and code == "phantom":
-        codings.append(_coding(ICD10CM, *PHANTOM_ICD))
+        codings += [_coding(SNOMED, *PHANTOM_SCT), _coding(ICD10CM, *PHANTOM_ICD)]
     return {
         "code": _concept(_coding(CS_COMPONENT, item)),
         "valueCodeableConcept": _concept(*codings),
