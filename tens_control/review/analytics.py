@@ -909,7 +909,11 @@ def mean_of_daily_means(days: Iterable[SumCount]) -> Fraction:
 
 def _between(days: Mapping[date, SumCount], first: date, last: date) -> list[SumCount]:
     """The rated days' (sum, count) from ``first`` to ``last`` (both included)."""
-    return [sc for d, sc in days.items() if first <= d <= last and sc[1]]
+    span = (last - first).days + 1
+    if span > len(days):
+        return [sc for d, sc in days.items() if first <= d <= last and sc[1]]
+    found = (days.get(first + timedelta(days=i)) for i in range(max(span, 0)))
+    return [sc for sc in found if sc is not None and sc[1]]
 
 
 def _pct_of(m: Fraction, base: Fraction) -> float:

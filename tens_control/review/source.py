@@ -932,12 +932,13 @@ def _aggregates(
         period=period("started_at"),
     )
     found = rows(sql, params)
+    last_started: dict[int, str] = {}  # stored text compares in time order
     for (pid, _d, why, n, latest, stim_us, amp_ua, amp_n, no_end), on in zip(
         found, as_days(found, 1), strict=True
     ):
         agg = aggs[pid]
-        if agg.last_session is None or latest > iso_utc(agg.last_session):
-            agg.last_session = _utc(latest)
+        if latest > last_started.get(pid, ""):
+            last_started[pid] = latest
         sd = agg.session_days.get(on)
         if sd is None:
             sd = agg.session_days[on] = SessionDay()
@@ -951,6 +952,8 @@ def _aggregates(
         if no_end:
             for session_id in str(no_end).split(","):
                 running[int(session_id)] = sd
+    for pid, latest in last_started.items():
+        aggs[pid].last_session = _utc(latest)
     for sid, (mean_ma, _max) in amplitude.compute(conn, sorted(running)).items():
         if mean_ma is not None:
             running[sid].amp_ua += amplitude_ua(float(mean_ma))
