@@ -38,6 +38,17 @@ def open_later(rig: UiRig, by: timedelta) -> None:
     rig.app.options.wall = lambda: wall() + by
 
 
+def one_session(rig: UiRig) -> None:
+    """A short session through the controller before the UI starts."""
+    c = rig.controller
+    c.connect()
+    c.prepare("conventional", 1.0)
+    c.start()
+    rig.clock.advance(5.0)
+    c.stop()
+    c.finish()
+
+
 def rate_on(rig: UiRig, day: int, nrs: int = 6) -> None:
     """A day rating stored ``day`` days after START (as the run-in screen stores it)."""
     rig.store.add_pain_rating(
@@ -119,13 +130,7 @@ async def test_the_run_in_is_done_after_every_day_before_today_is_rated(tmp_path
 
 async def test_no_run_in_once_treatment_has_started(tmp_path: Path) -> None:
     rig = make_ui_rig(tmp_path, rx=prescription(run_in_days=7))
-    c = rig.controller
-    c.connect()
-    c.prepare("conventional", 1.0)
-    c.start()
-    rig.clock.advance(5.0)
-    c.stop()
-    c.finish()
+    one_session(rig)
     app = rig.app
     try:
         async with app.run_test(size=SIZE) as pilot:
@@ -164,13 +169,7 @@ async def test_the_pgic_from_the_history_screen(tmp_path: Path) -> None:
 
 async def test_home_offers_the_pgic_a_week_after_the_first_session(tmp_path: Path) -> None:
     rig = make_ui_rig(tmp_path, rx=prescription())
-    c = rig.controller
-    c.connect()
-    c.prepare("conventional", 1.0)
-    c.start()
-    rig.clock.advance(5.0)
-    c.stop()
-    c.finish()
+    one_session(rig)
     open_later(rig, 8 * DAY)
     app = rig.app
     try:
