@@ -12,8 +12,8 @@ every resource and code, with where each standard code was looked up. In short:
 - per pain rating an ``Observation`` (LOINC 72514-3, ``valueInteger`` 0–10, or no value and
   ``dataAbsentReason`` = ``asked-declined`` when skipped), which pain / posture / when as coded
   components, residual-limb pain with ``bodySite`` SNOMED CT 38033009 *Amputation stump*,
-  phantom-limb pain also coded SNOMED CT 5771000119106 and ICD-10-CM G54.6, and a rating taken in a session ``partOf`` that
-  session's Procedure;
+  phantom-limb pain also coded SNOMED CT 5771000119106 and ICD-10-CM G54.6, and a rating
+  taken in a session ``partOf`` that session's Procedure;
 - diary pain episodes (LOINC 72514-3 over an ``effectivePeriod``), PEG and PGIC
   ``Observation``\\ s, ``AdverseEvent``\\ s, other treatments as ``MedicationStatement``
   (medication change, ketamine infusion) or ``Procedure`` (physiotherapy, mirror therapy,
