@@ -52,8 +52,8 @@ from drivers.base import ChannelSettings, FramingError
 from drivers.clock import VirtualClock
 from drivers.limits import CapLayer, CapSource
 from drivers.safety import (
+    GovernorEvent,
     GovernorState,
-    SafetyEvent,
     SafetyEventKind,
     SafetyGovernor,
     StopReason,
@@ -62,11 +62,12 @@ from simulator.device import SimDevice
 from simulator.faults import Direction, FaultKind
 from simulator.firmware import DeliveredRecord
 from tens_control.device import OpenedDevice, open_device
-from tens_control.prescription import dump_prescription, prescription_from_dict
+from tens_control.prescription import Prescription, dump_prescription, prescription_from_dict
 from tens_control.session import END_REASON_FOR_STOP, SessionController, SessionState
 from tens_control.store import Store
 from tens_control.store.records import EndReason
 from tens_control.store.store import virtual_wall_clock
+from tens_control.trust.demo import enrol_and_prescribe
 
 PROTOCOLS = ("tsp", "sciencemode2")
 CAP_MA = 40.0
@@ -269,7 +270,7 @@ def governor_scenario(sc: Scenario) -> list[str]:
     clock = VirtualClock()
     opened = open_device(f"sim://{sc.protocol}?seed={sc.seed}", clock)
     device = _sim_device(opened)
-    events: list[SafetyEvent] = []
+    events: list[GovernorEvent] = []
     gov = SafetyGovernor(
         opened.driver,
         opened.profile,
@@ -314,24 +315,22 @@ def governor_scenario(sc: Scenario) -> list[str]:
         gov.close()
 
 
-def _prescription_toml() -> str:
-    return dump_prescription(
-        prescription_from_dict(
-            {
-                "written_by": "Dr A. Example",
-                "written_at": datetime(2026, 3, 1, 9, 0, tzinfo=UTC),
-                "reason": "reliability campaign",
-                "programs": ["conventional"],
-                "max_amplitude_ma": CAP_MA,
-                "session_minutes": 60,
-                "sessions_per_day": 24,
-                "habituation_prompt": False,
-                "channels": [
-                    {"channel": 1, "site": "residual_limb", "side": "left", "pad": "5x5 cm"},
-                    {"channel": 2, "site": "transected_nerve", "side": "left", "pad": "5x5 cm"},
-                ],
-            }
-        )
+def _prescription() -> Prescription:
+    return prescription_from_dict(
+        {
+            "written_by": "Dr A. Example",
+            "written_at": datetime(2026, 3, 1, 9, 0, tzinfo=UTC),
+            "reason": "reliability campaign",
+            "programs": ["conventional"],
+            "max_amplitude_ma": CAP_MA,
+            "session_minutes": 60,
+            "sessions_per_day": 24,
+            "habituation_prompt": False,
+            "channels": [
+                {"channel": 1, "site": "residual_limb", "side": "left", "pad": "5x5 cm"},
+                {"channel": 2, "site": "transected_nerve", "side": "left", "pad": "5x5 cm"},
+            ],
+        }
     )
 
 
@@ -351,8 +350,7 @@ def controller_scenario(sc: Scenario, workdir: Path) -> tuple[list[str], int]:
     committed: list[str] = []
     problems: list[str] = []
     try:
-        store.ensure_patient()
-        store.save_prescription(_prescription_toml(), author="Dr A. Example", reason="campaign")
+        enrol_and_prescribe(store, _prescription())  # a demo clinic signs it
         controller = SessionController(
             store,
             clock,
@@ -485,6 +483,14 @@ def kill_scenario(
     env["TENS_CONTROL_CONFIG"] = str(workdir / f"config-{index}.toml")
     env.pop("TENS_CONTROL_DB", None)
     env.pop("TENS_CONTROL_PATIENT", None)
+    # a simulator on a pty is a real device to the host (S17): the patient screens first
+    subprocess.run(
+        [sys.executable, "-m", "tens_control", "screening", "--none", "--db", str(db)],
+        env=env,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
     process = subprocess.Popen(
         [
             sys.executable,
@@ -727,8 +733,7 @@ def _valid_bundle(workdir: Path) -> bytes:
     clock = VirtualClock()
     wall = virtual_wall_clock(clock, START)
     with Store.open(workdir / "bundle-source.sqlite3", clock=clock, wall=wall) as store:
-        store.ensure_patient()
-        store.save_prescription(_prescription_toml(), author="Dr A. Example", reason="fuzz")
+        enrol_and_prescribe(store, _prescription())
         controller = SessionController(store, clock, wall=wall)
         try:
             controller.connect("sim://tsp?seed=5")
@@ -756,7 +761,7 @@ def fuzz_files(
     profiles = sorted((benchlib.REPO_DIR / "drivers" / "profiles").glob("*.toml"))
     seeds = {
         "profile": [p.read_bytes() for p in profiles],
-        "prescription": [_prescription_toml().encode("utf-8")],
+        "prescription": [dump_prescription(_prescription()).encode("utf-8")],
         "config": [b'device = "sim://tsp"\nprotocol = "tsp"\n', b""],
     }
     target = workdir / "fuzzed"

@@ -32,7 +32,7 @@ import simulator  # noqa: F401 - registers sim://
 from drivers.base import ChannelSettings
 from drivers.clock import RealClock
 from drivers.limits import get_profile
-from drivers.safety import SafetyEvent, SafetyEventKind, SafetyGovernor
+from drivers.safety import AmplitudeChanged, GovernorEvent, SafetyGovernor
 from drivers.transport import open_port
 from drivers.tsp.driver import TspDriver
 from simulator.firmware import Delivery
@@ -60,11 +60,9 @@ class Trials:
             electrode_areas_cm2=AREAS,
         )
 
-    def _on_event(self, event: SafetyEvent) -> None:
-        if event.kind is SafetyEventKind.AMPLITUDE_SET and event.channel == 1:
-            to_ma = event.data.get("to_ma")
-            if isinstance(to_ma, float) and to_ma > 0:
-                self.raised.set()
+    def _on_event(self, event: GovernorEvent) -> None:
+        if isinstance(event, AmplitudeChanged) and event.channel == 1 and event.to_ma > 0:
+            self.raised.set()
 
     def raise_output(self) -> None:
         """A fresh session with channel 1 delivering 1 mA (acknowledged by the device)."""

@@ -1,9 +1,11 @@
 """P2: acknowledged amplitude commands per second over a pty (DESIGN.md §10).
 
 ``tens-sim --pty --latency-ms 0`` runs in a separate process; this process drives it with the
-TSP driver on a RealClock. Channel 1 is configured and started, then amplitude commands
-alternate between 1.0 and 1.5 mA (both on the device's 0.5 mA grid), and every command counts
-only once the device has acknowledged it. Two ways, in the same run:
+TSP driver on a RealClock. Channel 1 is configured, started and raised to 1 mA, then amplitude
+commands hold it at 1 mA, and every command counts only once the device has acknowledged it.
+(A TSP/2 device refuses an increase sooner than 500 ms after the last one (S15), and the host
+sends every decrease twice (S14); a command that holds the level is an ordinary command,
+executed and answered like any other, with the same frame size.) Two ways, in the same run:
 
 * **blocking**: ``driver.set_amplitude()`` one at a time, each waiting for its ACK -- bounded
   by the pty round trip (two process wake-ups per command);
@@ -31,7 +33,7 @@ from drivers.clock import RealClock
 from drivers.tsp.driver import TspDriver
 
 CONVENTIONAL = ChannelSettings(frequency_hz=80, pulse_width_us=200)
-LEVELS = (1.0, 1.5)
+LEVEL = 1.0
 WINDOW = 32
 COMMANDS = 4000
 RUNS = 7
@@ -41,8 +43,8 @@ QUICK_RUNS = 2
 
 def blocking_rate(driver: TspDriver, commands: int) -> float:
     start = time.perf_counter()
-    for i in range(commands):
-        driver.set_amplitude(1, LEVELS[i % 2])
+    for _ in range(commands):
+        driver.set_amplitude(1, LEVEL)
     return commands / (time.perf_counter() - start)
 
 
@@ -60,10 +62,10 @@ def pipelined_rate(driver: TspDriver, commands: int, window: int) -> float:
         slots.release()
 
     start = time.perf_counter()
-    for i in range(commands):
+    for _ in range(commands):
         if not slots.acquire(timeout=5.0):
             raise RuntimeError("no acknowledgement for 5 s: the device stopped answering")
-        driver.request_amplitude(1, LEVELS[i % 2]).add_done_callback(finished)
+        driver.request_amplitude(1, LEVEL).add_done_callback(finished)
     if not done.wait(30.0):
         raise RuntimeError("not every amplitude command was acknowledged within 30 s")
     elapsed = time.perf_counter() - start

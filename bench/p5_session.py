@@ -38,15 +38,16 @@ import simulator  # noqa: F401 - registers sim://
 from drivers.base import ChannelSettings
 from drivers.clock import VirtualClock
 from drivers.limits import get_profile
-from drivers.safety import GovernorState, SafetyEvent, SafetyGovernor, StopReason
+from drivers.safety import GovernorEvent, GovernorState, SafetyGovernor, StopReason
 from drivers.transport import open_port
 from drivers.tsp.driver import TspDriver
 from simulator.protocol_sim import Serial as SimSerial
-from tens_control.prescription import dump_prescription, prescription_from_dict
+from tens_control.prescription import prescription_from_dict
 from tens_control.session import SessionController, SessionState
 from tens_control.store import Store
 from tens_control.store.store import virtual_wall_clock
 from tens_control.store.telemetry import FLUSH_INTERVAL_S, VIRTUAL_FLUSH_INTERVAL_S
+from tens_control.trust.demo import enrol_and_prescribe
 
 MINUTES = 60.0
 QUICK_MINUTES = 2.0
@@ -72,7 +73,7 @@ def governor_run(minutes: float) -> tuple[float, int, float]:
         readings[0] += 1
 
     driver.add_report_handler(count)
-    events: list[SafetyEvent] = []
+    events: list[GovernorEvent] = []
     gov = SafetyGovernor(
         driver,
         get_profile("tens-sim"),
@@ -131,10 +132,7 @@ def controller_run(
         workdir / f"p5-{run}.sqlite3", clock=clock, wall=wall, flush_interval_s=flush_interval_s
     )
     try:
-        store.ensure_patient()
-        store.save_prescription(
-            dump_prescription(prescription(minutes)), author="Dr A. Example", reason="bench"
-        )
+        enrol_and_prescribe(store, prescription(minutes))  # a demo clinic signs it
         controller = SessionController(store, clock, wall=wall)
         try:
             controller.connect("sim://tsp?seed=1")

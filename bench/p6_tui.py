@@ -233,10 +233,11 @@ async def session_rss(minutes: float, workdir: Path) -> tuple[int, int]:
     from textual.worker import WorkerCancelled
 
     from drivers.clock import VirtualClock
-    from tens_control.prescription import dump_prescription, prescription_from_dict
+    from tens_control.prescription import prescription_from_dict
     from tens_control.screening import Question
     from tens_control.session import SessionController, SessionState
     from tens_control.store.store import Store, virtual_wall_clock
+    from tens_control.trust.demo import enrol_and_prescribe
     from tens_control.ui.app import make_app
 
     clock = VirtualClock()
@@ -259,7 +260,7 @@ async def session_rss(minutes: float, workdir: Path) -> tuple[int, int]:
             ],
         }
     )
-    store.save_prescription(dump_prescription(rx), author="Dr A. Example", reason="bench")
+    enrol_and_prescribe(store, rx)  # a demo clinic signs it
     store.save_screening({q.value: False for q in Question}, recorded_by="patient")
     controller = SessionController(store, clock, wall=wall)
     app: Any = make_app(

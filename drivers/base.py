@@ -11,9 +11,12 @@ link (the device's own watchdog then zeroes the output), and are idempotent.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated
@@ -57,6 +60,8 @@ class ErrorCode(StrEnum):
     BUSY = "busy"
     UNKNOWN_COMMAND = "unknown_command"
     VERSION = "version"
+    RAMP = "ramp"
+    """The device refused an increase larger or sooner than its own ramp allows (S15)."""
 
 
 class DeviceRejectedError(DriverError):
@@ -154,6 +159,10 @@ class DeviceLimits(BaseModel):
     max_frequency_hz: Annotated[float, Field(gt=0)]
     min_pulse_width_us: Annotated[int, Field(gt=0)]
     max_pulse_width_us: Annotated[int, Field(gt=0)]
+    ramp_step_ma: Annotated[float, Field(gt=0)] | None = None
+    """The largest increase the device itself accepts at once (S15), or None if it has no ramp."""
+    ramp_interval_ms: Annotated[float, Field(gt=0)] | None = None
+    """The shortest time between two increases of one channel the device accepts (S15)."""
 
 
 class DeviceInfo(BaseModel):
@@ -172,6 +181,18 @@ class DeviceInfo(BaseModel):
     reports_current: bool
     reports_impedance: bool
     is_simulator: bool = False
+    """True only for the built-in simulator URL (``sim://``): decided by the host from the URL it
+    opened, never from what the device says about itself (S17)."""
+    reported_simulator: bool = False
+    """The device says it is a simulator. Logged, never trusted (S17)."""
+    watchdog_ms: Annotated[int, Field(gt=0)] | None = None
+    """The device's own watchdog period, or None when it has none or does not say (S17: such a
+    device is refused, as is one whose watchdog is over 1.5 s)."""
+    odometer_sessions: Annotated[int, Field(ge=0)] | None = None
+    """How many sessions the device has started in its life, from its non-volatile memory
+    (a log anchor: a gap is a missing session); None when it does not count them."""
+    odometer_stimulation_s: Annotated[float, Field(ge=0)] | None = None
+    """Its total seconds of output in its life; None when it does not count them."""
 
 
 # --------------------------------------------------------------------------- reports
@@ -186,6 +207,11 @@ class Telemetry:
     set_ma: float
     measured_ma: float | None
     impedance_ohm: float | None
+    lead_off: bool | None = None
+    """The device reports this channel's electrode off (and the channel held at 0 until it is
+    raised again from 0); None when the device does not say (S15)."""
+    output_on: bool | None = None
+    """The device's output stage is on (RUNNING); None when the device does not say (S15)."""
 
 
 class DeviceEventKind(StrEnum):
@@ -217,32 +243,35 @@ ReportHandler = Callable[[Report], None]
 
 
 class Pending:
-    """A command sent and awaiting its acknowledgement."""
+    """A command sent and awaiting its acknowledgement (or its engine's verdict)."""
 
-    __slots__ = ("_callbacks", "command", "deadline", "error", "finished")
+    __slots__ = ("_callbacks", "command", "deadline", "error", "finished", "value")
 
     def __init__(self, command: str, deadline: float) -> None:
         self.command = command
         self.deadline = deadline
         self.finished = False
         self.error: DriverError | None = None
+        self.value: object = None
+        """What the command returned (an identity, a status), when it has a result."""
         self._callbacks: list[Callable[[Pending], None]] = []
 
     def done(self) -> bool:
         return self.finished
 
-    def resolve(self, error: DriverError | None = None) -> None:
+    def resolve(self, error: DriverError | None = None, value: object = None) -> None:
         if not self.finished:
             self.error = error
+            self.value = value
             self.finished = True
             self._run_callbacks()
 
     def add_done_callback(self, callback: Callable[[Pending], None]) -> None:
         """Call ``callback(self)`` once, when resolved (at once if already resolved).
 
-        It runs on whichever thread resolves the command (an I/O thread or a clock callback),
-        so it must not block. Each callback runs exactly once, also under a race with
-        :meth:`resolve` (``list.pop`` is atomic).
+        It runs on whichever thread resolves the command, with the driver's lock held when the
+        driver resolves it, so it must not block or wait. Each callback runs exactly once, also
+        under a race with :meth:`resolve` (``list.pop`` is atomic).
         """
         self._callbacks.append(callback)
         if self.finished:
@@ -261,8 +290,19 @@ class Pending:
             raise self.error
 
 
+ReportHook = Callable[[Report], None]
+
+
 class TensDriver(ABC):
-    """A connected TENS unit. Channels are numbered from 1."""
+    """A connected TENS unit. Channels are numbered from 1.
+
+    **The one lock.** Every driver has one re-entrant lock (:meth:`locked`). Whatever changes the
+    state of the link (bytes from the device, a timer, a command) and whatever supervises it (the
+    :class:`~drivers.safety.SafetyGovernor`) runs under it. Nothing waits or does I/O while
+    holding it: bytes to send are queued and written, in order, when the outermost holder lets
+    go (:meth:`_flush_writes`); then the work handed to :meth:`defer` runs (report handlers,
+    the application's event callbacks), in order, outside the lock.
+    """
 
     ack_timeout_s: float = 1.0
 
@@ -270,13 +310,70 @@ class TensDriver(ABC):
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._deferred: deque[Callable[[], None]] = deque()
+        self._deliver_lock = threading.Lock()
+        self._deliverer: int | None = None
+        """The thread running deferred actions now (they may call back into the driver)."""
         self._report_handlers: tuple[ReportHandler, ...] = ()
         """Replaced, never changed in place: delivering a report (ten a second per channel)
         iterates it without a copy while another thread may add or remove a handler."""
+        self._report_hook: ReportHook | None = None
+
+    # ---- the one lock
+    @contextlib.contextmanager
+    def locked(self, *, wait_for_delivery: bool = False) -> Iterator[None]:
+        """Hold the driver's lock. When the outermost holder leaves, queued bytes are written
+        and deferred work runs. ``wait_for_delivery``: the caller (a public, blocking edge)
+        waits for another thread that is delivering, so that every event of its call has been
+        delivered when it returns; I/O and clock threads never wait (the deliverer takes
+        theirs)."""
+        self._lock.acquire()
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth = depth = self._depth - 1
+            self._lock.release()
+            if depth == 0:
+                self._flush_writes()
+                self._deliver(wait_for_delivery)
+                self.clock.notify()
+
+    def defer(self, action: Callable[[], None]) -> None:
+        """Run ``action`` after the lock is released (in order, one at a time)."""
+        self._deferred.append(action)
+
+    def _flush_writes(self) -> None:  # noqa: B027 - a hook; drivers that queue bytes override it
+        """Write the bytes queued under the lock (the runtime does; a fake writes at once)."""
+
+    def _deliver(self, wait: bool) -> None:
+        deferred = self._deferred
+        me = threading.get_ident()
+        if self._deliverer == me:
+            return  # called from a deferred action: the delivery loop below picks it up
+        while deferred:
+            if not self._deliver_lock.acquire(blocking=wait):
+                return
+            self._deliverer = me
+            try:
+                while True:
+                    try:
+                        action = deferred.popleft()
+                    except IndexError:
+                        break
+                    try:
+                        action()
+                    except Exception:  # a handler bug must not break the safety path
+                        log.exception("%s: a report handler or event callback failed", self.url)
+            finally:
+                self._deliverer = None
+                self._deliver_lock.release()
 
     # ---- reports
     def add_report_handler(self, handler: ReportHandler) -> None:
-        """Receive telemetry and events. Handlers must not block (they may run on I/O threads)."""
+        """Receive telemetry and events, outside the lock (deferred). Must not block."""
         self._report_handlers = (*self._report_handlers, handler)
 
     def remove_report_handler(self, handler: ReportHandler) -> None:
@@ -285,14 +382,23 @@ class TensDriver(ABC):
             handlers.remove(handler)
             self._report_handlers = tuple(handlers)
 
+    def set_report_hook(self, hook: ReportHook | None) -> None:
+        """The supervisor (the safety governor): called for every report *under the lock*,
+        before any handler, so that it acts on the device's state before anything else runs."""
+        self._report_hook = hook
+
     def _emit(self, report: Report) -> None:
-        """Deliver to every handler; a failing handler is logged and does not stop the others
-        (nor the driver's own watchdogs, which run on the same thread)."""
-        for handler in self._report_handlers:
-            try:
-                handler(report)
-            except Exception:
-                log.exception("%s: report handler failed on %s", self.url, report)
+        """Deliver one report: the hook at once (under the lock), the handlers afterwards."""
+        with self.locked():
+            hook = self._report_hook
+            if hook is not None:
+                try:
+                    hook(report)
+                except Exception:  # a supervisor bug must not stop the driver's own timers
+                    log.exception("%s: report hook failed on %s", self.url, report)
+            handlers = self._report_handlers
+            if handlers:
+                self.defer(functools.partial(_call_handlers, handlers, report, self.url))
 
     # ---- non-blocking core, implemented by each protocol
     @property
@@ -316,7 +422,8 @@ class TensDriver(ABC):
 
     @abstractmethod
     def request_stop(self) -> Pending:
-        """Every output to 0 mA. Written to the port before this returns."""
+        """Every output to 0 mA. Queued before this returns, written when the lock is released
+        (at once, unless the caller holds the lock)."""
 
     close_wait_s: float = 0.3
     """How long ``close()`` waits for the stop's acknowledgement before closing anyway."""
@@ -383,3 +490,11 @@ class TensDriver(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _call_handlers(handlers: tuple[ReportHandler, ...], report: Report, url: str) -> None:
+    for handler in handlers:
+        try:
+            handler(report)
+        except Exception:
+            log.exception("%s: report handler failed on %s", url, report)

@@ -224,6 +224,8 @@ class EffectiveCaps:
     """Maximum session length in minutes."""
     waveforms: tuple[Waveform, ...]
     patterns: tuple[Pattern, ...]
+    ramp_min_interval_s: float = 0.0
+    """The device's own shortest time between two increases of a channel (S15), 0 if none."""
 
     def channel(self, channel: int) -> ChannelCaps:
         return self.channels[channel]
@@ -275,14 +277,22 @@ def effective_caps(
     session = Bound(float(profile.max_session_minutes), p)
     for layer in layers:
         session = _tighter(session, layer.max_session_minutes, layer.source, lower=True)
+    # S15/S17: a device with a ramp of its own can only make the host's ramp slower
+    ramp_step, ramp_rate, interval = profile.ramp.step_ma, profile.ramp.rate_ma_per_s, 0.0
+    if device is not None and device.ramp_step_ma is not None:
+        ramp_step = min(ramp_step, device.ramp_step_ma)
+    if device is not None and device.ramp_interval_ms is not None:
+        interval = device.ramp_interval_ms / 1000.0
+        ramp_rate = min(ramp_rate, ramp_step / interval)
     return EffectiveCaps(
         channels=out,
         amplitude_step_ma=step,
-        ramp_step_ma=profile.ramp.step_ma,
-        ramp_rate_ma_per_s=profile.ramp.rate_ma_per_s,
+        ramp_step_ma=ramp_step,
+        ramp_rate_ma_per_s=ramp_rate,
         max_session=session,
         waveforms=profile.waveforms,
         patterns=profile.patterns,
+        ramp_min_interval_s=interval,
     )
 
 

@@ -9,6 +9,8 @@ timeouts. We never call ``flush()``: it is ``tcdrain`` and can hang.
 from __future__ import annotations
 
 import os
+import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -21,6 +23,27 @@ from drivers.clock import Clock
 
 READ_TIMEOUT_S = 0.05
 WRITE_TIMEOUT_S = 0.5
+
+if sys.platform != "win32":
+    import termios
+
+    _LINE_ERRORS: tuple[type[Exception], ...] = (termios.error, OSError)
+else:  # pragma: no cover - Windows
+    _LINE_ERRORS = (OSError,)
+"""What pyserial's ``open`` lets through when the port refuses its line settings: it wraps
+``tcgetattr`` failures in ``SerialException`` but not those of ``tcsetattr``, ``tcflush`` or the
+modem-line ioctls (``termios.error``, ``OSError``)."""
+
+_CONFIGURE_FAILED = "Could not configure port: "
+"""pyserial's wording when ``tcgetattr`` fails (not a terminal, or a vanished one)."""
+
+_PARITY_NAMES = {
+    serial.PARITY_NONE: "no parity",
+    serial.PARITY_EVEN: "even parity",
+    serial.PARITY_ODD: "odd parity",
+    serial.PARITY_MARK: "mark parity",
+    serial.PARITY_SPACE: "space parity",
+}
 
 
 @runtime_checkable
@@ -142,5 +165,31 @@ def open_port(
                 f"port {url}: permission denied; on Linux add yourself to the 'dialout' group "
                 "(sudo usermod -aG dialout $USER, then log in again)"
             ) from None
+        if text.startswith(_CONFIGURE_FAILED):
+            reason = text.removeprefix(_CONFIGURE_FAILED)
+            quoted = re.fullmatch(r"\(\d+, '(.+)'\)", reason)
+            raise _refused_settings(url, port, quoted[1] if quoted else reason) from None
         raise PortError(f"port {url} could not be opened ({text}); " + _found_instead()) from None
+    except _LINE_ERRORS as error:
+        # pyserial has closed the port again; nothing was sent
+        raise _refused_settings(url, port, _reason(error)) from None
     return port
+
+
+def _reason(error: Exception) -> str:
+    """``strerror`` of an ``OSError`` or a ``termios.error`` (``(errno, text)`` args)."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    if len(error.args) == 2 and isinstance(error.args[1], str):
+        return error.args[1]
+    return str(error) or type(error).__name__
+
+
+def _refused_settings(url: str, port: serial.SerialBase, reason: str) -> PortError:
+    parity = _PARITY_NAMES.get(port.parity, f"parity {port.parity}")
+    return PortError(
+        f"port {url} refused the serial settings {port.baudrate} baud, 8 data bits, {parity}, "
+        f"1 stop bit ({reason}), so it is not a serial port this device can use (a stale "
+        "pseudo-terminal, or an adapter that was unplugged): check the port name and the "
+        "cable, or restart tens-sim and use the path it prints"
+    )

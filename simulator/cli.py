@@ -20,17 +20,19 @@ import contextlib
 import logging
 import os
 import pty
+import select
 import selectors
 import signal
 import socket
 import sys
+import termios
 import threading
 import tty
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, Any
 
 from drivers.clock import RealClock
 from simulator.device import SimConfig, SimConfigError, SimDevice
@@ -42,6 +44,9 @@ log = logging.getLogger("tens-sim")
 
 POLL_S = 0.2
 """How often I/O threads look up from a blocking call to check whether to exit."""
+IDLE_POLL_S = 0.05
+"""How often the pty server looks for a host while none has the pty open (the first bytes of
+a host that just opened it wait at most this long)."""
 
 
 class CliError(Exception):
@@ -52,7 +57,18 @@ class CliError(Exception):
 
 
 class PtyServer:
-    """The device on a pseudo-terminal. ``path`` is the end a host opens."""
+    """The device on a pseudo-terminal. ``path`` is the end a host opens.
+
+    It behaves like the USB-serial adapter of a real unit: bytes the device sends while no host
+    has the port open are lost, and every host that opens it finds the line as at power-on
+    (raw, 38400 baud). The second point matters because a pty cannot keep parity: the kernel
+    clears PARENB, so a host's 460800 baud 8E1 request (ScienceMode2) only changes the baud rate.
+    Were the line left at the previous host's 460800 baud -- a host killed with SIGKILL, or
+    one that closed normally -- the next host's identical request would change nothing the pty
+    keeps, and Linux refuses such a ``tcsetattr`` with EINVAL (POSIX lets it). So the server
+    keeps only the master end open, sees a host leave as a hang-up on it, and then puts the
+    line back.
+    """
 
     def __init__(self, device: SimDevice, announce: Callable[[str], None]) -> None:
         self.device = device
@@ -60,7 +76,7 @@ class PtyServer:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._master = -1
-        self._slave = -1
+        self._line: list[Any] = []
         self.path = ""
         self._open_pty()
         self._thread = threading.Thread(target=self._read_loop, name="tens-sim-pty", daemon=True)
@@ -69,37 +85,60 @@ class PtyServer:
 
     def _open_pty(self) -> None:
         master, slave = pty.openpty()
-        tty.setraw(slave)
+        try:
+            tty.setraw(slave)
+            line = termios.tcgetattr(slave)
+            path = os.ttyname(slave)
+        finally:
+            os.close(slave)  # the path stays while the master is open
         os.set_blocking(master, False)
         with self._lock:
-            self._master, self._slave = master, slave
-            self.path = os.ttyname(slave)
-        self._announce(self.path)
+            self._master, self._line, self.path = master, line, path
+        self._announce(path)
 
     def _close_pty(self) -> None:
         with self._lock:
-            fds = (self._master, self._slave)
-            self._master = self._slave = -1
-        for fd in fds:
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+            fd = self._master
+            self._master = -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def start(self) -> None:
         self._thread.start()
 
+    @staticmethod
+    def _host_present(fd: int) -> bool:
+        """Whether a host has the pty open (with none, the master end reads as hung up)."""
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return not any(events & select.POLLHUP for _, events in poller.poll(0))
+
     def _write(self, data: bytes) -> None:
-        """Device -> host (clock thread). A full pty buffer drops bytes, like a UART overrun."""
+        """Device -> host (clock thread). With no host the bytes are lost, as on a cable that
+        nobody listens to; a full pty buffer drops bytes, like a UART overrun."""
         with self._lock:
             fd = self._master
-            if fd < 0:
+            if fd < 0 or not self._host_present(fd):
                 return
             try:
                 os.write(fd, data)
             except BlockingIOError:
-                log.warning("pty buffer full (no host reading?): %d bytes dropped", len(data))
+                log.warning("pty buffer full (host not reading?): %d bytes dropped", len(data))
             except OSError as error:
                 log.warning("pty write failed: %s", error)
+
+    def _host_gone(self, fd: int) -> None:
+        """No host has the pty open: put the line back as the next host must find it."""
+        with self._lock:
+            if fd != self._master or self._host_present(fd):
+                return
+            try:
+                if termios.tcgetattr(fd) != self._line:
+                    termios.tcsetattr(fd, termios.TCSANOW, self._line)
+                    log.info("host left %s; line back to its power-on settings", self.path)
+            except (termios.error, OSError) as error:
+                log.warning("could not reset the line settings of %s: %s", self.path, error)
 
     def _read_loop(self) -> None:
         while not self._stop.is_set():
@@ -118,8 +157,9 @@ class PtyServer:
             except BlockingIOError:
                 continue
             except OSError:
-                # EIO: no host has the pty open right now; wait and look again
-                self._stop.wait(POLL_S)
+                # EIO: no host has the pty open right now; look again soon
+                self._host_gone(fd)
+                self._stop.wait(IDLE_POLL_S)
                 continue
             if data:
                 self.device.host_write(data)
@@ -346,6 +386,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--battery", type=float, default=100.0, help="battery charge at power-on, %% (default 100)"
     )
     parser.add_argument(
+        "--odometer",
+        type=Path,
+        metavar="FILE",
+        help="keep the device's odometer (sessions, output time) in FILE across restarts",
+    )
+    parser.add_argument(
         "--record",
         type=Path,
         metavar="FILE",
@@ -370,6 +416,8 @@ def _config(args: argparse.Namespace) -> SimConfig:
         options["profile"] = args.profile
     if args.wdms is not None:
         options["wdms"] = str(args.wdms)
+    if args.odometer is not None:
+        options["odometer"] = str(args.odometer)
     try:
         config = SimConfig.from_options(args.protocol, options)
         plan = FaultPlan.parse(args.fault)

@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
+from pathlib import Path
 
 from drivers.clock import Clock, TimerHandle, VirtualClock
 from drivers.limits import DeviceProfile, ProfileError, get_profile
@@ -37,7 +38,7 @@ from simulator.faults import (
     RandomFaults,
     parse_kinds,
 )
-from simulator.firmware import DeliveredRecord, Firmware
+from simulator.firmware import DeliveredRecord, Firmware, Odometer
 from simulator.frontends import FrontEnd, FrontEndContext, FrontEndSpec, front_end_spec
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,8 @@ class SimConfig:
     battery_pct: float = 100.0
     noise_pct: float = 1.0
     lead_off_ohm: float = 10_000.0
+    odometer: str | None = None
+    """A file keeping the device's odometer across power cycles (None: in memory)."""
     options: Mapping[str, str] = field(default_factory=dict)
     """Front-end specific options."""
 
@@ -101,6 +104,7 @@ class SimConfig:
         lead_off = number("leadoff_ohm", 10_000.0, 100, 1e6)
         rate = number("fault_rate", 0.0, 0, 1000)
         profile = values.pop("profile", None)
+        odometer = values.pop("odometer", None)
         try:
             plan = FaultPlan.parse(values.pop("faults", ""))
             kinds = values.pop("fault_kinds", None)
@@ -121,6 +125,7 @@ class SimConfig:
                     "battery",
                     "noise",
                     "leadoff_ohm",
+                    "odometer",
                     *spec.options,
                 }
             )
@@ -138,6 +143,7 @@ class SimConfig:
             battery_pct=battery,
             noise_pct=noise,
             lead_off_ohm=lead_off,
+            odometer=odometer,
             options=extra,
         )
 
@@ -177,6 +183,8 @@ class SimDevice:
             lead_off_ohm=config.lead_off_ohm,
             battery_pct=config.battery_pct,
             noise_pct=config.noise_pct,
+            device_ramp=self.spec.device_ramp,
+            odometer=Odometer(None if config.odometer is None else Path(config.odometer)),
         )
         self.boot_time = clock.now()
         self.faults_applied: list[tuple[float, Fault]] = []
@@ -190,6 +198,7 @@ class SimDevice:
         self._out_timer: TimerHandle | None = None
         self._last_release = 0.0
         self._late_s = 0.0
+        self._late_to_device_s = 0.0
         self._mute_until: float | None = None
         self._link_faults: dict[tuple[FaultKind, Direction], int] = {}
         self._garble_rng = random.Random(f"{config.seed}:garble")
@@ -231,13 +240,22 @@ class SimDevice:
 
     # ------------------------------------------------------------------ host -> device
     def host_write(self, data: bytes) -> None:
-        """One write of the host (one unit for link faults). Processed after the latency."""
+        """Bytes the host wrote, processed after the latency. Each protocol frame in them is
+        one unit for link faults (a fault hits exactly one frame, wherever the host's writes
+        happen to split them)."""
         if not data or self.disconnected or not self._powered:
             return
-        units = self._link_faulted(data, Direction.DEVICE) if self._link_faults else (data,)
-        when = self.clock.now() + self.latency_s
-        for unit in units:
-            self.clock.call_at(when, partial(self._to_device, unit))
+        now = self.clock.now()
+        for frame in self.spec.frames(data):
+            when = now + self.latency_s
+            if self._late_to_device_s:
+                # one frame held back; those after it overtake it (a frame retried by an
+                # adapter, not a stalled line: a stall holds everything and is a comms loss)
+                when += self._late_to_device_s
+                self._late_to_device_s = 0.0
+            units = self._link_faulted(frame, Direction.DEVICE) if self._link_faults else (frame,)
+            for unit in units:
+                self.clock.call_at(when, partial(self._to_device, unit))
 
     def _to_device(self, data: bytes) -> None:
         if self.disconnected or not self._powered:
@@ -396,7 +414,11 @@ class SimDevice:
             with self._lock:
                 self._link_faults[key] = self._link_faults.get(key, 0) + max(1, fault.count)
         elif kind is FaultKind.LATE:
-            self._late_s += (1500.0 if fault.value is None else fault.value) / 1000.0
+            late = (1500.0 if fault.value is None else fault.value) / 1000.0
+            if fault.direction is Direction.DEVICE:
+                self._late_to_device_s += late
+            else:
+                self._late_s += late
         elif kind is FaultKind.MUTE:
             self._mute_until = math.inf if fault.value is None else self.clock.now() + fault.value
         elif kind is FaultKind.DISCONNECT:

@@ -114,8 +114,9 @@ moment the simulated device powered on.
   drop@T[:DIR[:N]]         lose the next N frames
   dup@T[:DIR[:N]]          deliver each of the next N frames twice
                            DIR is device (host->device, the default) or host (device->host)
-  late@T[:MS]              hold back the device's next frame (and all after it) by MS ms
-                           (default 1500)
+  late@T[:MS[:DIR]]        host (default): hold back the device's next frame (and all after
+                           it) by MS ms (default 1500); device: hold back the host's next
+                           frame by MS ms while the frames after it pass
   mute@T[:S]               the device sends nothing for S s (default: for good)
   disconnect@T[:S]         the port vanishes (SerialException); back after S s if given
   reconnect@T              the port comes back after a disconnect
@@ -158,6 +159,8 @@ class Fault:
                 args.append(str(self.count))
         elif self.kind is FaultKind.INTERNAL and self.code:
             args.append(self.code)
+        elif self.kind is FaultKind.LATE and self.direction is Direction.DEVICE:
+            args += [f"{DEFAULT_LATE_MS if self.value is None else self.value:g}", "device"]
         elif self.value is not None:
             args.append(f"{self.value:g}")
         return ":".join([text, *args])
@@ -176,7 +179,7 @@ _MAX_ARGS: dict[FaultKind, int] = {
     FaultKind.GARBLE: 2,
     FaultKind.DROP: 2,
     FaultKind.DUPLICATE: 2,
-    FaultKind.LATE: 1,
+    FaultKind.LATE: 2,
     FaultKind.MUTE: 1,
     FaultKind.DISCONNECT: 1,
     FaultKind.RECONNECT: 0,
@@ -233,6 +236,19 @@ def parse_fault(item: str) -> Fault:
                 ) from None
         count = _whole(item, args[1], "count") if len(args) > 1 else 1
         return replace(fault, direction=direction, count=count)
+    if kind is FaultKind.LATE:
+        value = _number(item, args[0], "value") if args else None
+        direction = Direction.HOST
+        if len(args) > 1:
+            try:
+                direction = Direction(args[1].lower())
+            except ValueError:
+                raise FaultPlanError(
+                    f"fault {item!r}: direction {args[1]!r} must be 'device' or 'host'"
+                ) from None
+        return replace(
+            fault, value=value, direction=None if direction is Direction.HOST else direction
+        )
     if kind is FaultKind.INTERNAL:
         code = args[0] if args else None
         if code is not None and (not code or not code.replace("_", "").isalnum()):

@@ -26,6 +26,7 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import NamedTuple
 
 from drivers.base import ChannelSettings, DeviceEvent, DeviceEventKind, ErrorCode
@@ -242,7 +243,7 @@ class _Electrode:
 
 
 class _Channel:
-    __slots__ = ("delivered", "electrode", "number", "set_ma", "settings", "stuck")
+    __slots__ = ("delivered", "electrode", "last_increase", "number", "set_ma", "settings", "stuck")
 
     def __init__(self, number: int, electrode: _Electrode) -> None:
         self.number = number
@@ -251,6 +252,7 @@ class _Channel:
         self.delivered = 0.0
         self.stuck = False
         self.electrode = electrode
+        self.last_increase = -math.inf
 
 
 class ReadBack(NamedTuple):
@@ -268,6 +270,45 @@ class Identity:
     serial_number: str
     firmware: str
     channels: int
+
+
+# --------------------------------------------------------------------------- the odometer
+
+
+class Odometer:
+    """The device's life counters (DESIGN.md §12: a log anchor). A real board keeps them in
+    non-volatile memory; here they live in memory, or in a small JSON file when ``path`` is
+    given (``tens-sim --odometer FILE``, ``sim://...?odometer=FILE``), written on every change."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self.sessions = 0
+        """Links (host identifications) in which the output went on, in the device's life."""
+        self.stimulation_s = 0.0
+        """Seconds of output on in the device's life."""
+        if path is not None and path.exists():
+            try:
+                data = json.loads(path.read_text())
+                self.sessions = int(data["sessions"])
+                self.stimulation_s = float(data["stimulation_s"])
+            except (OSError, ValueError, KeyError, TypeError) as error:
+                raise ValueError(f"odometer file {path} is not readable ({error})") from None
+
+    def count_session(self) -> None:
+        self.sessions += 1
+        self._save()
+
+    def add_output(self, seconds: float) -> None:
+        self.stimulation_s += max(0.0, seconds)
+        self._save()
+
+    def _save(self) -> None:
+        if self.path is not None:
+            tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+            tmp.write_text(
+                json.dumps({"sessions": self.sessions, "stimulation_s": self.stimulation_s})
+            )
+            tmp.replace(self.path)
 
 
 # --------------------------------------------------------------------------- the firmware
@@ -297,7 +338,14 @@ class Firmware:
         noise_pct: float = 1.0,
         serial_number: str | None = None,
         firmware_version: str = "sim-1.0",
+        device_ramp: bool = False,
+        odometer: Odometer | None = None,
     ) -> None:
+        """``device_ramp``: the firmware enforces S15 itself (TSP/2): an increase of more than
+        one ramp step above what a channel delivers, or sooner than one ramp interval after its
+        last increase, is refused. False models a device without a ramp of its own (the
+        RehaStim 2). ``odometer``: the device's life counters (kept across power cycles when
+        the odometer has a file)."""
         self.profile = profile
         self.clock = clock
         self.seed = seed
@@ -326,6 +374,16 @@ class Firmware:
         self.state = OutputState.IDLE
         self._step = profile.amplitude.step_ma
         self._max_ma = profile.amplitude.max_ma
+        self.device_ramp = device_ramp
+        self.ramp_step_ma = profile.ramp.step_ma
+        """S15: the largest increase the firmware accepts at once."""
+        self.ramp_interval_s = profile.ramp.step_ma / profile.ramp.rate_ma_per_s
+        """S15: the shortest time between two increases of one channel."""
+        self.fault: str | None = None
+        """Set by an internal fault or the emergency switch (output off) until START or STOP."""
+        self.odometer = odometer if odometer is not None else Odometer()
+        self._running_since: float | None = None
+        self._counted_link = False
         # watchdog: one timer per period, re-armed lazily from the last feed
         self._last_feed = clock.now()
         self._wd_armed = False
@@ -381,13 +439,35 @@ class Firmware:
         for ch in self._channels:
             ch.set_ma = 0.0
             ch.stuck = False
+            ch.last_increase = -math.inf
             self._deliver(ch, 0.0)
 
     def _set_state(self, state: OutputState) -> None:
         if state is not self.state:
             self._update_battery()
+            now = self.clock.now()
+            if state is OutputState.RUNNING:
+                if not self._counted_link:
+                    self._counted_link = True
+                    self.odometer.count_session()
+                self._running_since = now
+            elif self._running_since is not None:
+                self.odometer.add_output(now - self._running_since)
+                self._running_since = None
             self.state = state
             self._schedule_battery()
+
+    def new_link(self) -> None:
+        """A host identified itself (a new session may follow): the next time the output goes
+        on counts as one more session on the odometer, however often it is paused after."""
+        self._counted_link = False
+
+    def output_seconds(self) -> float:
+        """The odometer's total output time, the current run included."""
+        total = self.odometer.stimulation_s
+        if self._running_since is not None:
+            total += self.clock.now() - self._running_since
+        return total
 
     # ------------------------------------------------------------------ queries
     def settings(self, channel: int) -> ChannelSettings | None:
@@ -512,12 +592,35 @@ class Firmware:
             raise Refused(ErrorCode.STATE, f"channel {channel} is not configured")
         if ch.electrode.lead_off and milliamps > 0:
             raise Refused(ErrorCode.STATE, f"channel {channel}: electrode off")
+        rising = milliamps > ch.delivered + 1e-9
+        if rising and self.device_ramp:
+            self._check_ramp(ch, milliamps)
+        if rising:
+            ch.last_increase = self.clock.now()
         ch.set_ma = milliamps
         if ch.stuck:
             # a stuck output stage follows the set value up but never down
             self._deliver(ch, max(ch.delivered, milliamps))
         else:
             self._deliver(ch, milliamps)
+
+    def _check_ramp(self, ch: _Channel, milliamps: float) -> None:
+        """S15, whatever the host believes: one step at a time, one interval apart. After a
+        lead-off, a reset or a stop the channel delivers 0, so it can only be raised from 0."""
+        rise = milliamps - ch.delivered
+        if rise > self.ramp_step_ma + 1e-9:
+            raise Refused(
+                ErrorCode.RAMP,
+                f"channel {ch.number}: {milliamps:g} mA is {rise:g} mA above the {ch.delivered:g} "
+                f"mA it delivers; the device raises by at most {self.ramp_step_ma:g} mA at a time",
+            )
+        since = self.clock.now() - ch.last_increase
+        if since < self.ramp_interval_s - 1e-9:
+            raise Refused(
+                ErrorCode.RAMP,
+                f"channel {ch.number}: an increase {since * 1000:.0f} ms after the last one; the "
+                f"device allows one every {self.ramp_interval_s * 1000:.0f} ms",
+            )
 
     def start(self) -> None:
         """Output on; every amplitude (re)starts at 0. Refused when nothing is configured."""
@@ -526,12 +629,14 @@ class Firmware:
         if self.battery_pct() <= self.battery_empty_pct:
             raise Refused(ErrorCode.STATE, "battery empty")
         self._all_off()
+        self.fault = None
         self._set_state(OutputState.RUNNING)
         self._arm_watchdog()
 
     def stop(self) -> None:
         """Every output to 0, output off. Always succeeds; idempotent."""
         self._all_off()
+        self.fault = None
         self._set_state(OutputState.IDLE)
         if not self.watchdog_always:
             self._disarm_watchdog()
@@ -592,6 +697,7 @@ class Firmware:
             self._event(DeviceEventKind.BATTERY_LOW, detail=str(int(self._bat_pct)))
         elif self._bat_pct <= self.battery_empty_pct + 1e-9:
             if self.state is OutputState.RUNNING or any(c.delivered for c in self._channels):
+                self.fault = "battery_empty"
                 self._all_off()
                 self._set_state(OutputState.IDLE)
                 self._event(DeviceEventKind.FAULT, detail="battery_empty")
@@ -667,6 +773,7 @@ class Firmware:
 
     def internal_fault(self, code: str = "internal") -> None:
         """An internal fault: output off at once, then ``EVT FAULT``."""
+        self.fault = code
         self._all_off()
         self._set_state(OutputState.IDLE)
         if not self.watchdog_always:
@@ -675,6 +782,7 @@ class Firmware:
 
     def emergency_switch(self) -> None:
         """The device's own emergency switch was pressed: output off, an event."""
+        self.fault = "estop"
         self._all_off()
         self._set_state(OutputState.IDLE)
         if not self.watchdog_always:
@@ -683,6 +791,7 @@ class Firmware:
 
     def reset(self) -> None:
         """The device restarts: every output 0, every channel unconfigured, IDLE, an event."""
+        self.fault = None
         self._all_off()
         for ch in self._channels:
             ch.settings = None
@@ -711,6 +820,7 @@ __all__ = [
     "EventHandler",
     "Firmware",
     "Identity",
+    "Odometer",
     "OutputState",
     "ReadBack",
     "Refused",

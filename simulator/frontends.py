@@ -58,6 +58,21 @@ class FrontEndSpec:
     options: frozenset[str] = frozenset()
     """Extra option names this front-end accepts (passed through in the context)."""
     description: str = ""
+    device_ramp: bool = False
+    """The firmware enforces its own ramp (S15): TSP/2 does; the RehaStim 2 has none."""
+    frame_end: bytes = b"\n"
+    """The byte that ends a frame of this protocol: the link splits the host's writes into
+    frames there, so that a link fault hits exactly one frame (LF for TSP, 0x0F for
+    ScienceMode2)."""
+
+    def frames(self, data: bytes) -> list[bytes]:
+        """``data`` cut after every :attr:`frame_end` (a trailing partial frame is kept)."""
+        end = self.frame_end
+        parts = data.split(end)
+        units = [part + end for part in parts[:-1]]
+        if parts[-1]:
+            units.append(parts[-1])
+        return units
 
     def create(self, context: FrontEndContext) -> FrontEnd:
         factory = self.factory
@@ -105,7 +120,8 @@ register_front_end(
         default_profile="tens-sim",
         default_watchdog_ms=1000,
         watchdog_always=True,
-        description="the open TENS Serial Protocol, TSP/1",
+        description="the open TENS Serial Protocol, TSP/2",
+        device_ramp=True,
     )
 )
 register_front_end(
@@ -116,5 +132,6 @@ register_front_end(
         default_watchdog_ms=1200,
         watchdog_always=True,
         description="Hasomed ScienceMode2 (RehaStim 2)",
+        frame_end=b"\x0f",
     )
 )

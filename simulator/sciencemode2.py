@@ -2,30 +2,36 @@
 
 The device side of ``../shared/protocols/sciencemode2.md``, on top of the protocol-independent
 :class:`~simulator.firmware.Firmware` (which keeps the delivered-output record, the watchdog
-timer and the faults):
+timer and the faults). It follows the public protocol description (v1.24) as far as it goes;
+where the description is silent the choice made here is listed, with the reason, in
+``docs/devices.md`` ("What the RehaStim 2 emulator has to guess"):
 
 * After power-on, after a restart and after a watchdog expiry it sends ``Init`` every 500 ms
   until the host answers ``InitAck`` with the same packet number.
-* Watchdog: no valid packet for 1200 ms -> stop, every mode back to the start mode, ``Init``
-  again (the firmware's watchdog runs whenever a host has spoken).
+* Watchdog: no valid packet for exactly 1200 ms -> stop, every mode back to the start mode,
+  ``Init`` again (the firmware's watchdog runs whenever a host has spoken). A host whose
+  keep-alive leaves longer gaps (pyScienceMode's can leave 1.6 s) sees the device stop.
 * Modes: start (0) -> ``InitChannelListMode`` -> initialised (1) -> ``StartChannelListMode`` ->
-  started (2); ``StartChannelListMode`` again updates; ``StopChannelListMode`` -> start. A command
-  in the wrong mode is answered with result -3 and changes nothing.
-* Every parameter is checked (result -2, nothing changes); a frame with a bad CRC or length is
-  answered with result -1 (transfer error) when its command is readable; a command it does not
-  know (including 50-90, the ergometer commands) is answered with ``UnknownCommand``.
+  started (2); ``StartChannelListMode`` again updates. ``StopChannelListMode`` always stops and
+  is answered 0, in every mode (the description allows only 0 and -1, a transfer error). Init,
+  Start and SinglePulse in the wrong mode are answered with result -3 and change nothing.
+* Every parameter is checked (result -2, nothing changes) against the description's ranges --
+  not against the ``rehastim2`` profile's 1-125 Hz, which is the host's view: main interval
+  8-1025 ms, low-frequency factor 0-7, pulse width 0-500 µs (below 20 µs delivered as 20 µs),
+  0-130 mA. An inter-pulse interval below the firmware's 8 ms minimum is accepted at Init and
+  delivered as 8 ms, like pulse widths below 20 µs; a doublet or triplet that does not fit
+  (main interval < pulses per group x inter-pulse interval) is refused at Start.
+* A frame with a bad CRC or length is answered with result -1 (transfer error) when its
+  command is readable; a command it does not know (including 50-90, the ergometer commands) is
+  answered with ``UnknownCommand``. ``81 x`` is un-escaped for any x, so hosts that escape more
+  bytes than the three required (pyScienceMode escapes 0x55 and 0x0A too) are understood.
 * Faults: an electrode off (lead-off, drift) on an active channel while stimulating, or at
   start -> ``StimulationError`` -2 and stop (the resistance test precedes every pulse, also
-  at 0 mA); the emergency switch ->
-  ``StimulationError`` -1; an internal fault -> ``StimulationError`` -3. The device reports no
-  current and no impedance, and nothing about the battery.
+  at 0 mA); the emergency switch -> ``StimulationError`` -1; an internal fault ->
+  ``StimulationError`` -3. The device reports no current and no impedance, and nothing about
+  the battery.
 * Response latency is the link's (``latency_ms``, see :class:`~simulator.device.SimConfig`;
   the real device answers within 100 ms, typically under 20 ms).
-
-Deviations: the simulated device enforces the firmware's hard limits from the ``rehastim2``
-profile on top of the protocol's ranges (1-125 Hz for pulse and burst frequencies), so a
-main interval above 1000 ms or pulses within a burst closer than 8 ms are refused with a
-parameter error, which the real device would accept.
 """
 
 from __future__ import annotations
@@ -77,6 +83,10 @@ MIN_EFFECTIVE_PULSE_WIDTH_US = 20
 MIN_MAIN_INTERVAL_CODE = 14
 """8 ms, the firmware's minimum main interval."""
 MAX_MAIN_INTERVAL_CODE = 2048
+MAX_MAIN_INTERVAL_MS = codec.main_interval_ms(MAX_MAIN_INTERVAL_CODE)
+MAX_LOW_FREQUENCY_FACTOR = 7
+MIN_INTER_PULSE_MS = 8.0
+"""The firmware's minimum inter-pulse interval; a shorter one is delivered as this."""
 CHANNEL_SLOT_MS = 1.5
 SINGLE_PULSE_S = 0.002
 """How long a single pulse (test pulse + biphasic pulse) shows in the delivered record."""
@@ -99,6 +109,16 @@ _ACKS: dict[int, type[Message]] = {
     Command.STOP_CHANNEL_LIST_MODE: StopChannelListModeAck,
     Command.SINGLE_PULSE: SinglePulseAck,
 }
+
+
+_DEVICE_FREQUENCIES = {
+    "min_frequency_hz": 1000.0 / (MAX_MAIN_INTERVAL_MS * (MAX_LOW_FREQUENCY_FACTOR + 1)),
+    "max_frequency_hz": 1000.0 / MIN_INTER_PULSE_MS,
+}
+"""The device's own frequency range, for the firmware's checks: the slowest a channel can
+pulse (1025 ms main interval, a low-frequency channel on every 8th) to the fastest (8 ms
+between pulses). The ``rehastim2`` profile's 1-125 Hz is what the host offers, not what the
+device refuses."""
 
 
 class _Reject(Exception):
@@ -134,6 +154,11 @@ class _ListMode:
     def one_shot(self) -> bool:
         return self.init.main_interval_code == 0
 
+    @property
+    def inter_pulse_ms(self) -> float:
+        """The interval between the pulses of a doublet or triplet as delivered."""
+        return max(MIN_INTER_PULSE_MS, self.init.inter_pulse_ms)
+
     def settings_for(self, channel: int, entry: ChannelPulse) -> ChannelSettings:
         """The channel's pulses as the firmware describes them."""
         width = max(MIN_EFFECTIVE_PULSE_WIDTH_US, entry.pulse_width_us)
@@ -143,8 +168,12 @@ class _ListMode:
         rate = 1000.0 / main_ms
         if entry.mode == PulseMode.SINGLE:
             return ChannelSettings(frequency_hz=rate, pulse_width_us=width)
+        pulse_hz = 1000.0 / self.inter_pulse_ms
+        if (entry.mode + 1) * self.inter_pulse_ms >= main_ms:
+            # the groups fill the interval: one pulse every inter-pulse interval
+            return ChannelSettings(frequency_hz=pulse_hz, pulse_width_us=width)
         return ChannelSettings(
-            frequency_hz=1000.0 / self.init.inter_pulse_ms,
+            frequency_hz=pulse_hz,
             pulse_width_us=width,
             waveform=Waveform.SYMMETRIC_BIPHASIC,
             pattern=Pattern.BURST,
@@ -158,6 +187,7 @@ class ScienceMode2FrontEnd:
 
     def __init__(self, context: FrontEndContext) -> None:
         self.firmware = context.firmware
+        self.firmware.limits = self.firmware.limits.model_copy(update=_DEVICE_FREQUENCIES)
         self.clock = context.clock
         self._send_frame = context.send
         self.version = PROTOCOL_VERSION
@@ -269,10 +299,12 @@ class ScienceMode2FrontEnd:
         try:
             message = codec.from_frame(frame)
         except PayloadError as error:
-            if command in _ACKS:
-                log.debug("sciencemode2: %s", error)
-                self._send(frame.pkt, _ack(command, Result.PARAMETER_ERROR, self.mode))
-            return
+            log.debug("sciencemode2: %s", error)
+            if command != Command.STOP_CHANNEL_LIST_MODE:
+                if command in _ACKS:
+                    self._send(frame.pkt, _ack(command, Result.PARAMETER_ERROR, self.mode))
+                return
+            message = StopChannelListMode()  # a stop is a stop, whatever bytes came with it
         if isinstance(message, InitAck):
             self._on_init_ack(frame.pkt, message.result)
             return
@@ -314,8 +346,8 @@ class ScienceMode2FrontEnd:
         if isinstance(message, StartChannelListMode):
             return self._start_list(message)
         if isinstance(message, StopChannelListMode):
-            if self.mode is StimulationMode.START:
-                raise _Reject(Result.WRONG_MODE, "channel list mode is not initialised")
+            # In every mode (the description allows only 0 and -1): nothing is running in the
+            # start mode, which is what the host asked for.
             self._stop_output()
             self._reset_modes()
             return None
@@ -326,7 +358,7 @@ class ScienceMode2FrontEnd:
     def _init_list(self, init: InitChannelListMode) -> None:
         if self.mode is not StimulationMode.START:
             raise _Reject(Result.WRONG_MODE, "channel list mode is already initialised")
-        if init.low_frequency_factor > 7:
+        if init.low_frequency_factor > MAX_LOW_FREQUENCY_FACTOR:
             raise _Reject(Result.PARAMETER_ERROR, "low-frequency factor above 7")
         if init.active_mask == 0:
             raise _Reject(Result.PARAMETER_ERROR, "no active channel")
@@ -364,10 +396,15 @@ class ScienceMode2FrontEnd:
                 raise _Reject(Result.PARAMETER_ERROR, f"channel {channel}: pulse width")
             if entry.current_ma > MAX_CURRENT_MA:
                 raise _Reject(Result.PARAMETER_ERROR, f"channel {channel}: current")
-            if entry.mode != PulseMode.SINGLE and not mode.one_shot:
-                busy = len(active) * CHANNEL_SLOT_MS + entry.mode * mode.init.inter_pulse_ms
-                if busy > mode.init.main_interval_ms:
-                    raise _Reject(Result.PARAMETER_ERROR, f"channel {channel}: burst too long")
+            group_ms = (entry.mode + 1) * mode.inter_pulse_ms
+            if entry.mode and not mode.one_shot and group_ms > mode.init.main_interval_ms:
+                # the description's rule: main interval >= pulses per group x inter-pulse interval
+                raise _Reject(
+                    Result.PARAMETER_ERROR,
+                    f"channel {channel}: {entry.mode + 1} pulses {mode.inter_pulse_ms:g} ms apart "
+                    f"need a main interval of at least {group_ms:g} ms, not "
+                    f"{mode.init.main_interval_ms:g} ms",
+                )
             try:
                 settings[channel] = mode.settings_for(channel, entry)
                 self.firmware.check_settings(channel, settings[channel])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import serial
 
-from drivers.base import FramingError
+from drivers.base import FramingError, TensDriver
 from drivers.clock import VirtualClock
 from drivers.tsp.codec import (
     Ack,
@@ -20,6 +20,7 @@ from drivers.tsp.codec import (
     EventFrame,
     MessageError,
     Ping,
+    SetAmplitude,
     TelemetryFrame,
     decode_device_message,
     encode_command,
@@ -29,6 +30,21 @@ from simulator.device import SimDevice
 from simulator.protocol_sim import Serial as SimSerial
 
 Received = tuple[float, DeviceMessage | FramingError]
+
+
+def ramp_driver(driver: TensDriver, channel: int, milliamps: float) -> None:
+    """Raise ``channel`` to ``milliamps`` through a bare driver (no governor) the way a TSP/2
+    device allows (S15): steps of at most its ramp step, each at least its ramp interval after
+    the previous one was acknowledged. Decreases go at once."""
+    limits = driver.info.limits
+    step = limits.ramp_step_ma if limits is not None and limits.ramp_step_ma else 1.0
+    interval_ms = limits.ramp_interval_ms if limits is not None and limits.ramp_interval_ms else 0
+    level = 0.0
+    while level < milliamps - 1e-9:
+        level = min(milliamps, round(level + step, 6))
+        driver.set_amplitude(channel, level)
+        if level < milliamps - 1e-9:
+            driver.clock.sleep(interval_ms / 1000.0)
 
 
 class RawTspHost:
@@ -102,6 +118,18 @@ class RawTspHost:
         if reply is None:
             raise AssertionError(f"no reply to {command!r} within {timeout} s")
         return reply
+
+    def ramp_to(self, channel: int, milliamps: float) -> None:
+        """Raise ``channel`` to ``milliamps`` the way the device allows (S15): steps of at most
+        its ramp step, one ramp interval apart, each acknowledged."""
+        fw = self.device.firmware
+        level = fw.delivered(channel)
+        while level < milliamps - 1e-9:
+            level = min(milliamps, round(level + fw.ramp_step_ma, 6))
+            reply = self.command(SetAmplitude(channel, level))
+            if not isinstance(reply, Ack):
+                raise AssertionError(f"AMP {channel} {level} refused: {reply}")
+            self.clock.advance(fw.ramp_interval_s)
 
     def keep_alive(self, seconds: float, period: float = 0.3) -> None:
         """Send PING every ``period`` for ``seconds`` of virtual time."""

@@ -1,16 +1,20 @@
-"""The TSP/1 front-end of the simulated firmware (docs/protocol.md).
+"""The TSP/2 front-end of the simulated firmware (docs/protocol.md).
 
 Bytes in -> :class:`~drivers.tsp.frame.FrameDecoder` -> :func:`~drivers.tsp.codec.decode_command`
 -> :class:`~simulator.firmware.Firmware` -> ``ACK``/``ERR`` frames out. Plus, unsolicited:
-``TEL`` at 10 Hz per configured channel while RUNNING and ``EVT`` for every firmware event.
-The framing and message codec are the host driver's own (``drivers/tsp``): one definition of
-the wire format for both ends.
+``TEL`` at 10 Hz for every channel while a host is talking (in every state: each carries the
+channel's state, so a lost ``EVT`` cannot leave the host wrong for long) and ``EVT`` for every
+firmware event. The firmware enforces its own ramp (S15). A repeat of any of the last
+:data:`REPLY_CACHE` commands is answered from a cache, never executed twice. The framing and
+message codec are the host driver's own (``drivers/tsp``): one definition of the wire format
+for both ends.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections import OrderedDict
 
 from drivers.base import DeviceEvent, DeviceEventKind, DeviceInfo, ErrorCode, FramingError
 from drivers.clock import TimerHandle
@@ -19,6 +23,7 @@ from drivers.tsp.codec import (
     PROTOCOL_MINOR,
     TELEMETRY_HZ,
     Ack,
+    ChannelState,
     Command,
     Configure,
     DeviceMessage,
@@ -48,6 +53,12 @@ from simulator.frontends import FrontEndContext
 
 log = logging.getLogger(__name__)
 
+REPLY_CACHE = 16
+"""How many recent commands a TSP/2 device answers again from its cache (docs/protocol.md §7)."""
+ALWAYS_EXECUTED = frozenset({"STOP", "HELLO", "PING", "STATUS"})
+"""Verbs executed even when they repeat a remembered line: harmless to repeat, and a STOP must
+never be answered from a cache (it could be an old line of an earlier host's)."""
+
 _UNSAFE = re.compile(r"[^\x21-\x29\x2b-\x7e ]+")
 
 
@@ -61,7 +72,7 @@ def _token(text: str) -> str:
 
 
 class TspFrontEnd:
-    """One TSP/1 device: answers every command, streams telemetry, reports events."""
+    """One TSP/2 device: answers every command, streams telemetry, reports events."""
 
     def __init__(self, context: FrontEndContext) -> None:
         self.firmware = context.firmware
@@ -70,7 +81,7 @@ class TspFrontEnd:
         self._decoder = FrameDecoder()
         self._seq = 0
         self._tel_timer: TimerHandle | None = None
-        self._last: tuple[Frame, bytes] | None = None
+        self._replies: OrderedDict[Frame, bytes] = OrderedDict()
         self._closed = False
         fw = self.firmware
         identity = fw.identity
@@ -81,10 +92,15 @@ class TspFrontEnd:
             serial_number=_token(identity.serial_number),
             firmware=_token(identity.firmware),
             channels=identity.channels,
-            limits=fw.limits,
+            limits=fw.limits.model_copy(
+                update={
+                    "ramp_step_ma": fw.ramp_step_ma,
+                    "ramp_interval_ms": round(fw.ramp_interval_s * 1000, 3),
+                }
+            ),
             reports_current=fw.profile.reports_current,
             reports_impedance=fw.profile.lead_off_detection,
-            is_simulator=True,
+            reported_simulator=True,
         )
         self._watchdog_ms = round(fw.watchdog_s * 1000)
         self._tel_period = 1.0 / TELEMETRY_HZ
@@ -107,24 +123,29 @@ class TspFrontEnd:
         for item in self._decoder.feed(data):
             if isinstance(item, FramingError):
                 log.debug("bad line from host: %s", item)
-                self._last = None
                 self._emit(framing_error_reply(item))
                 continue
             # any valid frame feeds the watchdog, even one we then refuse
             self.firmware.feed()
-            last = self._last
-            if last is not None and last[0] == item:
-                # a byte-identical repeat of the last command: answer again, do not execute
-                self._send(last[1])
+            self._start_telemetry()
+            cached = None if item.verb in ALWAYS_EXECUTED else self._replies.get(item)
+            if cached is not None:
+                # a repeat of a command already executed: answer again, never execute twice
+                self._send(cached)
                 continue
             try:
-                reply = self._execute(item.seq, decode_command(item))
+                command = decode_command(item)
+                if isinstance(command, Hello):
+                    self._replies.clear()  # a new host: its numbers start again
+                reply = self._execute(item.seq, command)
             except MessageError as error:
                 reply = message_error_reply(item.seq, error)
             except Refused as refusal:
                 reply = Err(item.seq, refusal.code, _detail(refusal.detail))
             encoded = encode_device_message(reply)
-            self._last = (item, encoded)
+            self._replies[item] = encoded
+            if len(self._replies) > REPLY_CACHE:
+                self._replies.popitem(last=False)
             self._send(encoded)
 
     def _execute(self, seq: int, command: Command) -> Ack | Err:
@@ -139,11 +160,9 @@ class TspFrontEnd:
             return Ack(seq)
         if isinstance(command, Start):
             fw.start()
-            self._start_telemetry()
             return Ack(seq)
         if isinstance(command, Stop):
             fw.stop()
-            self._stop_telemetry()
             return Ack(seq)
         if isinstance(command, Status):
             running = fw.state is OutputState.RUNNING
@@ -156,7 +175,14 @@ class TspFrontEnd:
         if isinstance(command, Hello):
             if command.major != PROTOCOL_MAJOR:
                 return Err(seq, ErrorCode.VERSION, str(PROTOCOL_MAJOR))
-            return hello_ack(seq, self.info, watchdog_ms=self._watchdog_ms)
+            fw.new_link()
+            info = self.info.model_copy(
+                update={
+                    "odometer_sessions": fw.odometer.sessions,
+                    "odometer_stimulation_s": fw.output_seconds(),
+                }
+            )
+            return hello_ack(seq, info, watchdog_ms=self._watchdog_ms)
         return Err(seq, ErrorCode.UNKNOWN_COMMAND)  # pragma: no cover - every Command is handled
 
     # ------------------------------------------------------------------ telemetry
@@ -170,12 +196,21 @@ class TspFrontEnd:
             self._tel_timer = None
 
     def _telemetry(self) -> None:
+        """One ``TEL`` per channel, in every state, while a host is talking (S15)."""
         self._tel_timer = None
         fw = self.firmware
-        if self._closed or fw.state is not OutputState.RUNNING:
+        if self._closed:
             return
+        running = fw.state is OutputState.RUNNING
+        idle = ChannelState.FAULT if fw.fault else ChannelState.IDLE
         for channel in self._channels:
             sample = fw.read_back(channel)
+            if not running:
+                state = idle
+            elif fw.is_lead_off(channel):
+                state = ChannelState.LEADOFF
+            else:
+                state = ChannelState.RUN
             self._emit(
                 TelemetryFrame(
                     self._next_seq(),
@@ -183,6 +218,7 @@ class TspFrontEnd:
                     sample.set_ma,
                     sample.measured_ma,
                     sample.impedance_ohm,
+                    state,
                 )
             )
         self._tel_timer = self.clock.call_later(self._tel_period, self._telemetry)
@@ -195,7 +231,7 @@ class TspFrontEnd:
         if kind is DeviceEventKind.DEVICE_RESET:
             # a restart forgets partial input and counts its own frames from 0 again
             self._decoder.reset()
-            self._last = None
+            self._replies.clear()
             self._seq = 0
             self._stop_telemetry()
             self._emit(EventFrame(self._next_seq(), EventName.RESET))
@@ -211,12 +247,10 @@ class TspFrontEnd:
                 self._next_seq(), EventName.BATLOW, battery_pct=max(0, min(100, pct))
             )
         elif kind is DeviceEventKind.FAULT:
-            self._stop_telemetry()
             frame = EventFrame(
                 self._next_seq(), EventName.FAULT, code=_token(event.detail or "internal")
             )
         elif kind is DeviceEventKind.EMERGENCY_SWITCH:
-            self._stop_telemetry()
             frame = EventFrame(self._next_seq(), EventName.FAULT, code="estop")
         else:
             return

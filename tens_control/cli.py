@@ -24,6 +24,8 @@ COMMANDS: dict[str, str] = {
     "delete-patient": "tens_control.commands.delete_patient",
     "prescription": "tens_control.commands.prescription",
     "screening": "tens_control.commands.screening",
+    "enrol": "tens_control.commands.enrol",
+    "clinician": "tens_control.commands.clinician",
     "report": "tens_control.commands.report",
     "import": "tens_control.commands.import_bundle",
     "review": "tens_control.commands.review",

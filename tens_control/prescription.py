@@ -21,10 +21,9 @@ the store supplies; each returns the reason to refuse a session, or None.
 from __future__ import annotations
 
 import math
-import re
 import tomllib
 from collections.abc import Iterable, Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,11 +40,13 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from drivers.limits import CapLayer, CapSource, DeviceProfile, EffectiveCaps
+from tens_control import toml_out
 from tens_control.errors import TensControlError
 from tens_control.pain import PainSite
 from tens_control.programs import CATALOGUE, Program, ProgramError, ProgramName, catalogue
 from tens_control.screening import ClinicianOverride
-from tens_control.sites import ChannelPlacement, PadField
+from tens_control.sites import DEFAULT_PAD, ChannelPlacement, PadField
+from tens_control.trust.keys import ClinicianKey, Signature
 
 __all__ = [
     "FORMAT_VERSION",
@@ -177,6 +178,10 @@ class Prescription(BaseModel):
     channels: tuple[ChannelPrescription, ...] = ()
     notes: Text = ""
 
+    signature: Signature | None = None
+    """The clinician's signature (``tens-control prescription sign``), over
+    :meth:`signed_content`; None for an unsigned prescription, which may only narrow."""
+
     @field_validator("format")
     @classmethod
     def _known_format(cls, value: int) -> int:
@@ -250,6 +255,15 @@ class Prescription(BaseModel):
         if pain is None:
             pain = PainSite.PHANTOM if self.rate_phantom_and_residual_separately else PainSite.OTHER
         return pain, self.headline_on_movement
+
+    @property
+    def is_signed(self) -> bool:
+        return self.signature is not None
+
+    def signed_content(self) -> dict[str, Any]:
+        """What a signature covers: every field as JSON except the signature itself and
+        ``version`` (the store numbers the versions it imports)."""
+        return self.model_dump(mode="json", exclude={"signature", "version"})
 
     @property
     def habituation_interval_s(self) -> float | None:
@@ -383,6 +397,145 @@ class Prescription(BaseModel):
         if reason is not None:
             data["reason"] = reason
         return prescription_from_dict(data, f"prescription version {version}")
+
+
+# --------------------------------------------------------------------------- signatures
+
+SIGNATURE_PURPOSE = "tens-control prescription"
+
+
+def sign_prescription(
+    rx: Prescription, key: ClinicianKey, patient: str, at: datetime | None = None
+) -> Prescription:
+    """``rx`` for ``patient``, signed with ``key`` (any earlier signature is replaced)."""
+    if rx.patient is not None and rx.patient != patient:
+        raise PrescriptionError(
+            f"the prescription is for patient {rx.patient!r}, not {patient!r}; check you have "
+            "the right file"
+        )
+    data = rx.model_dump()
+    data["patient"] = patient
+    data["signature"] = None
+    unsigned = prescription_from_dict(data, "prescription")
+    signature = key.sign(SIGNATURE_PURPOSE, unsigned.signed_content(), patient=patient, at=at)
+    return unsigned.model_copy(update={"signature": signature})
+
+
+# --------------------------------------------------------------------------- narrowing
+
+OTC_CHANNELS = 2
+"""Channels a session uses without prescribed channels (a home unit's pair)."""
+
+
+def _cap_text(value: float | None) -> str:
+    return "the device's maximum" if value is None else f"{value:g} mA"
+
+
+def _above(new: float | None, old: float | None) -> bool:
+    """``new`` allows more than ``old`` (None: no limit)."""
+    if old is None:
+        return False
+    return new is None or new > old + 1e-9
+
+
+def widening(new: Prescription, base: Prescription, base_name: str) -> list[str]:
+    """Everything ``new`` allows that ``base`` does not, as sentences naming the field; empty
+    when ``new`` only narrows ``base`` (or equals it). ``base_name`` names the base in them
+    (e.g. "the signed prescription version 2").
+
+    Narrower means: only programs ``base`` allows (a custom program with the same settings);
+    amplitude caps, session length, sessions and minutes a day no higher; a gap between sessions
+    no shorter; no current-density override ``base`` lacks; and
+    only channels ``base`` uses (without prescribed channels: the first two), each with the same
+    electrode sites and pads no larger (a smaller pad makes the dose checks stricter)."""
+    problems: list[str] = []
+    allowed = {p.name: p for p in base.all_programs()}
+    for program in new.all_programs():
+        old = allowed.get(program.name)
+        if old is None:
+            problems.append(f"programs: {program.name!r} is not allowed by {base_name}")
+        elif old != program:
+            problems.append(
+                f"custom_programs: {program.name!r} has other settings than in {base_name}"
+            )
+    numbers = sorted({c.channel for c in (*new.channels, *base.channels)} | {1, 2})
+    for number in numbers:
+        if _above(new.amplitude_cap(number), base.amplitude_cap(number)):
+            problems.append(
+                f"max_amplitude_ma: channel {number} may reach "
+                f"{_cap_text(new.amplitude_cap(number))}, above the "
+                f"{_cap_text(base.amplitude_cap(number))} of {base_name}"
+            )
+    if new.session_minutes > base.session_minutes:
+        problems.append(
+            f"session_minutes: {new.session_minutes} is longer than the "
+            f"{base.session_minutes} of {base_name}"
+        )
+    for name in ("sessions_per_day", "minutes_per_day"):
+        mine, theirs = getattr(new, name), getattr(base, name)
+        if theirs is not None and (mine is None or mine > theirs):
+            problems.append(
+                f"{name}: {'no limit' if mine is None else mine} is more than the {theirs} of "
+                f"{base_name}"
+            )
+    if new.min_gap_minutes < base.min_gap_minutes:
+        problems.append(
+            f"min_gap_minutes: {new.min_gap_minutes} is shorter than the "
+            f"{base.min_gap_minutes} of {base_name}"
+        )
+    if new.current_density_override is not None and base.current_density_override is None:
+        problems.append(f"current_density_override: {base_name} has none")
+    problems.extend(_channel_widening(new, base, base_name))
+    return problems
+
+
+def _channel_widening(new: Prescription, base: Prescription, base_name: str) -> list[str]:
+    problems: list[str] = []
+    for c in new.channels:
+        where = f"channels (channel {c.channel})"
+        if not base.channels:
+            if c.channel > OTC_CHANNELS:
+                problems.append(f"{where}: {base_name} uses channels 1 and 2 only, not {c.channel}")
+            elif c.area_cm2 > DEFAULT_PAD.area_cm2 + 1e-9:
+                problems.append(
+                    f"{where}.pad: {c.pad.label} is larger than the {DEFAULT_PAD.label} "
+                    f"{base_name} assumes"
+                )
+            continue
+        old = base.channel(c.channel)
+        if old is None:
+            problems.append(f"{where}: {base_name} does not use channel {c.channel}")
+            continue
+        if (c.site, c.side, c.second_site, c.second_side) != (
+            old.site,
+            old.side,
+            old.second_site,
+            old.second_side,
+        ):
+            problems.append(f"{where}.site: the electrode sites differ from {base_name}")
+        if c.area_cm2 > old.area_cm2 + 1e-9:
+            problems.append(
+                f"{where}.pad: {c.pad.label} is larger than the {old.pad.label} of {base_name}"
+            )
+    if base.channels and not new.channels:
+        problems.append(
+            f"channels: none are given, so a session would use channels 1 and 2 with "
+            f"{DEFAULT_PAD.label} pads instead of the channels of {base_name}"
+        )
+    return problems
+
+
+def fitting_profile_problem(rx: Prescription, profiles: Mapping[str, DeviceProfile]) -> str | None:
+    """None if at least one of ``profiles`` can satisfy ``rx``; else the problems with the
+    profile that comes closest, as one sentence."""
+    best: tuple[int, str] | None = None
+    for profile in profiles.values():
+        problems = rx.problems_for(profile)
+        if not problems:
+            return None
+        if best is None or len(problems) < best[0]:
+            best = (len(problems), f"{problems[0]} (closest: {profile.id})")
+    return None if best is None else best[1]
 
 
 # --------------------------------------------------------------------------- over the counter
@@ -565,87 +718,6 @@ def load_prescription(path: Path) -> Prescription:
 
 # --------------------------------------------------------------------------- writing
 
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def _key(key: str) -> str:
-    return key if _BARE_KEY.match(key) else _string(key)
-
-
-def _string(value: str) -> str:
-    out = ['"']
-    for ch in value:
-        code = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\u{code:04X}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"cannot write {value} in TOML here")
-        text = repr(value)
-        return text if any(c in text for c in ".en") else f"{text}.0"
-    if isinstance(value, str):
-        return _string(value)
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError("datetimes must carry a time zone")
-        return value.isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} as a TOML value")
-
-
-def _is_table(value: Any) -> bool:
-    return isinstance(value, dict)
-
-
-def _is_table_array(value: Any) -> bool:
-    return isinstance(value, list | tuple) and bool(value) and all(_is_table(v) for v in value)
-
-
-def _emit_table(lines: list[str], prefix: str, table: Mapping[str, Any]) -> None:
-    """Scalars first, then sub-tables, then arrays of tables (TOML's required order)."""
-    for key, value in table.items():
-        if value is None or _is_table(value) or _is_table_array(value):
-            continue
-        if isinstance(value, list | tuple) and not value:
-            lines.append(f"{_key(key)} = []")
-            continue
-        lines.append(f"{_key(key)} = {_value(value)}")
-    for key, value in table.items():
-        if _is_table(value):
-            name = f"{prefix}{_key(key)}"
-            lines.extend(["", f"[{name}]"])
-            _emit_table(lines, f"{name}.", value)
-    for key, value in table.items():
-        if _is_table_array(value):
-            name = f"{prefix}{_key(key)}"
-            for item in value:
-                lines.extend(["", f"[[{name}]]"])
-                _emit_table(lines, f"{name}.", item)
-
 
 def dump_prescription(rx: Prescription) -> str:
     """The prescription as TOML that :func:`parse_prescription` reads back to an equal one."""
@@ -655,13 +727,9 @@ def dump_prescription(rx: Prescription) -> str:
         {"channel": c["channel"], "max_amplitude_ma": c.get("max_amplitude_ma"), **c}
         for c in data["channels"]
     ]
-    lines = [
-        f"# tens-control prescription, format {FORMAT_VERSION}",
-        f"# version {rx.version}",
-        "",
-    ]
-    _emit_table(lines, "", data)
-    return "\n".join(lines) + "\n"
+    return toml_out.dumps(
+        data, (f"tens-control prescription, format {FORMAT_VERSION}", f"version {rx.version}")
+    )
 
 
 def save_prescription(rx: Prescription, path: Path, overwrite: bool = False) -> None:

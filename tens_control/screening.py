@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     AwareDatetime,
@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from tens_control.errors import TensControlError
+from tens_control.trust.keys import ClinicianKey, Signature
 
 
 class ScreeningError(TensControlError):
@@ -110,10 +111,26 @@ CONTACT_CLINICIAN = (
 NONE_REPORTED_NOTE = "the patient reports none of the conditions (tens-control screening --none)"
 
 
+OVERRIDE_PURPOSE = "tens-control screening override"
+
+
 class ScreeningOverride(ClinicianOverride):
-    """A clinician's override of one "yes" answer (field names as in the store's record)."""
+    """A clinician's override of one "yes" answer (field names as in the store's record),
+    signed by the clinician (``tens-control screening --override --key FILE``). Only an
+    override a key pinned at enrolment signed for this patient unblocks stimulation."""
 
     question: Question
+    signature: Signature | None = None
+
+    def signed_content(self) -> dict[str, Any]:
+        """What the signature covers: question, who, when and why."""
+        return self.model_dump(mode="json", exclude={"signature"})
+
+    def signed(
+        self, key: ClinicianKey, patient: str, at: datetime | None = None
+    ) -> ScreeningOverride:
+        signature = key.sign(OVERRIDE_PURPOSE, self.signed_content(), patient=patient, at=at)
+        return self.model_copy(update={"signature": signature})
 
 
 class Screening(BaseModel):
@@ -155,26 +172,42 @@ class Screening(BaseModel):
     def blocks(self) -> bool:
         return bool(self.uncovered)
 
-    def with_override(self, who: str, why: str, at: datetime | None = None) -> Screening:
-        """This screening with a clinician override of every "yes" not yet overridden.
+    def with_override(
+        self,
+        who: str,
+        why: str,
+        at: datetime | None = None,
+        *,
+        key: ClinicianKey | None = None,
+        patient: str | None = None,
+        questions: tuple[Question, ...] | None = None,
+    ) -> Screening:
+        """This screening with a clinician override of every "yes" not yet overridden (or of
+        ``questions``, replacing any override they had), signed with ``key`` for ``patient``
+        when given.
 
         Raises :class:`ScreeningError` if there is nothing to override.
         """
-        todo = self.uncovered
+        todo = self.uncovered if questions is None else questions
         if not todo:
             raise ScreeningError(
                 "this screening has no 'yes' answer without an override, so there is "
                 "nothing to override"
             )
-        when = at or datetime.now(UTC)
+        when = (at or datetime.now(UTC)).replace(microsecond=0)
         try:
             added = tuple(ScreeningOverride(who=who, why=why, at=when, question=q) for q in todo)
         except ValidationError as error:
             raise ScreeningError(_first_problem(error)) from None
+        if key is not None:
+            if patient is None:
+                raise ScreeningError("a signed override needs the patient's pseudonym")
+            added = tuple(o.signed(key, patient, at=when) for o in added)
+        kept = tuple(o for o in self.overrides if o.question not in todo)
         return Screening(
             at=self.at,
             answers=dict(self.answers),
-            overrides=self.overrides + added,
+            overrides=kept + added,
             recorded_by=self.recorded_by,
             notes=self.notes,
         )
@@ -243,9 +276,9 @@ def screening_gate(screening: Screening | None, device_is_simulator: bool) -> st
     if uncovered:
         labels = ", ".join(SHORT_LABELS[q] for q in uncovered)
         return (
-            f"stimulation is blocked: the screening answered yes to {labels}; a clinician "
-            "must review it and record an override (`tens-control screening --override "
-            "--by NAME --reason TEXT`)"
+            f"stimulation is blocked: the screening answered yes to {labels}; your clinic must "
+            "review it and sign an override (`tens-control screening --override --key FILE "
+            "--reason TEXT`)"
         )
     return None
 

@@ -42,7 +42,7 @@ import logging
 import math
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -55,12 +55,15 @@ from drivers.base import DeviceInfo, DriverError, Report, Telemetry
 from drivers.clock import Clock, TimerHandle, VirtualClock
 from drivers.limits import CapSource
 from drivers.safety import (
+    DeviceReported,
+    GovernorEvent,
     GovernorState,
     GovernorStateError,
-    SafetyEvent,
+    Paused,
     SafetyEventKind,
     SafetyGovernor,
     SafetyRejection,
+    Stopped,
     StopReason,
 )
 from tens_control import pain as pain_mod
@@ -80,15 +83,10 @@ from tens_control.screening import Screening, screening_gate, screening_log_note
 from tens_control.sites import DEFAULT_PAD, ChannelPlacement, pair_refusal
 from tens_control.store.errors import StoreError
 from tens_control.store.records import (
-    Actor,
     AdverseKind,
-    AmplitudeChanged,
     CallerRecord,
     ChannelPlan,
-    CommandSent,
-    DeviceReported,
     EndReason,
-    Fault,
     HabituationPrompt,
     Note,
     PainContext,
@@ -102,6 +100,13 @@ from tens_control.store.records import (
 from tens_control.store.records import Screening as StoredScreening
 from tens_control.store.store import Store, StoredEvent
 from tens_control.store.telemetry import TelemetryWriter
+from tens_control.trust.check import (
+    InForce,
+    check_before_session,
+    pinned_enrolment,
+    trusted_screening,
+)
+from tens_control.trust.keys import TrustError
 
 log = logging.getLogger(__name__)
 
@@ -515,27 +520,6 @@ def _fmt(value: float) -> str:
     return "0" if text in ("", "-0") else text
 
 
-def _actor(who: object) -> Actor:
-    text = str(who or "").lower()
-    if text == "patient":
-        return Actor.PATIENT
-    if text == "clinician":
-        return Actor.CLINICIAN
-    return Actor.SYSTEM
-
-
-def _json_value(value: object) -> Any:
-    if value is None or isinstance(value, str | bool | int):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    return str(value)
-
-
-def _json_data(data: Mapping[str, object]) -> dict[str, Any]:
-    return {key: _json_value(value) for key, value in data.items()}
-
-
 def _to_screening(stored: StoredScreening) -> Screening:
     """The store's screening record as the screening module's model (same field names)."""
     return Screening.model_validate(stored.model_dump(mode="python", exclude={"uid"}))
@@ -553,6 +537,7 @@ class _Prepared:
     placements: dict[int, ChannelPlacement | None]
     screening_uid: str | None
     screening_note: str | None
+    trust: InForce | None = None
 
 
 @dataclass
@@ -822,13 +807,19 @@ class SessionController:
     def _set_command(self, name: str) -> None:
         self._local.command = name
 
-    def _append(self, session: str | None, record: CallerRecord) -> StoredEvent | None:
+    def _append(
+        self, session: str | None, record: CallerRecord, mono: float | None = None
+    ) -> StoredEvent | None:
         """Commit one safety record (inside a job). A failure stops output."""
         if self._log_broken:
             return None
         try:
             stored = self._store.append_safety_event(
-                session, record, patient=self.patient, at=self._wall(), mono=self._clock.now()
+                session,
+                record,
+                patient=self.patient,
+                at=self._wall(),
+                mono=self._clock.now() if mono is None else mono,
             )
         except Exception as error:
             self._log_failed(error)
@@ -915,6 +906,7 @@ class SessionController:
         """Log a refused precondition and tell the patient; the caller raises the result."""
         self._log_record(
             Rejected(
+                time=self._clock.now(),
                 command=self._command(),
                 parameter=check,
                 value=value,
@@ -929,85 +921,24 @@ class SessionController:
         return PreconditionError(check, message)
 
     # ================================================================== governor events
-    def _on_governor_event(self, event: SafetyEvent) -> None:
+    def _on_governor_event(self, event: GovernorEvent) -> None:
         """The governor's ``on_event`` (any thread): queue it; never blocks on the disk."""
         session = self._f.session if self._f.state is not SessionState.ENDED else None
         command = self._command()
         self._jobs.submit(partial(self._handle_event, event, session, command))
 
-    def _record_for(self, event: SafetyEvent, command: str) -> CallerRecord:
-        kind = event.kind
-        data = event.data
-        reason = "" if event.reason is None else event.reason.value
-        if kind is SafetyEventKind.AMPLITUDE_SET:
-            return AmplitudeChanged(
-                channel=event.channel or 0,
-                from_ma=float(data.get("from_ma") or 0.0),
-                to_ma=float(data.get("to_ma") or 0.0),
-                who=_actor(data.get("who")),
-                why=str(data.get("why") or ""),
-            )
-        if kind is SafetyEventKind.REJECTED:
-            return Rejected(
-                command=command,
-                parameter=str(data.get("parameter") or ""),
-                value=_json_value(data.get("value")),
-                limit=_json_value(data.get("limit")),
-                source=str(data.get("source") or ""),
-                message=event.detail or "refused",
-            )
-        if kind is SafetyEventKind.DEVICE_REJECTED:
-            return CommandSent(
-                command=str(data.get("command") or command)[:200],
-                channel=event.channel,
-                args=_json_data(data),
-                ok=False,
-                error=event.detail,
-            )
-        if kind in (
-            SafetyEventKind.LEAD_OFF,
-            SafetyEventKind.OUTPUT_MISMATCH,
-            SafetyEventKind.COMMS_LOST,
-        ):
-            return Fault(fault=kind.value, channel=event.channel, detail=event.detail)
-        if kind is SafetyEventKind.DEVICE_EVENT:
-            return DeviceReported(
-                event=str(data.get("device_kind") or "device_event"),
-                channel=event.channel,
-                detail=event.detail,
-            )
-        names = {
-            SafetyEventKind.STARTED: "start",
-            SafetyEventKind.TARGET_CHANGED: "set_target",
-            SafetyEventKind.CONFIGURED: "configure",
-            SafetyEventKind.PAUSED: "pause",
-            SafetyEventKind.RESUMED: "resume",
-            SafetyEventKind.STOPPED: "stop",
-            SafetyEventKind.EMERGENCY_STOP: "emergency_stop",
-        }
-        if kind in names:
-            args = _json_data(data)
-            if reason:
-                args["reason"] = reason
-            if event.detail:
-                args["detail"] = event.detail
-            return CommandSent(command=names[kind], channel=event.channel, args=args)
-        text = f"{kind.value}: {event.detail}" if event.detail else kind.value
-        note_data = _json_data(data)
-        note_data["governor_event"] = kind.value
-        if event.channel is not None:
-            note_data["channel"] = event.channel
-        return Note(text=text, data=note_data)
-
-    def _handle_event(self, event: SafetyEvent, session: str | None, command: str) -> None:
-        """Log one governor event, then act on it and tell the listeners (a job)."""
-        self._append(session, self._record_for(event, command))
+    def _handle_event(self, event: GovernorEvent, session: str | None, command: str) -> None:
+        """Log one governor event as it is, then act on it and tell the listeners (a job)."""
+        record: CallerRecord = event
+        if event.kind is SafetyEventKind.REJECTED and not event.command:
+            record = event.model_copy(update={"command": command[:200]})
+        self._append(session, record, mono=event.time)
         kind = event.kind
         now = self._clock.now()
         if kind is SafetyEventKind.STARTED:
             self._transition_job(SessionState.RUNNING, "session started at 0 mA", session)
             self._habituation_started()
-        elif kind is SafetyEventKind.PAUSED:
+        elif isinstance(event, Paused):
             lead_off = event.reason is StopReason.LEAD_OFF
             with self._lock:
                 self._f.paused_for_lead_off = lead_off
@@ -1025,7 +956,7 @@ class SessionController:
                 self._notify(BannerCleared(now, "lead-off"))
             self._transition_job(SessionState.RUNNING, "resumed from 0 mA", session)
             self._habituation_resumed()
-        elif kind is SafetyEventKind.STOPPED:
+        elif isinstance(event, Stopped):
             self._ended(event, session)
         elif kind is SafetyEventKind.LEAD_ON:
             self._notify(
@@ -1045,7 +976,7 @@ class SessionController:
             with self._lock:
                 self._f.banners["comms-lost"] = message
             self._notify(MessageUpdate(now, message, True))
-        elif kind is SafetyEventKind.DEVICE_EVENT and data_kind(event) == "battery_low":
+        elif isinstance(event, DeviceReported) and event.event == "battery_low":
             message = Message(
                 "battery-low",
                 MessageLevel.WARNING,
@@ -1078,7 +1009,7 @@ class SessionController:
             return
         self._notify(ChannelUpdate(self._clock.now(), view))
 
-    def _lead_off_paused(self, event: SafetyEvent) -> None:
+    def _lead_off_paused(self, event: Paused) -> None:
         channel = event.channel
         if channel is None:
             # the PAUSED event has no channel; find the channel(s) off
@@ -1120,8 +1051,8 @@ class SessionController:
         if timer is not None:
             timer.cancel()
 
-    def _ended(self, event: SafetyEvent, session: str | None) -> None:
-        reason_in = event.reason or StopReason.USER
+    def _ended(self, event: Stopped, session: str | None) -> None:
+        reason_in = event.reason
         if self._log_broken:
             reason = EndReason.HOST_CRASH
         else:
@@ -1479,8 +1410,27 @@ class SessionController:
             return tuple(sorted(c.channel for c in self._rx.channels if c.channel in usable))
         return tuple(sorted(usable))[:DEFAULT_CHANNELS]
 
+    def _check_trust(self, device: OpenedDevice) -> InForce:
+        """Before every session: no other program runs one on this database, and the
+        prescription in force is trusted (signature, log record; ``tens_control.trust.check``)."""
+        other = self._store.running_elsewhere()
+        if other is not None:
+            raise self._refuse(
+                "session lock",
+                f"another program is running a session on this database: {other}; only one "
+                "session at a time may run: wait for it to end, or stop it, then try again",
+                source="session lock",
+            )
+        try:
+            return check_before_session(
+                self._store, self.patient, self._rx, device.profile, self._wall()
+            )
+        except TrustError as error:
+            raise self._refuse("prescription", str(error), source="trust") from None
+
     def _check_preconditions(self, program: str | Program, minutes: float | None) -> _Prepared:
         governor, device = self._require_governor()
+        trust = self._check_trust(device)
         rx = self._rx
         source = "over-the-counter defaults" if rx.is_over_the_counter else "prescription"
         problems = rx.problems_for(device.profile)
@@ -1560,7 +1510,7 @@ class SessionController:
                         source="prescription",
                     )
             placements[number] = placement
-        return _Prepared(chosen, float(minutes), channels, placements, screening_uid, note)
+        return _Prepared(chosen, float(minutes), channels, placements, screening_uid, note, trust)
 
     def _check_daily(self, rx: Prescription, minutes: float, source: str) -> None:
         store = self._store
@@ -1607,9 +1557,17 @@ class SessionController:
                         "the stored contraindication screening cannot be read; run "
                         "`tens-control screening` again",
                     ) from None
+        dropped: tuple[str, ...] = ()
+        if screening is not None and screening.overrides:
+            try:
+                enrolment = pinned_enrolment(self._store, self.patient)
+            except TrustError as error:
+                raise self._refuse("screening", str(error), source="trust") from None
+            screening, dropped = trusted_screening(screening, enrolment, self._wall())
         gate = screening_gate(screening, device.is_simulator)
         if gate is not None:
-            raise self._refuse("screening", gate, source="screening")
+            why = f" ({'; '.join(dropped)})" if dropped else ""
+            raise self._refuse("screening", gate + why, source="screening")
         note = screening_log_note(screening, device.is_simulator)
         return (None if stored is None else stored.uid), note
 
@@ -1802,6 +1760,11 @@ class SessionController:
                 self._f.session = session
                 self._f.prepared = fresh
             self._flush_pending_ratings(session)
+            if fresh.trust is not None:
+                self._log_record(
+                    Note(text=fresh.trust.describe(), data={"trust": fresh.trust.log_data()}),
+                    session,
+                )
             if fresh.screening_note:
                 self._log_record(
                     Note(text=fresh.screening_note, data={"screening": fresh.screening_uid}),
@@ -2065,11 +2028,6 @@ class SessionController:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def data_kind(event: SafetyEvent) -> str:
-    """The device event kind carried by a DEVICE_EVENT (e.g. ``battery_low``)."""
-    return str(event.data.get("device_kind") or "")
 
 
 __all__ = [

@@ -22,15 +22,16 @@ from drivers.limits import get_profile
 from simulator.device import SimDevice
 from simulator.firmware import DeliveredRecord
 from tens_control.device import OpenedDevice, open_device
-from tens_control.prescription import Prescription, dump_prescription, prescription_from_dict
+from tens_control.prescription import Prescription, prescription_from_dict
 from tens_control.session import (
     SessionController,
     SessionState,
     StateUpdate,
     Update,
 )
-from tens_control.store.records import LogRecord
+from tens_control.store.records import AnyLogRecord
 from tens_control.store.store import Store, StoredEvent, virtual_wall_clock
+from tests.trust_support import enrol_and_prescribe
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 """Virtual time 0 is this wall time (a Monday morning, so a day has room for sessions)."""
@@ -88,7 +89,7 @@ class Rig:
             return self.store.events(session=session)
         return self.store.events(self.controller.patient)
 
-    def records(self, kind: str, session: str | None = None) -> list[LogRecord]:
+    def records(self, kind: str, session: str | None = None) -> list[AnyLogRecord]:
         return [e.record for e in self.events(session) if e.kind == kind]
 
     def states(self) -> list[tuple[str, str]]:
@@ -152,9 +153,8 @@ def make_rig(
     store = Store.open(
         tmp / "tens.sqlite3", clock=clock, wall=wall, recover=False, flush_interval_s=5.0
     )
-    if rx is not None:
-        store.ensure_patient()
-        store.save_prescription(dump_prescription(rx), author="Dr A. Example", reason="test")
+    if rx is not None:  # as a clinic prescribes: enrolled, and signed by the clinic's key
+        enrol_and_prescribe(store, rx)
     holder: list[Rig] = []
     controller = SessionController(store, clock, wall=wall, opener=opener(holder), **kwargs)
     rig = Rig(tmp, clock, store, controller, wall)

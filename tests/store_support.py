@@ -93,7 +93,12 @@ def run_session(store: Store, clock: VirtualClock, *, samples: int = 40) -> str:
             store.append_event(
                 sid,
                 AmplitudeChanged(
-                    channel=1, from_ma=amplitude, to_ma=amplitude + 1, who=Actor.PATIENT, why="up"
+                    time=0.0,
+                    channel=1,
+                    from_ma=amplitude,
+                    to_ma=amplitude + 1,
+                    who=Actor.PATIENT,
+                    why="up",
                 ),
             )
             amplitude += 1

@@ -8,7 +8,7 @@ import sys
 def test_drivers_and_simulator_import_without_textual_or_the_application() -> None:
     code = (
         "import sys, drivers.base, drivers.limits, drivers.clock, drivers.transport, "
-        "drivers.link, simulator\n"
+        "drivers.runtime, drivers.engine, simulator\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'tens_control')]\n"
         "assert not bad, bad\n"
     )

@@ -123,7 +123,9 @@ def _busy_patient(store: Store, who: str, rng: random.Random, skip: float) -> No
             if amp is not None:
                 store.append_event(
                     sid,
-                    AmplitudeChanged(channel=1, from_ma=0.0, to_ma=amp, who=Actor.PATIENT),
+                    AmplitudeChanged(
+                        time=0.0, channel=1, from_ma=0.0, to_ma=amp, who=Actor.PATIENT
+                    ),
                     at=start + timedelta(seconds=5),
                 )
             running = day == DAYS - 1 and slot == 0
@@ -197,7 +199,9 @@ def _busy_patient(store: Store, who: str, rng: random.Random, skip: float) -> No
         if rng.random() < 0.1:
             store.append_event(
                 None,
-                Rejected(command="amplitude", parameter="amplitude_ma", message="above the cap"),
+                Rejected(
+                    time=0.0, command="amplitude", parameter="amplitude_ma", message="above the cap"
+                ),
                 patient=who,
                 at=START + timedelta(days=day, hours=12, minutes=1),
             )

@@ -96,7 +96,9 @@ def test_amplitude_is_time_weighted_over_stimulating_time(tmp_path: Path) -> Non
         ]:
             store.append_event(
                 sid,
-                AmplitudeChanged(channel=channel, from_ma=before, to_ma=after, who=Actor.PATIENT),
+                AmplitudeChanged(
+                    time=0.0, channel=channel, from_ma=before, to_ma=after, who=Actor.PATIENT
+                ),
                 at=t0 + timedelta(seconds=seconds),
             )
         store.end_session(sid, EndReason.COMPLETED, at=t0 + timedelta(seconds=180))

@@ -96,8 +96,22 @@ def _run_command(db: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "tens_control", "run", "--db", str(db), *args]
 
 
+def _screen(db: Path, env: dict[str, str]) -> None:
+    """A simulator on a pty or TCP is a real device to the host (S17: only ``sim://`` skips the
+    contraindication screening), so the patient answers it first."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tens_control", "screening", "--none", "--db", str(db)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+
+
 def _complete_run(tmp_path: Path, env: dict[str, str], sim: Sim) -> None:
     db = tmp_path / "db.sqlite3"
+    _screen(db, env)
     done = subprocess.run(
         _run_command(
             db,
@@ -125,7 +139,8 @@ def _complete_run(tmp_path: Path, env: dict[str, str], sim: Sim) -> None:
         (session,) = store.sessions()
         assert session.end_reason is EndReason.COMPLETED
         assert session.device is not None
-        assert session.device.is_simulator
+        assert session.device.reported_simulator  # the device says so; the host does not
+        assert not session.device.is_simulator  # trust it (S17): only sim:// is a simulator
         assert store.verify().ok
     record = sim.record()
     assert record.max_level(1) == 2.0
@@ -149,6 +164,8 @@ def test_run_over_tcp(tmp_path: Path, env: dict[str, str]) -> None:
 
 
 def _start_run(db: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    if "--device" in args and not args[args.index("--device") + 1].startswith("sim://"):
+        _screen(db, env)
     return subprocess.Popen(
         _run_command(db, *args),
         env=env,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import random
 import threading
+from typing import Any
 
 import pytest
 
@@ -32,9 +33,10 @@ from drivers.base import (
 from drivers.clock import VirtualClock
 from drivers.limits import CapLayer, CapSource, DeviceProfile, get_profile
 from drivers.safety import (
+    Connected,
+    GovernorEvent,
     GovernorState,
     GovernorStateError,
-    SafetyEvent,
     SafetyEventKind,
     SafetyGovernor,
     SafetyRejection,
@@ -208,7 +210,7 @@ class Rig:
     ) -> None:
         self.clock = VirtualClock()
         self.driver = FakeDriver(self.clock, **driver_args)  # type: ignore[arg-type]
-        self.events: list[SafetyEvent] = []
+        self.events: list[GovernorEvent] = []
         self.gov = SafetyGovernor(
             self.driver,
             profile or get_profile("tens-sim"),
@@ -229,7 +231,7 @@ class Rig:
     def kinds(self) -> list[SafetyEventKind]:
         return [e.kind for e in self.events]
 
-    def last(self, kind: SafetyEventKind) -> SafetyEvent:
+    def last(self, kind: SafetyEventKind) -> Any:
         return [e for e in self.events if e.kind is kind][-1]
 
     def ramp_to(self, channel: int, ma: float) -> None:
@@ -262,8 +264,9 @@ def test_connect_identifies_zeroes_every_output_and_reports_caps(rig: Rig) -> No
     assert rig.gov.state is GovernorState.IDLE
     assert rig.kinds() == [SafetyEventKind.CONNECTED]
     connected = rig.events[0]
-    assert connected.data["max_ma_1"] == 100.0
-    assert connected.data["max_session_min"] == 60.0
+    assert isinstance(connected, Connected)
+    assert (connected.caps[0].channel, connected.caps[0].max_ma) == (1, 100.0)
+    assert connected.max_session_min == 60.0
     assert rig.gov.channels == (1, 2)
 
 
@@ -303,7 +306,7 @@ def test_every_session_starts_at_zero(rig: Rig) -> None:
     assert rig.driver.verbs() == ["HELLO", "STOP", "CFG", "START"]
     assert rig.gov.channel_status(1).target_ma == 0.0
     assert rig.driver.output == {1: 0.0, 2: 0.0}
-    assert rig.last(SafetyEventKind.STARTED).data["duration_s"] == 1800.0
+    assert rig.last(SafetyEventKind.STARTED).duration_s == 1800.0
 
 
 # ----------------------------------------------------------------------------- S4 rejections
@@ -329,9 +332,9 @@ def test_amplitude_above_the_prescription_cap_is_rejected_and_nothing_is_written
     r.clock.advance(5)
     assert r.driver.requests == before
     rejected = r.last(SafetyEventKind.REJECTED)
-    assert rejected.data["source"] == "prescription"
-    assert rejected.data["who"] == "patient"
-    assert rejected.data["why"] == "stronger"
+    assert rejected.source == "prescription"
+    assert rejected.who == "patient"
+    assert rejected.why == "stronger"
     assert rejected.channel == 1
 
 
@@ -403,7 +406,7 @@ def test_program_settings_outside_the_caps_are_rejected_before_any_byte(
         r.gov.configure(1, settings)
     assert (caught.value.parameter, caught.value.source) == (parameter, source)
     assert r.driver.requests == before
-    assert r.last(SafetyEventKind.REJECTED).data["parameter"] == parameter
+    assert r.last(SafetyEventKind.REJECTED).parameter == parameter
 
 
 def test_a_waveform_or_pattern_the_device_lacks_is_rejected() -> None:
@@ -502,8 +505,8 @@ def test_increases_ramp_in_steps_at_the_profile_rate_and_decreases_are_immediate
     # 0 -> 10 mA at 2 mA/s takes at least 4.5 s after the first step
     assert record[-1][0] - record[1][0] >= 4.5
     steps = [e for e in rig.events if e.kind is SafetyEventKind.AMPLITUDE_SET]
-    assert [(e.data["from_ma"], e.data["to_ma"]) for e in steps][:2] == [(0.0, 1.0), (1.0, 2.0)]
-    assert all(e.data["who"] == "patient" and e.data["why"] == "stronger" for e in steps)
+    assert [(e.from_ma, e.to_ma) for e in steps][:2] == [(0.0, 1.0), (1.0, 2.0)]
+    assert all(e.who == "patient" and e.why == "stronger" for e in steps)
     sent = len(rig.driver.requests)
     rig.gov.set_target(1, 2.0)
     assert rig.driver.requests[sent:] == [("AMP", 1, 2.0)]  # written before set_target returns
@@ -527,11 +530,13 @@ def test_step_up_and_down_move_one_amplitude_step_and_stop_at_the_cap() -> None:
     r = comfort_capped.running(1)
     r.gov.set_comfort_cap(1, 1.0)
     assert r.gov.step_up(1) == 0.5
+    r.clock.advance(1.0)
     assert r.gov.step_up(1) == 1.0
+    r.clock.advance(1.0)
     with pytest.raises(SafetyRejection) as caught:
         r.gov.step_up(1)
     assert caught.value.source is CapSource.COMFORT
-    assert "your comfort cap of 1 mA" in str(caught.value)
+    assert "the comfort cap of 1 mA" in str(caught.value)
     assert r.gov.step_down(1) == 0.5
     assert r.gov.step_down(1) == 0.0
     assert r.gov.step_down(1) == 0.0
@@ -560,7 +565,7 @@ def test_lowering_the_comfort_cap_below_the_output_lowers_it_at_once(rig: Rig) -
     assert rig.gov.channel_status(1).target_ma == 4.0
     assert rig.gov.max_amplitude(1).source is CapSource.COMFORT
     changed = rig.last(SafetyEventKind.TARGET_CHANGED)
-    assert (changed.data["to_ma"], changed.data["who"]) == (4.0, "governor")
+    assert (changed.to_ma, changed.who) == (4.0, "system")
     rig.gov.set_comfort_cap(1, None)
     rig.clock.advance(5)
     assert rig.driver.output[1] == 4.0  # widening a cap never raises output
@@ -741,12 +746,42 @@ def test_without_impedance_reporting_resume_clears_the_lead_off_flag() -> None:
     assert not r.gov.channel_status(1).lead_off
 
 
-def test_the_device_emergency_switch_reported_as_a_fault_code_ends_as_emergency_switch(
-    rig: Rig,
-) -> None:
+def test_the_device_emergency_switch_ends_as_emergency_switch(rig: Rig) -> None:
+    rig.running(1)
+    rig.driver.report(DeviceEvent(rig.clock.now(), DeviceEventKind.EMERGENCY_SWITCH))
+    assert rig.gov.end_reason is StopReason.EMERGENCY_SWITCH
+
+
+def test_the_governor_knows_no_protocol_a_fault_code_is_a_device_fault(rig: Rig) -> None:
+    # the TSP engine turns its own "EVT FAULT estop" into EMERGENCY_SWITCH; the governor does not
+    # look inside a fault's detail
     rig.running(1)
     rig.driver.report(DeviceEvent(rig.clock.now(), DeviceEventKind.FAULT, detail="estop"))
-    assert rig.gov.end_reason is StopReason.EMERGENCY_SWITCH
+    assert rig.gov.end_reason is StopReason.DEVICE_FAULT
+
+
+def test_queued_presses_never_put_the_target_more_than_one_step_above_the_output(
+    rig: Rig,
+) -> None:
+    """S16: 20 presses of "up" inside one ramp interval ask for one step, not 20."""
+    rig.running(1)
+    for _ in range(20):
+        rig.gov.step_up(1)
+    status = rig.gov.channel_status(1)
+    assert status.target_ma == rig.gov.ramp_step_ma or status.target_ma == 0.5
+    rig.clock.advance(30.0)
+    assert max(rig.driver.output.values()) <= 1.0  # one step of the 0.5 mA grid, or two at most
+    # holding the key (a press every 50 ms) rises at the ramp rate while held ...
+    start = rig.clock.now()
+    while rig.clock.now() - start < 3.0:
+        rig.gov.step_up(1)
+        rig.clock.advance(0.05)
+    held = rig.driver.output[1]
+    assert held >= 3.0
+    # ... and releasing it stops the rise within one step
+    rig.gov.hold(1)
+    rig.clock.advance(30.0)
+    assert rig.driver.output[1] <= held + rig.gov.ramp_step_ma
 
 
 def test_a_lead_off_without_a_channel_pauses_every_channel(rig: Rig) -> None:
@@ -767,7 +802,7 @@ def test_impedance_over_threshold_in_telemetry_is_a_lead_off(rig: Rig) -> None:
     rig.ramp_to(1, 2.0)
     rig.driver.report(Telemetry(rig.clock.now(), 1, 2.0, 2.0, 25_000.0))
     assert rig.gov.state is GovernorState.PAUSED
-    assert rig.last(SafetyEventKind.LEAD_OFF).data["impedance_ohm"] == 25_000.0
+    assert rig.last(SafetyEventKind.LEAD_OFF).impedance_ohm == 25_000.0
 
 
 # ----------------------------------------------------------------------------- S8 comms
@@ -819,7 +854,7 @@ def test_two_consecutive_read_back_mismatches_stop_the_session(rig: Rig) -> None
     rig.driver.report(Telemetry(now(), 1, 10.0, 11.2, 800.0))
     assert (rig.gov.state, rig.gov.end_reason) == (GovernorState.ENDED, StopReason.OUTPUT_MISMATCH)
     mismatch = rig.last(SafetyEventKind.OUTPUT_MISMATCH)
-    assert (mismatch.channel, mismatch.data["measured_ma"]) == (1, 11.2)
+    assert (mismatch.channel, mismatch.measured_ma) == (1, 11.2)
 
 
 def test_read_back_tolerance_is_the_stricter_of_ten_percent_and_two_milliamps(rig: Rig) -> None:
@@ -873,7 +908,7 @@ def test_device_events_end_the_session_with_the_matching_reason(
     rig.ramp_to(1, 2.0)
     rig.driver.report(DeviceEvent(rig.clock.now(), kind, detail="x"))
     assert (rig.gov.state, rig.gov.end_reason) == (GovernorState.ENDED, reason)
-    assert rig.last(SafetyEventKind.DEVICE_EVENT).data["device_kind"] == kind.value
+    assert rig.last(SafetyEventKind.DEVICE_EVENT).event == kind.value
     assert rig.driver.verbs()[-1] == "STOP"
 
 
@@ -881,7 +916,7 @@ def test_battery_low_is_reported_and_nothing_else(rig: Rig) -> None:
     rig.running(1)
     rig.driver.report(DeviceEvent(rig.clock.now(), DeviceEventKind.BATTERY_LOW, detail="15"))
     assert rig.gov.state is GovernorState.RUNNING
-    assert rig.last(SafetyEventKind.DEVICE_EVENT).data["device_kind"] == "battery_low"
+    assert rig.last(SafetyEventKind.DEVICE_EVENT).event == "battery_low"
 
 
 @pytest.mark.parametrize(
@@ -945,7 +980,7 @@ def test_an_event_handler_may_call_the_governor() -> None:
     r = Rig()
     calls: list[SafetyEventKind] = []
 
-    def handler(event: SafetyEvent) -> None:
+    def handler(event: GovernorEvent) -> None:
         calls.append(event.kind)
         if event.kind is SafetyEventKind.LEAD_OFF:
             r.gov.stop()
@@ -960,7 +995,7 @@ def test_an_event_handler_may_call_the_governor() -> None:
 def test_a_failing_event_handler_does_not_break_the_safety_path() -> None:
     r = Rig()
 
-    def broken(event: SafetyEvent) -> None:
+    def broken(event: GovernorEvent) -> None:
         raise RuntimeError("disk full")
 
     r.gov._on_event = broken
@@ -1140,7 +1175,7 @@ def test_the_device_reported_set_current_is_read_back_too(rig: Rig) -> None:
     for _ in range(2):
         rig.driver.report(Telemetry(rig.clock.now(), 1, 9.0, None, None))
     assert rig.gov.end_reason is StopReason.OUTPUT_MISMATCH
-    assert rig.last(SafetyEventKind.OUTPUT_MISMATCH).data["device_set_ma"] == 9.0
+    assert rig.last(SafetyEventKind.OUTPUT_MISMATCH).device_set_ma == 9.0
 
 
 def test_output_read_back_after_the_end_sends_stop_again(rig: Rig) -> None:
@@ -1281,7 +1316,7 @@ def test_timers_that_fire_late_do_nothing(rig: Rig) -> None:
     rig.running(1)
     done = Pending("PING", rig.clock.now())
     done.resolve()
-    rig.gov._ack_overdue(done)  # answered: not a comms loss
+    rig.gov._overdue(done)  # answered: not a comms loss
     rig.gov.stop()
     rig.gov._on_duration()  # a duration timer after the end
     rig.gov._ramp_tick(rig.gov._channels[1])  # a ramp tick after the end
@@ -1296,7 +1331,7 @@ def test_events_from_another_thread_are_delivered_in_order_by_the_thread_deliver
     entered = threading.Event()
     release = threading.Event()
 
-    def slow(event: SafetyEvent) -> None:
+    def slow(event: GovernorEvent) -> None:
         if event.kind is SafetyEventKind.TARGET_CHANGED:
             entered.set()
             release.wait(5)

@@ -44,12 +44,13 @@ from drivers.limits import CapLayer, CapSource, DeviceProfile, get_profile, max_
 from drivers.safety import (
     READBACK_ABSOLUTE_MA,
     READBACK_RELATIVE,
+    GovernorEvent,
     GovernorState,
     GovernorStateError,
-    SafetyEvent,
     SafetyEventKind,
     SafetyGovernor,
     SafetyRejection,
+    Stopped,
     StopReason,
 )
 from drivers.sciencemode2.driver import ScienceMode2Driver
@@ -142,6 +143,7 @@ PROTOCOLS: dict[str, SimProtocol] = {
         profile_id="tens-sim",
         connect=_tsp_connect,
         faults=ALL_FAULTS,
+        resends_lost_commands=True,  # a TSP device answers a repeat from its reply cache
     ),
     "sciencemode2": SimProtocol(
         name="sciencemode2",
@@ -252,7 +254,7 @@ class Harness:
     areas: dict[int, float]
     layers: tuple[CapLayer, ...] = (PRESCRIPTION,)
     clock: VirtualClock = field(default_factory=VirtualClock)
-    events: list[SafetyEvent] = field(default_factory=list)
+    events: list[GovernorEvent] = field(default_factory=list)
     writes: list[tuple[float, int]] = field(default_factory=list)
     injected: list[Injected] = field(default_factory=list)
     caps: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
@@ -455,7 +457,7 @@ class Harness:
 
     def first_event(
         self, start: float, end: float, kinds: tuple[SafetyEventKind, ...]
-    ) -> SafetyEvent | None:
+    ) -> GovernorEvent | None:
         for event in self.events:
             if start - EPS <= event.time <= end + EPS and event.kind in kinds:
                 return event
@@ -464,7 +466,7 @@ class Harness:
     def expect_end(self, fault: Injected, deadline: float, reason: StopReason) -> None:
         end = fault.time + deadline
         stopped = self.first_event(fault.time, end, (SafetyEventKind.STOPPED,))
-        assert stopped is not None, (
+        assert isinstance(stopped, Stopped), (
             f"{fault.kind.value} at t={fault.time:.3f}: no stop by {end:.3f}"
         )
         assert stopped.reason is reason or stopped.reason in HOST_ENDS, (
@@ -582,7 +584,7 @@ class Harness:
         ran = 0.0
         for event in self.events:
             if event.kind is SafetyEventKind.STARTED:
-                value = event.data["duration_s"]
+                value = event.duration_s
                 assert isinstance(value, float)
                 planned, running_since, ran = value, event.time, 0.0
             elif event.kind is SafetyEventKind.RESUMED:

@@ -274,8 +274,9 @@ def test_plan_maps_frequency_onto_the_main_interval() -> None:
     assert plan.init.active_channels == (1,)
     assert plan.init.low_frequency_mask == 0
     assert plan.channels[0].delivered_hz == 100.0
+    # no doublets: the inter-pulse interval is the firmware's 8 ms minimum, code (8 - 1.5) / 0.5
     assert plan_channel_list({1: ChannelSettings(frequency_hz=125, pulse_width_us=20)}).init == (
-        codec.InitChannelListMode(0, 1, 0, 0, 14, 0)
+        codec.InitChannelListMode(0, 1, 0, 13, 14, 0)
     )
     slow = plan_channel_list({3: ChannelSettings(frequency_hz=1, pulse_width_us=500)})
     assert slow.init.main_interval_code == 1998
@@ -488,9 +489,9 @@ def test_stop_zeroes_every_channel_and_is_idempotent(clock: VirtualClock) -> Non
 
 def test_stop_is_written_before_request_stop_returns(clock: VirtualClock) -> None:
     driver, device, _ = running(clock)
-    writes = driver._link.bytes_written
+    writes = driver.bytes_written
     driver.request_stop()
-    assert driver._link.bytes_written > writes
+    assert driver.bytes_written > writes
     clock.advance(0.01)
     assert device.firmware.delivered(1) == 0.0
     driver.close()
@@ -730,9 +731,14 @@ def test_repeated_init_crossing_our_answer_is_tolerated(clock: VirtualClock) -> 
     driver.close()
 
 
-def test_the_device_watchdog_restarts_it_when_the_host_hangs(clock: VirtualClock) -> None:
+def test_the_device_watchdog_restarts_it_when_the_host_hangs(
+    clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     driver, device, reports = running(clock)
-    driver._cancel_timers()  # the host process hangs: no keep-alive, no polls
+    # the host process hangs: its timer never fires again (no keep-alive, no polls)
+    assert driver._timer is not None
+    driver._timer.cancel()
+    monkeypatch.setattr(driver, "_arm", lambda deadline: None)
     last = clock.now()
     clock.advance(1.5)
     off = device.record.zero_at(1, last)

@@ -16,8 +16,8 @@ from drivers.base import ChannelSettings
 from drivers.clock import VirtualClock
 from drivers.limits import CapLayer, CapSource, get_profile
 from drivers.safety import (
+    GovernorEvent,
     GovernorState,
-    SafetyEvent,
     SafetyEventKind,
     SafetyGovernor,
     StopReason,
@@ -41,7 +41,7 @@ def _clean_exit_guard() -> Iterator[None]:
 class Rig:
     def __init__(self, url: str = "sim://sciencemode2?seed=2") -> None:
         self.clock = VirtualClock()
-        self.events: list[SafetyEvent] = []
+        self.events: list[GovernorEvent] = []
         self.driver = ScienceMode2Driver.open(url, self.clock)
         port = self.driver.port
         assert isinstance(port, SimSerial)
@@ -86,8 +86,8 @@ def test_connect_flags_no_readback_and_the_device_as_a_simulator(rig: Rig) -> No
     assert SafetyEventKind.NO_READBACK in rig.kinds()
     assert not rig.gov.readback
     connected = next(e for e in rig.events if e.kind is SafetyEventKind.CONNECTED)
-    assert connected.data["simulator"] == "yes"
-    assert connected.data["protocol"] == "sciencemode2 1"
+    assert connected.simulator is True
+    assert connected.protocol == "sciencemode2 1"
 
 
 def test_ramp_stays_on_the_step_and_rate_and_under_the_cap(rig: Rig) -> None:

@@ -222,7 +222,6 @@ def test_wrong_mode_acks_change_nothing(host: RawHost) -> None:
     assert host.command(StartChannelListMode((ChannelPulse(0, 200, 5),))) == (
         StartChannelListModeAck(WRONG_MODE)
     )
-    assert host.command(StopChannelListMode()) == StopChannelListModeAck(WRONG_MODE)
     assert host.device.record.max_level() == 0.0
     assert host.command(INIT_CH1) == InitChannelListModeAck(OK)
     assert host.command(INIT_CH1) == InitChannelListModeAck(WRONG_MODE)
@@ -234,6 +233,39 @@ def test_wrong_mode_acks_change_nothing(host: RawHost) -> None:
     assert host.command(SinglePulse(0, 200, 10)) == SinglePulseAck(WRONG_MODE)
     assert host.device.firmware.delivered(1) == 5.0
     assert host.mode() == 2
+
+
+@pytest.mark.parametrize("stimulating", [False, True], ids=["start-mode", "stimulating"])
+def test_stop_is_answered_ok_in_every_mode(host: RawHost, stimulating: bool) -> None:
+    """The description allows only 0 (stopped) and -1 (transfer error) for Stop; hosts such as
+    pyScienceMode send Stop before their first Init and treat anything else as fatal."""
+    if stimulating:
+        host.stimulate(current=9)
+    else:
+        host.link()
+    for _ in range(2):
+        assert host.command(StopChannelListMode()) == StopChannelListModeAck(OK)
+        assert host.mode() == 0
+    assert host.device.firmware.delivered(1) == 0.0
+    assert host.command(INIT_CH1) == InitChannelListModeAck(OK)  # and the next session starts
+
+
+def test_a_stop_with_data_bytes_still_stops(host: RawHost) -> None:
+    host.stimulate(current=9)
+    pkt = 61
+    host.port.write(encode_frame(RawFrame(pkt, Command.STOP_CHANNEL_LIST_MODE, b"\x00")))
+    assert host.reply(pkt, Command.STOP_CHANNEL_LIST_MODE_ACK) == StopChannelListModeAck(OK)
+    assert host.device.firmware.delivered(1) == 0.0
+    assert host.mode() == 0
+
+
+def test_a_garbled_stop_is_a_transfer_error(host: RawHost) -> None:
+    host.stimulate(current=9)
+    wire = bytearray(codec.encode(43, StopChannelListMode()))
+    wire[2] ^= 0x04  # the escaped CRC byte
+    host.port.write(bytes(wire))
+    assert host.reply(43, Command.STOP_CHANNEL_LIST_MODE_ACK) == StopChannelListModeAck(TRANSFER)
+    assert host.device.firmware.delivered(1) == 9.0  # not executed: the frame cannot be trusted
 
 
 # --------------------------------------------------------------------------- parameters
@@ -330,6 +362,72 @@ def test_low_frequency_factor_and_doublets_are_understood(host: RawHost) -> None
     assert one.secondary_hz == pytest.approx(20.0)
     assert two.frequency_hz == pytest.approx(5.0)
     assert (fw.delivered(1), fw.delivered(2)) == (6.0, 8.0)
+
+
+def _burst_host(host: RawHost, inter_pulse_ms: float, main_code: int, channels: int = 1) -> None:
+    host.link()
+    init = InitChannelListMode(
+        0, (1 << channels) - 1, 0, codec.inter_pulse_interval_code(inter_pulse_ms), main_code, 0
+    )
+    assert host.command(init) == InitChannelListModeAck(OK)
+
+
+@pytest.mark.parametrize("mode", [1, 2], ids=["doublet", "triplet"])
+def test_an_inter_pulse_interval_below_8_ms_is_delivered_as_8_ms(host: RawHost, mode: int) -> None:
+    """pyScienceMode always sends 2 ms (its default), which the real device evidently takes at
+    Init; the description gives 8 ms as the firmware's minimum. So: accepted, delivered as
+    8 ms -- never accepted at Init and refused at every Start."""
+    _burst_host(host, 2.0, 58)  # 30 ms main interval
+    start = StartChannelListMode((ChannelPulse(mode, 350, 10),))
+    assert host.command(start) == StartChannelListModeAck(OK)
+    settings = host.device.firmware.settings(1)
+    assert settings is not None
+    assert settings.frequency_hz == pytest.approx(125.0)  # 8 ms between the pulses
+    assert settings.pulses_per_burst == mode + 1
+    assert settings.secondary_hz == pytest.approx(1000.0 / 30.0)
+    assert host.device.firmware.delivered(1) == 10.0
+
+
+@pytest.mark.parametrize(
+    ("mode", "main_ms", "result"),
+    [
+        (1, 16.0, OK),  # 2 pulses x 8 ms = 16 ms: fits exactly
+        (1, 15.5, PARAMETER),
+        (2, 24.0, OK),  # 3 x 8 ms
+        (2, 23.5, PARAMETER),
+    ],
+)
+def test_a_pulse_group_must_fit_in_the_main_interval(
+    host: RawHost, mode: int, main_ms: float, result: int
+) -> None:
+    _burst_host(host, 8.0, codec.main_interval_code(main_ms))
+    start = StartChannelListMode((ChannelPulse(mode, 200, 6),))
+    assert host.command(start) == StartChannelListModeAck(result)
+    assert host.device.record.max_level() == (6.0 if result == OK else 0.0)
+
+
+def test_channel_slots_do_not_shorten_a_pulse_group(host: RawHost) -> None:
+    """Eight channels of doublets at 8 ms in a 16 ms main interval: the description's rule
+    (16 >= 2 x 8) holds; the channels' 1.5 ms slots are not added to the groups."""
+    _burst_host(host, 8.0, codec.main_interval_code(16.0), channels=8)
+    start = StartChannelListMode(tuple(ChannelPulse(1, 200, 3) for _ in range(8)))
+    assert host.command(start) == StartChannelListModeAck(OK)
+    assert [host.device.firmware.delivered(ch) for ch in range(1, 9)] == [3.0] * 8
+
+
+@pytest.mark.parametrize("main_code", [2048, 1998], ids=["1025ms", "1000ms"])
+def test_the_longest_main_intervals_are_delivered(host: RawHost, main_code: int) -> None:
+    """1-1025 ms is the description's range, below the rehastim2 profile's 1 Hz."""
+    host.link()
+    init = InitChannelListMode(7, 0b11, 0b10, 0, main_code, 0)  # channel 2 every 8th interval
+    assert host.command(init) == InitChannelListModeAck(OK)
+    start = StartChannelListMode((ChannelPulse(0, 200, 4), ChannelPulse(2, 200, 5)))
+    assert host.command(start) == StartChannelListModeAck(OK)
+    fw = host.device.firmware
+    assert (fw.delivered(1), fw.delivered(2)) == (4.0, 5.0)
+    one = fw.settings(1)
+    assert one is not None
+    assert one.frequency_hz == pytest.approx(1000.0 / codec.main_interval_ms(main_code))
 
 
 # --------------------------------------------------------------------------- transfer errors

@@ -26,6 +26,7 @@ from tens_control.screening import (
     screening_log_note,
 )
 from tens_control.store import Store
+from tens_control.trust.keys import ENV_PASSPHRASE
 
 NOW = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 LATER = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
@@ -212,13 +213,13 @@ def test_describe_lists_answers_overrides_and_the_verdict() -> None:
     assert "Stimulation: blocked" in describe(screening)
     text = describe(screening.with_override("Dr A", "seizure-free 10 years", at=LATER))
     assert "epilepsy: yes" in text
-    assert "override of epilepsy by Dr A" in text
+    assert "override of epilepsy by Dr A (unsigned)" in text
     assert text.endswith("Stimulation: allowed")
 
 
 def test_override_options_need_each_other(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["screening", "--override", "--by", "Dr A"]) == 2
-    assert "--override needs --by NAME" in capsys.readouterr().err
+    assert "--override needs --key FILE" in capsys.readouterr().err
     assert main(["screening", "--by", "Dr A"]) == 2
     assert "go with --override" in capsys.readouterr().err
 
@@ -238,9 +239,13 @@ def test_cli_screening_stores_answers_override_and_carries_it_over(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = ["--db", str(tmp_path / "db.sqlite3")]
+    monkeypatch.setenv(ENV_PASSPHRASE, "a long clinic passphrase")
+    key = tmp_path / "dr-a.key"
+    assert main(["clinician", "keygen", "--name", "Dr A", "-o", str(key)]) == 0
     assert main(["screening", "--show", *db]) == 0
     assert "No screening on record" in capsys.readouterr().out
-    assert main(["screening", "--override", "--by", "Dr A", "--reason", "fine", *db]) == 2
+    override = ["screening", "--override", "--key", str(key)]
+    assert main([*override, "--reason", "fine", *db]) == 2
     assert "there is no database at" in capsys.readouterr().err
 
     yes_to_implant = ["y"] + ["n"] * (len(QUESTIONS) - 1)
@@ -256,8 +261,31 @@ def test_cli_screening_stores_answers_override_and_carries_it_over(
         latest = Screening.model_validate(stored.model_dump(exclude={"uid"}))
     assert screening_gate(latest, device_is_simulator=False) is not None
 
-    assert main(["screening", "--override", "--by", "Dr A", "--reason", "leg pads only", *db]) == 0
-    assert "Stimulation is no longer blocked" in capsys.readouterr().out
+    # not enrolled: no override can be checked, so none is recorded
+    assert main([*override, "--reason", "leg pads only", *db]) == 2
+    assert "not enrolled with a clinic" in capsys.readouterr().err
+    enrolment = tmp_path / "enrolment.toml"
+    assert (
+        main(
+            [
+                "clinician",
+                "enrolment",
+                "--clinic",
+                "Example clinic",
+                "--patient",
+                "patient-1",
+                "--key",
+                str(key),
+                "-o",
+                str(enrolment),
+            ]
+        )
+        == 0
+    )
+    assert main(["enrol", str(enrolment), *db]) == 0
+    capsys.readouterr()
+    assert main([*override, "--reason", "leg pads only", *db]) == 0
+    assert "Recorded the signed override by Dr A" in capsys.readouterr().out
     assert main(["screening", "--show", *db]) == 0
     assert capsys.readouterr().out.rstrip().endswith("Stimulation: allowed")
 

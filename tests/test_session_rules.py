@@ -16,6 +16,7 @@ from drivers.clock import RealClock
 from tens_control.pain import PainRatingError
 from tens_control.prescription import PrescriptionError
 from tens_control.screening import Question
+from tens_control.screening import ScreeningOverride as Override
 from tens_control.session import (
     EndedUpdate,
     HabituationDue,
@@ -35,7 +36,9 @@ from tens_control.store.records import (
     ScreeningOverride,
 )
 from tens_control.store.store import Store
+from tens_control.trust.check import InForce
 from tests.session_support import START, make_rig, prescription, wrapped_opener, zero_within
+from tests.trust_support import clinician, enrolment, pin
 
 NOT_A_SIMULATOR = wrapped_opener("sim://tsp", is_simulator=False)
 
@@ -168,6 +171,11 @@ def test_the_controller_refuses_a_refused_site_itself(
         bad_channel = good.channels[0].model_copy(update={"site": Site.HEAD})
         bad = good.model_copy(update={"channels": (bad_channel, good.channels[1])})
         monkeypatch.setattr(rig.c, "_load_prescription", lambda: bad)
+        # past the trust check too (it would refuse a prescription that is not the stored one)
+        monkeypatch.setattr(
+            "tens_control.session.check_before_session",
+            lambda store, patient, rx, profile, now: InForce(rx, "self-managed"),
+        )
         with pytest.raises(PreconditionError) as error:
             rig.c.prepare("conventional", 5)
         assert error.value.check == "electrode site"
@@ -197,22 +205,41 @@ def test_a_real_device_needs_the_screening(tmp_path: Path) -> None:
             c.prepare("conventional", 1)
         assert "pacemaker" in str(error.value)
         assert rig.sim.firmware.configured_channels() == []
-        override = ScreeningOverride(
-            question=Question.ACTIVE_IMPLANT.value,
+        unsigned = Override(
+            question=Question.ACTIVE_IMPLANT,
             who="Dr A. Cardiologist",
             at=datetime(2026, 3, 2, 7, 0, tzinfo=UTC),
             why="implant is MRI-safe spinal stimulator switched off; pads far from it",
         )
-        rig.store.save_screening(answers, recorded_by="patient", overrides=[override])
+        # an override anyone could have typed does not unblock stimulation
+        rig.store.save_screening(answers, recorded_by="patient", overrides=[_stored(unsigned)])
+        with pytest.raises(PreconditionError) as error:
+            c.prepare("conventional", 1)
+        assert "not enrolled with a clinic" in str(error.value)
+        # once enrolled, an override signed by a pinned key does
+        key = clinician("Dr A. Cardiologist")
+        pin(rig.store, enrolment(rig.c.patient, key))
+        with pytest.raises(PreconditionError) as error:
+            c.prepare("conventional", 1)
+        assert "does not count: it is not signed" in str(error.value)
+        signed_override = unsigned.signed(key, rig.c.patient, at=unsigned.at)
+        rig.store.save_screening(
+            answers, recorded_by="patient", overrides=[_stored(signed_override)]
+        )
         session = rig.run_session(minutes=0.2)
         notes = [r.text for r in rig.records("note", session) if isinstance(r, Note)]
         assert any("Dr A. Cardiologist" in n for n in notes)
         plan = rig.store.session(session).plan
         assert plan.screening is not None
+        assert rig.record.max_level(1) > 0  # the simulator delivered the session
         refused = [r.parameter for r in _rejections(rig.records("rejected"))]
-        assert refused == ["screening", "screening"]
+        assert refused == ["screening"] * 4
     finally:
         rig.close()
+
+
+def _stored(override: Override) -> ScreeningOverride:
+    return ScreeningOverride.model_validate(override.model_dump(mode="json"))
 
 
 def test_the_simulator_runs_without_screening_and_the_log_says_so(tmp_path: Path) -> None:

@@ -10,6 +10,15 @@ from pathlib import Path
 import pytest
 
 from drivers.base import ErrorCode
+from drivers.safety import (
+    CommsLost,
+    DeviceRejected,
+    EmergencyStop,
+    LeadOff,
+    OutputMismatch,
+    Stopped,
+    StopReason,
+)
 from tens_control.session import (
     BannerCleared,
     EndedUpdate,
@@ -20,9 +29,7 @@ from tens_control.session import (
 )
 from tens_control.store.records import (
     AmplitudeChanged,
-    CommandSent,
     EndReason,
-    Fault,
     Rejected,
 )
 from tests.session_support import (
@@ -150,9 +157,8 @@ def test_user_stop(rig: Rig) -> None:
     assert _end_reason(rig, session) is EndReason.STOPPED_BY_USER
     rig.advance(0.1)
     assert zero_within(rig.record, t, 0.01)
-    commands = [r for r in rig.records("command", session) if isinstance(r, CommandSent)]
-    assert commands[-1].command == "stop"
-    assert commands[-1].args["reason"] == "user"
+    (stopped,) = [r for r in rig.records("stopped", session) if isinstance(r, Stopped)]
+    assert stopped.reason is StopReason.USER
 
 
 def test_emergency_stop_zero_within_50_ms_and_never_waits(rig: Rig) -> None:
@@ -166,8 +172,7 @@ def test_emergency_stop_zero_within_50_ms_and_never_waits(rig: Rig) -> None:
     assert rig.c.snapshot().state is SessionState.ENDED
     assert rig.c.snapshot().end_reason is EndReason.EMERGENCY_STOP
     assert _end_reason(rig, session) is EndReason.EMERGENCY_STOP
-    names = [r.command for r in rig.records("command", session) if isinstance(r, CommandSent)]
-    assert "emergency_stop" in names
+    assert [r for r in rig.records("emergency_stop", session) if isinstance(r, EmergencyStop)]
     # idempotent, and harmless without a session
     rig.c.emergency_stop()
     rig.c.finish()
@@ -210,8 +215,7 @@ def test_lead_off_pauses_with_instructions_and_resume_starts_from_zero(rig: Rig)
     assert "channel 1" in banner.text
     assert "resume" in banner.text
     assert "pads" in banner.text  # says what to do
-    faults = [r for r in rig.records("fault", session) if isinstance(r, Fault)]
-    assert faults[0].fault == "lead_off"
+    faults = [r for r in rig.records("lead_off", session) if isinstance(r, LeadOff)]
     assert faults[0].channel == 1
     # the electrode goes back on; resume starts from 0
     rig.sim.inject("leadon", channel=1)
@@ -252,8 +256,7 @@ def test_comms_lost_ends_the_session_and_the_device_zeroes_itself(rig: Rig) -> N
     # the host cannot reach it: the device's own watchdog (1 s) zeroes the output
     assert zero_within(rig.record, t, 1.0 + 0.05)
     assert "comms-lost" in {m.key for m in rig.c.snapshot().banners}
-    faults = [r for r in rig.records("fault", session) if isinstance(r, Fault)]
-    assert any(f.fault == "comms_lost" for f in faults)
+    assert [r for r in rig.records("comms_lost", session) if isinstance(r, CommsLost)]
     # the device is gone: finishing goes back to idle, never to stimulation
     rig.c.finish()
     assert rig.c.snapshot().state is SessionState.IDLE
@@ -298,8 +301,8 @@ def test_stuck_output_is_an_output_mismatch(rig: Rig) -> None:
     rig.advance(1.0)
     assert _end_reason(rig, session) is EndReason.OUTPUT_MISMATCH
     assert zero_within(rig.record, t, 0.5)
-    faults = [r for r in rig.records("fault", session) if isinstance(r, Fault)]
-    assert any(f.fault == "output_mismatch" and f.channel == 1 for f in faults)
+    faults = [r for r in rig.records("output_mismatch", session) if isinstance(r, OutputMismatch)]
+    assert any(f.channel == 1 for f in faults)
 
 
 def test_output_jump_is_an_output_mismatch(rig: Rig) -> None:
@@ -328,8 +331,8 @@ def test_device_limit_disagreement_is_limit_reached(tmp_path: Path) -> None:
         assert _end_reason(rig, session) is EndReason.LIMIT_REACHED
         assert rig.record.max_level(1) <= 80.0
         assert rig.record.level_at(1, rig.clock.now()) == 0.0
-        bad = [r for r in rig.records("command", session) if isinstance(r, CommandSent)]
-        assert any(not r.ok and ErrorCode.LIMIT.value in str(r.args) for r in bad)
+        bad = [r for r in rig.records("device_rejected", session) if isinstance(r, DeviceRejected)]
+        assert any(r.code == ErrorCode.LIMIT.value for r in bad)
     finally:
         rig.close()
 

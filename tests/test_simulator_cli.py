@@ -15,6 +15,7 @@ import serial
 
 from drivers.base import ChannelSettings
 from drivers.tsp.codec import (
+    PROTOCOL_MAJOR,
     Ack,
     Configure,
     Hello,
@@ -90,12 +91,16 @@ def test_tens_sim_answers_hello(where: list[str]) -> None:
         url = first_line(process)
         port = serial.serial_for_url(url, timeout=5.0)
         try:
-            (reply,) = exchange(port, Hello(1))
+            (reply,) = exchange(port, Hello(PROTOCOL_MAJOR))
         finally:
             port.close()
         assert isinstance(reply, Ack)
         info = parse_hello_ack(reply).info
-        assert (info.model, info.serial_number, info.is_simulator) == ("HOME-2", "SIM000012", True)
+        assert (info.model, info.serial_number, info.reported_simulator) == (
+            "HOME-2",
+            "SIM000012",
+            True,
+        )
     finally:
         code, err = finish(process)
     assert code == 0, err
@@ -109,20 +114,20 @@ def test_record_file_shows_delivery_and_power_off_on_sigint(record: Path) -> Non
         try:
             replies = exchange(
                 port,
-                Hello(1),
+                Hello(PROTOCOL_MAJOR),
                 Configure(1, ChannelSettings(frequency_hz=50, pulse_width_us=150)),
                 Start(),
-                SetAmplitude(1, 3.5),
+                SetAmplitude(1, 1.0),
             )
             assert all(isinstance(r, Ack) for r in replies)
             delivered = load_record(record, 2)
-            assert [d.ma for d in delivered.changes(1)] == [3.5]
+            assert [d.ma for d in delivered.changes(1)] == [1.0]
         finally:
             port.close()
     finally:
         code, err = finish(process, signal.SIGINT)
     assert code == 0, err
-    assert [d.ma for d in load_record(record, 2).changes(1)] == [3.5, 0.0]
+    assert [d.ma for d in load_record(record, 2).changes(1)] == [1.0, 0.0]
 
 
 def test_tcp_serves_one_host_at_a_time_and_a_disconnect_fault_drops_it() -> None:
@@ -133,9 +138,9 @@ def test_tcp_serves_one_host_at_a_time_and_a_disconnect_fault_drops_it() -> None
         first = socket.create_connection((host, int(port_text)), timeout=5.0)
         second = socket.create_connection((host, int(port_text)), timeout=5.0)
         try:
-            first.sendall(encode_command(1, Hello(1)))
-            assert first.recv(4096).startswith(b"1 ACK TSP/1.0")
-            second.sendall(encode_command(1, Hello(1)))
+            first.sendall(encode_command(1, Hello(PROTOCOL_MAJOR)))
+            assert first.recv(4096).startswith(b"1 ACK TSP/2.0")
+            second.sendall(encode_command(1, Hello(PROTOCOL_MAJOR)))
             second.settimeout(0.5)
             with pytest.raises(TimeoutError):
                 second.recv(4096)  # waits its turn

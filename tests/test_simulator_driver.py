@@ -22,11 +22,13 @@ from drivers.tsp.driver import TspDriver
 from simulator.faults import FaultKind
 from simulator.firmware import DeliveredRecord
 from simulator.protocol_sim import Serial as SimSerial
+from simulator.testing import ramp_driver
 from tests.sim_process import SimProcess, first_line, start_tens_sim
 
 CONVENTIONAL = ChannelSettings(frequency_hz=80, pulse_width_us=200)
 RAMP_MA = (1.0, 2.0, 3.0)
-STEP_S = 0.3
+STEP_S = 0.55
+"""One step at a time, each a little more than the device's 500 ms ramp interval apart (S15)."""
 
 
 @dataclass
@@ -39,7 +41,8 @@ class Timeline:
 def scenario(driver: TspDriver, clock: Clock) -> Timeline:
     """Identify, configure, start, ramp a few mA, stop."""
     info = driver.identify()
-    assert info.is_simulator
+    assert info.reported_simulator  # the device says so ...
+    assert info.is_simulator is driver.url.startswith("sim://")  # ... only the URL decides (S17)
     driver.configure(1, CONVENTIONAL)
     driver.start()
     started = clock.now()
@@ -91,7 +94,7 @@ def test_the_device_watchdog_zeroes_output_when_the_host_goes_silent() -> None:
     driver.add_report_handler(reports.append)
     driver.configure(1, CONVENTIONAL)
     driver.start()
-    driver.set_amplitude(1, 4.0)
+    ramp_driver(driver, 1, 4.0)
     clock.sleep(2.0)  # the keep-alive holds the output on
     assert device.firmware.delivered(1) == 4.0
     # from now on nothing the host sends reaches the device: to the device, the host is silent
@@ -121,7 +124,7 @@ def test_the_host_ends_on_comms_loss_when_the_device_goes_silent() -> None:
     driver.add_report_handler(reports.append)
     driver.configure(1, CONVENTIONAL)
     driver.start()
-    driver.set_amplitude(1, 6.0)
+    ramp_driver(driver, 1, 6.0)
     device.inject(FaultKind.MUTE)  # the device still obeys but says nothing
     muted = clock.now()
     clock.sleep(3.0)
@@ -148,7 +151,7 @@ def test_unplugging_the_port_is_a_comms_loss_and_the_device_zeroes_itself() -> N
     driver.add_report_handler(reports.append)
     driver.configure(2, CONVENTIONAL)
     driver.start()
-    driver.set_amplitude(2, 5.0)
+    ramp_driver(driver, 2, 5.0)
     device.inject(FaultKind.DISCONNECT)
     gone = clock.now()
     clock.sleep(2.0)
@@ -208,6 +211,8 @@ clock = RealClock()
 driver = TspDriver.open(sys.argv[1], clock)
 driver.configure(1, ChannelSettings(frequency_hz=80, pulse_width_us=200))
 driver.start()
+driver.set_amplitude(1, 1.0)
+time.sleep(0.6)
 driver.set_amplitude(1, 2.0)
 print("running", flush=True)
 time.sleep(60)

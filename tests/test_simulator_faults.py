@@ -6,7 +6,17 @@ import pytest
 import serial
 
 from drivers.base import ChannelSettings, DeviceEventKind, ErrorCode, FramingError
-from drivers.tsp.codec import Ack, Configure, Err, EventName, Hello, Ping, SetAmplitude, Start
+from drivers.tsp.codec import (
+    PROTOCOL_MAJOR,
+    Ack,
+    Configure,
+    Err,
+    EventName,
+    Hello,
+    Ping,
+    SetAmplitude,
+    Start,
+)
 from simulator.faults import (
     FAULT_HELP,
     Direction,
@@ -24,7 +34,7 @@ CONVENTIONAL = ChannelSettings(frequency_hz=80, pulse_width_us=200)
 
 def started(url: str = "sim://tsp?seed=5") -> RawTspHost:
     host = RawTspHost(url)
-    host.command(Hello(1))
+    host.command(Hello(PROTOCOL_MAJOR))
     host.command(Configure(1, CONVENTIONAL))
     host.command(Start())
     return host
@@ -104,7 +114,7 @@ def test_a_bad_plan_in_a_url_is_a_clear_serial_exception() -> None:
 
 def test_scheduled_faults_happen_at_their_time_after_power_on() -> None:
     host = started("sim://tsp?faults=leadoff@2:1,stuck@2.5:2&seed=1")
-    host.command(SetAmplitude(1, 6.0))
+    host.command(SetAmplitude(1, 1.0))
     host.keep_alive(3.0)
     assert [(round(t, 6), f.kind) for t, f in host.device.faults_applied] == [
         (2.0, FaultKind.LEAD_OFF),
@@ -118,18 +128,18 @@ def test_scheduled_faults_happen_at_their_time_after_power_on() -> None:
 
 def test_jump_fault_shows_in_the_record_and_in_the_read_back() -> None:
     host = started("sim://tsp?faults=jump@1:1:4")
-    host.command(SetAmplitude(1, 10.0))
+    host.command(SetAmplitude(1, 1.0))
     host.keep_alive(1.5)
-    assert host.device.record.max_level(1) == 14.0
+    assert host.device.record.max_level(1) == 5.0
     latest = host.telemetry(1)[-1][1]
-    assert latest.set_ma == 10.0
+    assert latest.set_ma == 1.0
     assert latest.measured_ma is not None
-    assert latest.measured_ma > 13.5
+    assert latest.measured_ma > 4.8
 
 
 def test_drift_fault_ends_in_lead_off() -> None:
     host = started("sim://tsp?faults=drift@1:1:3")
-    host.command(SetAmplitude(1, 10.0))
+    host.command(SetAmplitude(1, 1.0))
     host.keep_alive(5.0)
     impedances = [m.impedance_ohm for t, m in host.telemetry(1) if 1.0 < t < 4.0]
     assert any(z is not None and z > 5000 for z in impedances)
@@ -182,19 +192,19 @@ def test_drop_to_the_device_loses_the_command() -> None:
 def test_drop_to_the_host_loses_the_reply_but_the_command_ran() -> None:
     host = started()
     host.device.inject(FaultKind.DROP, direction=Direction.HOST)
-    seq = host.send(SetAmplitude(1, 2.0))
+    seq = host.send(SetAmplitude(1, 1.0))
     host.clock.advance(0.05)
     assert host.reply(seq, timeout=0) is None
-    assert host.device.firmware.delivered(1) == 2.0
+    assert host.device.firmware.delivered(1) == 1.0
 
 
 def test_duplicate_frames_both_ways() -> None:
     host = started()
     host.device.inject(FaultKind.DUPLICATE)  # the device receives the command twice
-    seq = host.send(SetAmplitude(1, 3.0))
+    seq = host.send(SetAmplitude(1, 1.0))
     host.clock.advance(0.05)
     assert [m.seq for _, m in host.replies()].count(seq) == 2
-    assert [d.ma for d in host.device.record.changes(1)] == [3.0]  # executed once
+    assert [d.ma for d in host.device.record.changes(1)] == [1.0]  # executed once
     host.device.inject(FaultKind.DUPLICATE, direction="host")
     seq = host.send(Ping())
     host.clock.advance(0.05)
@@ -216,7 +226,7 @@ def test_a_late_answer_holds_back_everything_behind_it() -> None:
 
 def test_mute_silences_the_device_but_it_still_obeys() -> None:
     host = started()
-    host.command(SetAmplitude(1, 5.0))
+    host.command(SetAmplitude(1, 1.0))
     host.device.inject(FaultKind.MUTE, value=2.0)
     host.send(SetAmplitude(1, 0.0))
     heard_before = len(host.received)
@@ -229,7 +239,7 @@ def test_mute_silences_the_device_but_it_still_obeys() -> None:
 
 def test_disconnect_makes_the_port_raise_and_the_device_watchdog_zeroes_output() -> None:
     host = started()
-    host.command(SetAmplitude(1, 8.0))
+    host.command(SetAmplitude(1, 1.0))
     host.device.inject(FaultKind.DISCONNECT)
     gone = host.clock.now()
     with pytest.raises(serial.SerialException):
@@ -266,7 +276,7 @@ def test_a_timed_disconnect_comes_back_by_itself() -> None:
 
 def _random_run(seed: int) -> list[tuple[float, Fault]]:
     host = started(f"sim://tsp?seed={seed}&fault_rate=0.5&fault_kinds=garble+drop+leadoff+jump")
-    host.command(SetAmplitude(1, 4.0))
+    host.command(SetAmplitude(1, 1.0))
     host.keep_alive(60.0)
     return host.device.faults_applied
 
@@ -288,7 +298,7 @@ def test_faults_do_not_disturb_the_other_random_streams() -> None:
     plain = started("sim://tsp?seed=9")
     faulty = started("sim://tsp?seed=9&faults=garble@0.5:host,dup@0.7:host")
     for host in (plain, faulty):
-        host.command(SetAmplitude(1, 10.0))
+        host.command(SetAmplitude(1, 1.0))
         host.keep_alive(2.0)
     readings = [[m.impedance_ohm for _, m in h.telemetry(2)][-5:] for h in (plain, faulty)]
     assert readings[0] == readings[1]

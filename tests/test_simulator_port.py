@@ -11,12 +11,12 @@ import serial
 import simulator  # noqa: F401 - registers sim://
 from drivers.clock import RealClock, VirtualClock
 from drivers.transport import ClockedPort, open_port
-from drivers.tsp.codec import Hello, Ping, encode_command
+from drivers.tsp.codec import PROTOCOL_MAJOR, Hello, Ping, encode_command
 from simulator.device import SimConfig, SimConfigError
 from simulator.frontends import FrontEndSpec, front_end_names, front_end_spec, register_front_end
 from simulator.protocol_sim import Serial as SimSerial
 
-HELLO = encode_command(1, Hello(1))
+HELLO = encode_command(1, Hello(PROTOCOL_MAJOR))
 
 
 def virtual_port(url: str = "sim://tsp?seed=1") -> tuple[SimSerial, VirtualClock]:
@@ -37,7 +37,7 @@ def test_serial_for_url_opens_the_simulator_and_exposes_the_device() -> None:
     port.write(HELLO)
     assert port.in_waiting == 0  # nothing happens inside write()
     clock.advance(0.01)
-    assert port.read(port.in_waiting).startswith(b"1 ACK TSP/1.0 model=TENS-SIM")
+    assert port.read(port.in_waiting).startswith(b"1 ACK TSP/2.0 model=TENS-SIM")
 
 
 def test_the_data_callback_runs_from_the_clock_never_inside_write() -> None:
@@ -124,12 +124,16 @@ def test_closing_keeps_the_device_running_and_reopening_finds_it_again() -> None
 
 
 def test_real_clock_read_blocks_until_data_or_timeout_and_cancel_read_wakes_it() -> None:
-    port = serial.serial_for_url("sim://tsp", timeout=2.0)
+    # the device goes quiet 0.3 s after power-on (a TSP/2 device sends telemetry while a host
+    # talks to it)
+    port = serial.serial_for_url("sim://tsp?faults=mute@0.3", timeout=2.0)
     assert isinstance(port, SimSerial)
     try:
         port.write(HELLO)
         line = port.read_until(b"\n")
-        assert line.startswith(b"1 ACK TSP/1.0")
+        assert line.startswith(b"1 ACK TSP/2.0")
+        time.sleep(0.35)
+        port.reset_input_buffer()
         port.timeout = 0.05
         started = time.monotonic()
         assert port.read(1) == b""

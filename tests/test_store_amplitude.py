@@ -51,7 +51,9 @@ def test_end_session_stores_the_figures_and_a_running_session_has_none(tmp_path:
         running = store.begin_session(PLAN)
         store.append_event(
             running,
-            AmplitudeChanged(channel=1, from_ma=0.0, to_ma=3.0, who=Actor.PATIENT, why="up"),
+            AmplitudeChanged(
+                time=0.0, channel=1, from_ma=0.0, to_ma=3.0, who=Actor.PATIENT, why="up"
+            ),
         )
         clock.advance(1.0)
         figures = stored(path)
@@ -80,7 +82,9 @@ def test_a_late_amplitude_event_updates_the_figures(tmp_path: Path) -> None:
         sid = run_session(store, clock)
         store.append_event(
             sid,
-            AmplitudeChanged(channel=1, from_ma=4.0, to_ma=9.0, who=Actor.SYSTEM, why="late"),
+            AmplitudeChanged(
+                time=0.0, channel=1, from_ma=4.0, to_ma=9.0, who=Actor.SYSTEM, why="late"
+            ),
         )
         assert stored(path)[sid][1] == 9.0
         assert stored(path)[sid] == from_log(store)[sid]
@@ -95,11 +99,11 @@ def test_crash_recovery_stores_the_figures(tmp_path: Path) -> None:
         for level in (2.0, 6.0):
             store.append_event(
                 sid,
-                AmplitudeChanged(channel=1, from_ma=0.0, to_ma=level, who=Actor.PATIENT),
+                AmplitudeChanged(time=0.0, channel=1, from_ma=0.0, to_ma=level, who=Actor.PATIENT),
             )
             clock.advance(1.0)
         store.append_event(
-            sid, AmplitudeChanged(channel=1, from_ma=6.0, to_ma=0.0, who=Actor.SYSTEM)
+            sid, AmplitudeChanged(time=0.0, channel=1, from_ma=6.0, to_ma=0.0, who=Actor.SYSTEM)
         )
         store._active.discard(sid)  # as if the process had died
     assert stored(path)[sid] == (None, None)
@@ -125,13 +129,28 @@ def test_import_stores_the_figures_and_they_are_not_exported(tmp_path: Path) -> 
         assert figures == from_log(store)
 
 
-def test_editing_the_figures_does_not_break_the_chain(tmp_path: Path) -> None:
-    """Derived, not hash-chained: the log stays the record."""
+def test_editing_the_figures_is_caught_by_verify(tmp_path: Path) -> None:
+    """Derived, not hash-chained, and never trusted: verify recomputes them from the log, so an
+    edited figure the review would show is named (issue 13's measured case)."""
     path = tmp_path / "log.sqlite3"
     clock = VirtualClock()
     with open_virtual(path, clock) as store:
-        run_session(store, clock)
-    with raw(path) as conn:
-        conn.execute("UPDATE sessions SET mean_amplitude_ma = 99")
-    with Store.open(path, read_only=True) as store:
+        sid = run_session(store, clock)
         assert store.verify().ok
+    with raw(path) as conn:
+        conn.execute("UPDATE sessions SET max_amplitude_ma = 95.0")
+    with Store.open(path, read_only=True) as store:
+        report = store.verify()
+    assert not report.ok
+    first = report.first
+    assert first is not None
+    assert (first.kind, first.table, first.session) == ("edited", "sessions", sid)
+    assert "sessions.max_amplitude_ma" in str(first)
+    assert "95.0" in str(first)
+    with raw(path) as conn:
+        conn.execute("UPDATE sessions SET max_amplitude_ma = 4.0, mean_amplitude_ma = 99")
+    with Store.open(path, read_only=True) as store:
+        report = store.verify()
+    assert [p.message.split(" of ")[0] for p in report.problems] == [
+        "edited record: sessions.mean_amplitude_ma"
+    ]

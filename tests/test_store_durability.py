@@ -41,7 +41,8 @@ def test_a_safety_event_is_committed_before_append_returns(tmp_path: Path) -> No
         sid = store.begin_session(PLAN, device=DEVICE)
         assert "session_started" in committed_kinds(path)
         stored = store.append_event(
-            sid, AmplitudeChanged(channel=1, from_ma=0, to_ma=1, who=Actor.PATIENT, why="up")
+            sid,
+            AmplitudeChanged(time=0.0, channel=1, from_ma=0, to_ma=1, who=Actor.PATIENT, why="up"),
         )
         assert committed_kinds(path)[-1] == "amplitude_changed"
         assert stored.seq == len(committed_kinds(path))
@@ -212,6 +213,7 @@ _CRASHER = textwrap.dedent(
         writer.add(Telemetry(clock.now(), 1, float(i // 10), float(i // 10), 500.0))
         if i % 10 == 0:
             store.append_event(sid, AmplitudeChanged(
+                time=0.0,
                 channel=1, from_ma=i // 10, to_ma=i // 10 + 1, who=Actor.PATIENT, why="up"))
         clock.advance(0.1)
     clock.advance(1.0)

@@ -239,7 +239,8 @@ def _add_locale(conn: Connection) -> None:
 def _v1_database(path: Path) -> dict[str, tuple[float | None, float | None]]:
     """A schema version 1 database: two completed sessions with amplitude changes, one ended
     without any, and one left running (as after a crash). Written by this code, then taken
-    back to the version 1 layout (no amplitude columns, no partial index, version 1).
+    back to the version 1 layout (no amplitude columns, no partial index, none of the tables and
+    columns of versions 3 and 4, version 1).
     Returns the figures each session should get, by uid."""
     clock = VirtualClock()
     with open_virtual(path, clock, recover=False) as store:
@@ -251,13 +252,19 @@ def _v1_database(path: Path) -> dict[str, tuple[float | None, float | None]]:
         for level in (2.0, 5.0):
             store.append_event(
                 running,
-                AmplitudeChanged(channel=2, from_ma=0.0, to_ma=level, who=Actor.PATIENT, why="up"),
+                AmplitudeChanged(
+                    time=0.0, channel=2, from_ma=0.0, to_ma=level, who=Actor.PATIENT, why="up"
+                ),
             )
             clock.advance(2.0)
         store.append_event(running, StateChanged(from_state="running", to_state="paused"))
         store._active.discard(running)  # as if the process had died: recovery may close it
     with raw(path) as conn:
-        conn.execute("DROP TABLE pgic_ratings")  # version 3
+        conn.execute("DROP TABLE pgic_ratings")  # version 4
+        conn.execute("DROP TABLE enrolments")  # version 3
+        conn.execute("DROP TABLE anchors")
+        conn.execute("ALTER TABLE sessions DROP COLUMN odometer_sessions")
+        conn.execute("ALTER TABLE sessions DROP COLUMN odometer_seconds")
         conn.execute("DROP INDEX ix_events_review_kinds")
         conn.execute("ALTER TABLE sessions DROP COLUMN mean_amplitude_ma")
         conn.execute("ALTER TABLE sessions DROP COLUMN max_amplitude_ma")
@@ -284,11 +291,12 @@ V1_SESSION_COLUMNS = (
 )
 
 
-def test_a_version_1_database_is_migrated_to_2_with_a_backup_and_still_verifies(
+def test_a_version_1_database_is_migrated_with_a_backup_and_still_verifies(
     tmp_path: Path,
 ) -> None:
-    """The real step 1 -> 2: amplitude columns added and filled from the log, the partial
-    index created; nothing else changed, every chain still verifies."""
+    """The real steps 1 -> 2 -> 3 -> 4: amplitude columns added and filled from the log, the
+    partial index created, the enrolment and anchor tables and the odometer columns added, the
+    PGIC table added; nothing else changed, every chain still verifies."""
     path = tmp_path / "log.sqlite3"
     expected = _v1_database(path)
     before = {
@@ -297,7 +305,7 @@ def test_a_version_1_database_is_migrated_to_2_with_a_backup_and_still_verifies(
     }
     sessions_before = _rows(path, "sessions", V1_SESSION_COLUMNS)
     with Store.open(path, recover=False) as store:
-        assert inspect_file(path) == schema.SCHEMA_VERSION
+        assert inspect_file(path) == schema.SCHEMA_VERSION == 4
         for table, rows in before.items():
             assert _rows(path, table) == rows, table
         assert _rows(path, "sessions", V1_SESSION_COLUMNS) == sessions_before
@@ -315,9 +323,16 @@ def test_a_version_1_database_is_migrated_to_2_with_a_backup_and_still_verifies(
         index_sql = conn.execute(
             "SELECT sql FROM sqlite_master WHERE name = 'ix_events_review_kinds'"
         ).fetchone()[0]
-    assert [v for v, _ in versions] == [1, 2, 3]
+    assert [v for v, _ in versions] == [1, 2, 3, 4]
     assert versions[1][1] == migrations.STEPS[1][0]
     assert versions[2][1] == migrations.STEPS[2][0]
+    assert versions[3][1] == migrations.STEPS[3][0]
+    with raw(path) as conn:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(sessions)")}
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert {"odometer_sessions", "odometer_seconds"} <= columns
+    assert {"enrolments", "anchors", "ix_enrolment_patient_at"} <= tables
+    assert {"pgic_ratings", "ix_pgic_patient_at"} <= tables
     assert "WHERE kind IN ('fault', 'rejected')" in index_sql
     assert len(figures) == 3  # the running session has no end, so no figures yet
     for uid, (mean_ma, max_ma) in figures.items():
@@ -395,22 +410,22 @@ def test_a_failing_migration_leaves_the_database_as_it_was(
     assert inspect_file(path) == schema.SCHEMA_VERSION
 
 
-def test_a_version_2_database_gets_the_pgic_table_and_takes_pgic_answers(
+def test_a_version_3_database_gets_the_pgic_table_and_takes_pgic_answers(
     tmp_path: Path,
 ) -> None:
-    """The step 2 -> 3: an empty PGIC table, nothing else changed; answers stored afterwards
+    """The step 3 -> 4: an empty PGIC table, nothing else changed; answers stored afterwards
     are hash-chained like every record and verify."""
     path = tmp_path / "log.sqlite3"
     _v1_database(path)
     with Store.open(path, recover=False):
-        pass  # 1 -> 3
+        pass  # 1 -> 4
     with raw(path) as conn:
         conn.execute("DROP TABLE pgic_ratings")
-        conn.execute("DELETE FROM schema_version WHERE version = 3")
-    assert inspect_file(path) == 2
+        conn.execute("DELETE FROM schema_version WHERE version = 4")
+    assert inspect_file(path) == 3
     before = {table: _rows(path, table) for table in ("events", "sessions", "pain_ratings")}
     with Store.open(path, recover=False) as store:
-        assert inspect_file(path) == 3
+        assert inspect_file(path) == 4
         for table, rows in before.items():
             assert _rows(path, table) == rows, table
         store.add_pgic(2, at=datetime(2026, 3, 1, 20, tzinfo=UTC))
@@ -429,8 +444,8 @@ def test_a_version_without_a_migration_step_is_refused_untouched(
     path = tmp_path / "log.sqlite3"
     _v1_database(path)
     before = digest(path)
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 4)
-    with pytest.raises(MigrationError, match="no step from version 3"):
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 5)
+    with pytest.raises(MigrationError, match="no step from version 4"):
         Store.open(path)
     assert digest(path) == before
 

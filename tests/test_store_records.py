@@ -72,8 +72,11 @@ def test_every_record_type_round_trips(tmp_path: Path) -> None:
     events: list[CallerRecord] = [
         StateChanged(from_state="ready", to_state="running", reason="start key"),
         CommandSent(command="AMP", channel=1, args={"ma": 1.0}),
-        AmplitudeChanged(channel=1, from_ma=0.0, to_ma=1.0, who=Actor.PATIENT, why="up key"),
+        AmplitudeChanged(
+            time=0.0, channel=1, from_ma=0.0, to_ma=1.0, who=Actor.PATIENT, why="up key"
+        ),
         Rejected(
+            time=0.0,
             command="AMP",
             parameter="amplitude_ma",
             value=45.0,
@@ -82,7 +85,7 @@ def test_every_record_type_round_trips(tmp_path: Path) -> None:
             message="45 mA is above the prescription cap of 40 mA",
         ),
         Fault(fault="lead_off", channel=2, detail="impedance 9000 ohm"),
-        DeviceReported(event="battery_low", detail="15 %"),
+        DeviceReported(time=0.0, event="battery_low", detail="15 %"),
         HabituationPrompt(response="still_strong"),
         Note(text="patient comment", data={"words": ["tingling", "fine"]}),
     ]
@@ -210,7 +213,12 @@ def test_events_can_be_filtered_by_kind_and_time(tmp_path: Path) -> None:
         amps = store.events(kinds=["amplitude_changed"])
         assert [e.record for e in amps] == [
             AmplitudeChanged(
-                channel=1, from_ma=float(i), to_ma=float(i + 1), who=Actor.PATIENT, why="up"
+                time=0.0,
+                channel=1,
+                from_ma=float(i),
+                to_ma=float(i + 1),
+                who=Actor.PATIENT,
+                why="up",
             )
             for i in range(4)
         ]
@@ -256,7 +264,12 @@ def test_two_threads_log_to_one_store_without_losing_or_forking_anything(tmp_pat
                     store.append_event(
                         sid,
                         AmplitudeChanged(
-                            channel=1, from_ma=i, to_ma=i + 1, who=Actor.SYSTEM, why="ramp"
+                            time=0.0,
+                            channel=1,
+                            from_ma=i,
+                            to_ma=i + 1,
+                            who=Actor.SYSTEM,
+                            why="ramp",
                         ),
                     )
                     writer.add(Telemetry(float(i), 1, float(i), float(i), 500.0))

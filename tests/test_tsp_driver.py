@@ -87,7 +87,7 @@ def running(device: FakeTspDevice, clock: VirtualClock, milliamps: float = 5.0) 
 
 def test_connect_identifies_and_stops(device: FakeTspDevice, clock: VirtualClock) -> None:
     driver = connect(device, clock)
-    assert device.verbs() == ["HELLO", "STOP"]
+    assert device.verbs() == ["HELLO", "STOP", "STOP"]  # S14: a stop goes out twice
     info = driver.info
     assert (info.model, info.serial_number, info.channels) == ("FAKE-2", "F-0001", 2)
     assert info.limits is not None
@@ -99,9 +99,9 @@ def test_connect_identifies_and_stops(device: FakeTspDevice, clock: VirtualClock
 
 
 def test_version_refusal_is_an_identity_error(device: FakeTspDevice, clock: VirtualClock) -> None:
-    device.script["HELLO"] = lambda f: [encode_device_message(Err(f.seq, ErrorCode.VERSION, "2"))]
+    device.script["HELLO"] = lambda f: [encode_device_message(Err(f.seq, ErrorCode.VERSION, "1"))]
     port = device.plug()
-    with pytest.raises(IdentityError, match="does not speak TSP/1"):
+    with pytest.raises(IdentityError, match="does not speak TSP/2"):
         TspDriver.connect(port.as_serial(), clock, url="fake://tsp")
     assert not port.is_open
 
@@ -357,6 +357,22 @@ def test_telemetry_and_events_reach_the_handlers(
     assert driver.connected
 
 
+def test_the_devices_own_emergency_switch_is_reported_as_such(
+    device: FakeTspDevice, clock: VirtualClock
+) -> None:
+    """TSP says ``EVT FAULT estop``; the engine reports EMERGENCY_SWITCH (the governor knows no
+    TSP codes)."""
+    driver = running(device, clock)
+    reports = Reports()
+    driver.add_report_handler(reports)
+    device.send(encode_device_message(EventFrame(8, EventName.FAULT, code="estop")))
+    device.send(encode_device_message(EventFrame(9, EventName.FAULT, code="OVERCURRENT")))
+    clock.advance(0.01)
+    kinds = [r.kind for r in reports.items if isinstance(r, DeviceEvent)]
+    assert kinds == [DeviceEventKind.EMERGENCY_SWITCH, DeviceEventKind.FAULT]
+    driver.close()
+
+
 def test_a_failing_report_handler_does_not_break_the_driver(
     device: FakeTspDevice, clock: VirtualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -543,7 +559,7 @@ def test_reconnect_identifies_stops_and_never_resumes(
     info = driver.reconnect(device.plug().as_serial())
     assert info.model == "FAKE-2"
     assert driver.connected
-    assert [r.frame.verb for r in device.received[mark:]] == ["HELLO", "STOP"]
+    assert [r.frame.verb for r in device.received[mark:]] == ["HELLO", "STOP", "STOP"]
     assert device.output_ma() == 0
     clock.advance(5.0)
     assert set(device.verbs()[mark:]) <= {"HELLO", "STOP", "PING"}
@@ -566,7 +582,7 @@ def test_reconnect_to_a_port_that_cannot_open_is_a_clear_error(
 
 def test_host_seq_wraps_to_1_never_0(device: FakeTspDevice, clock: VirtualClock) -> None:
     driver = connect(device, clock)
-    driver._next_seq = 65534  # white-box: jump to the end of the range
+    driver.tsp._next_seq = 65534  # white-box: jump to the end of the range
     for _ in range(3):
         driver.request_ping()
     clock.advance(0.1)

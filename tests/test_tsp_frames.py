@@ -1,4 +1,4 @@
-"""TSP/1 framing and codec: golden frames, round trips and a framer fuzz."""
+"""TSP/2 framing and codec: golden frames, round trips and a framer fuzz."""
 
 from __future__ import annotations
 
@@ -62,10 +62,10 @@ from drivers.tsp.frame import (
 
 SIM_INFO = DeviceInfo(
     protocol="TSP",
-    protocol_version="1.0",
+    protocol_version="2.0",
     model="TENS-SIM",
     serial_number="SIM-0001",
-    firmware="1.0.0",
+    firmware="2.0.0",
     channels=2,
     limits=DeviceLimits(
         max_amplitude_ma=100,
@@ -74,10 +74,15 @@ SIM_INFO = DeviceInfo(
         max_frequency_hz=150,
         min_pulse_width_us=50,
         max_pulse_width_us=400,
+        ramp_step_ma=1,
+        ramp_interval_ms=500,
     ),
     reports_current=True,
     reports_impedance=True,
-    is_simulator=True,
+    reported_simulator=True,
+    watchdog_ms=1000,
+    odometer_sessions=41,
+    odometer_stimulation_s=73800,
 )
 
 
@@ -96,7 +101,7 @@ def test_crc_is_incremental() -> None:
 # --------------------------------------------------------------------------- golden frames
 
 GOLDEN_COMMANDS: list[tuple[int, Command, bytes]] = [
-    (1, Hello(1), b"1 HELLO 1*B18E\n"),
+    (1, Hello(2), b"1 HELLO 2*81ED\n"),
     (
         2,
         Configure(1, ChannelSettings(frequency_hz=80, pulse_width_us=200)),
@@ -167,13 +172,13 @@ def test_golden_commands_encode_and_decode(seq: int, command: Command, wire: byt
 
 def test_golden_hello_ack_round_trips() -> None:
     wire = encode_device_message(hello_ack(1, SIM_INFO))
-    assert wire.startswith(b"1 ACK TSP/1.0 model=TENS-SIM serial=SIM-0001 fw=1.0.0 ch=2 ")
+    assert wire.startswith(b"1 ACK TSP/2.0 model=TENS-SIM serial=SIM-0001 fw=2.0.0 ch=2 ")
     assert len(wire) <= MAX_FRAME_LEN
     message = decode_device_message(decode_line(wire[:-1]))
     assert isinstance(message, Ack)
     identity = parse_hello_ack(message)
     assert identity.info == SIM_INFO
-    assert (identity.major, identity.minor, identity.watchdog_ms) == (1, 0, 1000)
+    assert (identity.major, identity.minor, identity.watchdog_ms) == (2, 0, 1000)
 
 
 def test_hello_ack_tolerates_unknown_fields_from_a_newer_minor() -> None:

@@ -27,6 +27,7 @@ from drivers.tsp.codec import CommandValueError, DeviceState
 from drivers.tsp.driver import TspDriver
 from simulator.device import SimDevice
 from simulator.protocol_sim import Serial as SimSerial
+from simulator.testing import ramp_driver
 
 SETTINGS = ChannelSettings(frequency_hz=80, pulse_width_us=200)
 
@@ -76,7 +77,7 @@ def open_running(clock: VirtualClock, url: str = "sim://tsp?seed=1") -> tuple[Ts
 def test_identify_over_sim(clock: VirtualClock) -> None:
     with TspDriver.open("sim://tsp?seed=1", clock) as driver:
         info = driver.info
-        assert info.is_simulator
+        assert info.is_simulator  # the built-in sim:// URL
         assert info.protocol == "TSP"
         assert info.limits is not None
         assert info.limits.max_amplitude_ma == 100
@@ -90,7 +91,7 @@ def test_session_delivers_what_was_asked_and_stops_on_exit(clock: VirtualClock) 
         device = sim_device(driver)
         driver.configure(1, SETTINGS)
         driver.start()
-        driver.set_amplitude(1, 5)
+        ramp_driver(driver, 1, 5)
         t_set = clock.now()
         clock.advance(10.0)
         assert device.record.level_at(1, clock.now()) == 5
@@ -139,8 +140,8 @@ def test_a_value_the_wire_cannot_carry_writes_no_byte(clock: VirtualClock) -> No
 def test_garbled_commands_are_retransmitted(clock: VirtualClock) -> None:
     driver, device = open_running(clock)
     device.inject("garble", direction="device", count=2)
-    driver.set_amplitude(1, 6)
-    assert device.record.level_at(1, clock.now()) == 6
+    driver.set_amplitude(1, 5)
+    assert device.record.level_at(1, clock.now()) == 5
     assert driver.connected
     driver.close()
 
@@ -236,7 +237,7 @@ def test_real_time_reader_thread_and_unplug() -> None:
         device = sim_device(driver)
         driver.configure(1, SETTINGS)
         driver.start()
-        driver.set_amplitude(1, 2)
+        driver.set_amplitude(1, 1)
         assert clock.wait_until(lambda: len(reports.telemetry()) >= 4, 5.0)
         device.inject("disconnect")
         assert clock.wait_until(lambda: bool(reports.events(DeviceEventKind.COMMS_LOST)), 5.0)

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from drivers.safety import LeadOff
 from tens_control.session import SessionState
 from tens_control.store.records import (
     AdverseKind,
     AmplitudeChanged,
     EndReason,
-    Fault,
     Note,
     PainContext,
     PainSite,
@@ -29,6 +29,7 @@ from tests.ui_support import (
     make_ui_rig,
     prescription,
     press,
+    press_up,
     screen_text,
     settle,
     state,
@@ -103,8 +104,7 @@ async def test_a_whole_session_from_the_keyboard(tmp_path: Path) -> None:
             assert rig.record.max_level() == 0.0  # S1: starts at 0
 
             # ---- raise intensity: six steps of 0.5 mA on channel 1, ramped by the governor
-            for _ in range(6):
-                await press(pilot, app, "up")
+            await press_up(pilot, rig, 6)
             await advance(pilot, rig, 5.0)
             now = rig.clock.now()
             assert rig.record.level_at(1, now) == pytest.approx(3.0)
@@ -136,7 +136,7 @@ async def test_a_whole_session_from_the_keyboard(tmp_path: Path) -> None:
             await advance(pilot, rig, 1.0)
             assert rig.record.level_at(1, rig.clock.now()) == 0.0
             for _ in range(4):
-                await press(pilot, app, "up")
+                await press_up(pilot, rig)
             await advance(pilot, rig, 3.0)
             assert rig.record.level_at(1, rig.clock.now()) == pytest.approx(2.0)
 
@@ -151,8 +151,8 @@ async def test_a_whole_session_from_the_keyboard(tmp_path: Path) -> None:
             text = screen_text(app)
             assert "ALARM — Electrode off on channel 1" in text
             assert "then resume" in text
-            faults = [r for r in rig.records("fault", session) if isinstance(r, Fault)]
-            assert any(f.fault == "lead_off" and f.channel == 1 for f in faults)
+            faults = [r for r in rig.records("lead_off", session) if isinstance(r, LeadOff)]
+            assert any(f.channel == 1 for f in faults)
             rig.sim.inject("leadon", channel=1)
             await advance(pilot, rig, 0.5)
             await press(pilot, app, "p")
@@ -163,7 +163,7 @@ async def test_a_whole_session_from_the_keyboard(tmp_path: Path) -> None:
 
             # ---- stop: the session ends (stopped by user) and the ratings follow
             for _ in range(2):
-                await press(pilot, app, "up")
+                await press_up(pilot, rig)
             await advance(pilot, rig, 2.0)
             assert rig.record.level_at(1, rig.clock.now()) == pytest.approx(1.0)
             t_stop = rig.clock.now()
@@ -229,7 +229,7 @@ async def test_controls_stop_at_the_cap_and_say_which_limit(tmp_path: Path) -> N
             await press(pilot, app, "n", "enter", "5", "5", "enter")
             await wait_for(pilot, app, lambda: state(rig) is SessionState.RUNNING, "running")
             for _ in range(6):  # 3 mA asked, 2 mA allowed
-                await press(pilot, app, "up")
+                await press_up(pilot, rig)
             await advance(pilot, rig, 5.0)
             assert rig.record.max_level(1) == pytest.approx(2.0)
             text = screen_text(app)
@@ -254,7 +254,7 @@ async def test_comms_loss_banner_says_what_happened_and_what_to_do(tmp_path: Pat
             await press(pilot, app, "n", "enter", "5", "5", "enter")
             await wait_for(pilot, app, lambda: state(rig) is SessionState.RUNNING, "running")
             for _ in range(4):
-                await press(pilot, app, "up")
+                await press_up(pilot, rig)
             await advance(pilot, rig, 3.0)
             rig.sim.inject("mute")
             await advance(pilot, rig, 3.0)
@@ -279,12 +279,12 @@ async def test_habituation_prompt_is_asked_and_answered(tmp_path: Path) -> None:
             await settle(pilot, app)
             await press(pilot, app, "n", "enter", "5", "5", "enter")
             await wait_for(pilot, app, lambda: state(rig) is SessionState.RUNNING, "running")
-            await press(pilot, app, "up", "up")
+            await press_up(pilot, rig, 2)
             await advance(pilot, rig, 301.0)
             assert "still strong but comfortable" in screen_text(app)
             await press(pilot, app, "n")
             assert "still strong but comfortable" not in screen_text(app)
-            await press(pilot, app, "up")
+            await press_up(pilot, rig)
             await advance(pilot, rig, 2.0)
             session = rig.controller.snapshot().session_id
             assert session is not None
@@ -310,7 +310,7 @@ async def test_a_completed_session_goes_to_ratings_and_history(tmp_path: Path) -
             await settle(pilot, app)
             await press(pilot, app, "n", "enter", "8", "6", "enter")
             await wait_for(pilot, app, lambda: state(rig) is SessionState.RUNNING, "running")
-            await press(pilot, app, "up", "up", "up", "up")
+            await press_up(pilot, rig, 4)
             await advance(pilot, rig, 61.0)
             assert rig.record.level_at(1, rig.clock.now()) == 0.0
             assert "Session complete" in screen_text(app)
@@ -377,7 +377,7 @@ async def test_quitting_stops_the_output_first(tmp_path: Path) -> None:
             await press(pilot, app, "n", "enter", "5", "5", "enter")
             await wait_for(pilot, app, lambda: state(rig) is SessionState.RUNNING, "running")
             for _ in range(4):
-                await press(pilot, app, "up")
+                await press_up(pilot, rig)
             await advance(pilot, rig, 3.0)
             assert rig.record.level_at(1, rig.clock.now()) == pytest.approx(2.0)
             t_quit = rig.clock.now()
@@ -401,7 +401,7 @@ async def test_a_crash_in_the_ui_stops_the_output_first(tmp_path: Path) -> None:
             await press(pilot, app, "n", "enter", "5", "5", "enter")
             await wait_for(pilot, app, lambda: state(rig) is SessionState.RUNNING, "running")
             for _ in range(4):
-                await press(pilot, app, "up")
+                await press_up(pilot, rig)
             await advance(pilot, rig, 3.0)
             assert rig.record.level_at(1, rig.clock.now()) == pytest.approx(2.0)
             t_crash = rig.clock.now()
@@ -431,7 +431,7 @@ async def test_eighty_by_twenty_four_shows_the_running_session(tmp_path: Path) -
             await settle(pilot, app)
             await press(pilot, app, "n", "enter", "5", "5", "enter")
             await wait_for(pilot, app, lambda: state(rig) is SessionState.RUNNING, "running")
-            await press(pilot, app, "up", "up")
+            await press_up(pilot, rig, 2)
             await advance(pilot, rig, 2.0)
             text = screen_text(app)
             for words in ("STOP: Esc or Space", "SIMULATOR", "■ STIMULATING", "time left"):

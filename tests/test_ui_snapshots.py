@@ -20,7 +20,7 @@ from tens_control.session import SessionState
 from tens_control.store.records import PainSite, RatingTime
 from tens_control.ui.screens import connect
 from tens_control.ui.screens.habituation import HabituationModal
-from tests.ui_support import START, UiRig, make_ui_rig, prescription, settle
+from tests.ui_support import PRESS_INTERVAL_S, START, UiRig, make_ui_rig, prescription, settle
 
 SnapCompare = Callable[..., bool]
 Steps = Callable[[Pilot[Any]], Awaitable[None]]
@@ -94,9 +94,13 @@ def _to_running(rig: UiRig, *, ma: int = 6, more: Steps | None = None) -> Steps:
         app = rig.app
         for _ in range(ma):
             await pilot.press("up")
+            rig.clock.advance(PRESS_INTERVAL_S)
             await settle(pilot, app)
-        await pilot.press("right", "up", "up")
-        await settle(pilot, app)
+        await pilot.press("right")
+        for _ in range(2):
+            await pilot.press("up")
+            rig.clock.advance(PRESS_INTERVAL_S)
+            await settle(pilot, app)
         rig.clock.advance(12.0)
         await settle(pilot, app)
         assert rig.controller.state is SessionState.RUNNING

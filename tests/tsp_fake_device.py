@@ -16,6 +16,7 @@ import serial
 from drivers.base import DeviceInfo, DeviceLimits, ErrorCode, FramingError
 from drivers.clock import Callback, Clock, VirtualClock
 from drivers.tsp.codec import (
+    PROTOCOL_MAJOR,
     Ack,
     Err,
     MessageError,
@@ -29,7 +30,7 @@ from drivers.tsp.frame import Frame, FrameDecoder
 
 FAKE_INFO = DeviceInfo(
     protocol="TSP",
-    protocol_version="1.0",
+    protocol_version="2.0",
     model="FAKE-2",
     serial_number="F-0001",
     firmware="0.1",
@@ -41,10 +42,14 @@ FAKE_INFO = DeviceInfo(
         max_frequency_hz=150,
         min_pulse_width_us=50,
         max_pulse_width_us=300,
+        ramp_step_ma=1.0,
+        ramp_interval_ms=500.0,
     ),
     reports_current=True,
     reports_impedance=True,
-    is_simulator=True,
+    reported_simulator=True,
+    odometer_sessions=0,
+    odometer_stimulation_s=0.0,
 )
 
 Reply = list[bytes] | None
@@ -210,8 +215,8 @@ class FakeTspDevice:
         limits = self.info.limits
         assert limits is not None
         if verb == "HELLO":
-            if frame.args != ("1",):
-                return Err(frame.seq, ErrorCode.VERSION, "1")
+            if frame.args != (str(PROTOCOL_MAJOR),):
+                return Err(frame.seq, ErrorCode.VERSION, str(PROTOCOL_MAJOR))
             return hello_ack(frame.seq, self.info, watchdog_ms=self.watchdog_ms)
         if verb == "CFG":
             channel = int(frame.args[0])

@@ -20,11 +20,12 @@ from drivers.clock import Clock, VirtualClock
 from simulator.device import SimDevice
 from simulator.firmware import DeliveredRecord
 from tens_control.device import OpenedDevice, open_device
-from tens_control.prescription import Prescription, dump_prescription, prescription_from_dict
+from tens_control.prescription import Prescription, prescription_from_dict
 from tens_control.session import SessionController, SessionState
-from tens_control.store.records import LogRecord
+from tens_control.store.records import AnyLogRecord
 from tens_control.store.store import Store, StoredEvent, virtual_wall_clock
 from tens_control.ui.app import TensApp, make_app
+from tests.trust_support import enrol_and_prescribe
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 """Virtual time 0 is this wall time (a Monday morning)."""
@@ -80,7 +81,7 @@ class UiRig:
             return self.store.events(session=session)
         return self.store.events(self.controller.patient)
 
-    def records(self, kind: str, session: str | None = None) -> list[LogRecord]:
+    def records(self, kind: str, session: str | None = None) -> list[AnyLogRecord]:
         return [e.record for e in self.events(session) if e.kind == kind]
 
     def close(self) -> None:
@@ -105,8 +106,8 @@ def make_ui_rig(
     # the store's durability, and each commit is a real fsync
     store = Store.open(tmp / "tens.sqlite3", clock=clock, wall=wall, flush_interval_s=10.0)
     store.ensure_patient()
-    if rx is not None:
-        store.save_prescription(dump_prescription(rx), author="Dr A. Example", reason="test")
+    if rx is not None:  # as a clinic prescribes: enrolled, and signed by the clinic's key
+        enrol_and_prescribe(store, rx)
     if screened:
         from tens_control.screening import Question
 
@@ -169,6 +170,18 @@ async def press(pilot: Pilot[Any], app: TensApp, *keys: str) -> None:
     for key in keys:
         await pilot.press(key)
         await settle(pilot, app)
+
+
+PRESS_INTERVAL_S = 0.6
+"""A patient's deliberate presses, one ramp step (0.5 s at 2 mA/s) apart: each one raises the
+intensity by a step (S16: presses queued faster than the ramp are absorbed, not stored up)."""
+
+
+async def press_up(pilot: Pilot[Any], rig: UiRig, times: int = 1) -> None:
+    """Press up ``times`` times, as a person does: waiting for each step to be felt."""
+    for _ in range(times):
+        await pilot.press("up")
+        await advance(pilot, rig, PRESS_INTERVAL_S)
 
 
 async def wait_for(

@@ -1,4 +1,4 @@
-"""TSP/1 messages: typed commands (host -> device) and replies/reports (device -> host).
+"""TSP/2 messages: typed commands (host -> device) and replies/reports (device -> host).
 
 Both directions are here so that the host driver and the simulator share one definition of
 the wire format. Everything is sans-I/O: messages <-> :class:`~drivers.tsp.frame.Frame`.
@@ -48,7 +48,7 @@ from drivers.tsp.frame import (
 )
 
 PROTOCOL_NAME = "TSP"
-PROTOCOL_MAJOR = 1
+PROTOCOL_MAJOR = 2
 PROTOCOL_MINOR = 0
 DEFAULT_WATCHDOG_MS = 1000
 TELEMETRY_HZ = 10
@@ -204,6 +204,7 @@ ERROR_TOKENS: dict[ErrorCode, str] = {
     ErrorCode.BUSY: "BUSY",
     ErrorCode.UNKNOWN_COMMAND: "UNKNOWN",
     ErrorCode.VERSION: "VERSION",
+    ErrorCode.RAMP: "RAMP",
 }
 _WAVEFORMS = {v: k for k, v in WAVEFORM_TOKENS.items()}
 _PATTERNS = {v: k for k, v in PATTERN_TOKENS.items()}
@@ -410,15 +411,35 @@ class Err:
         return (ERROR_TOKENS[self.code], *self.detail.split())
 
 
+class ChannelState(StrEnum):
+    """What a channel is doing, repeated in every ``TEL`` (S15: a lost event cannot leave the
+    host wrong for longer than one telemetry period)."""
+
+    RUN = "RUN"
+    """Output on; the electrode is on; the channel delivers its amplitude."""
+    LEADOFF = "LEADOFF"
+    """Output on, but this channel's electrode is off: it is at 0 mA and stays there until the
+    host raises it again from 0."""
+    IDLE = "IDLE"
+    """Output off (after STOP, a watchdog trip, a reset, or before START)."""
+    FAULT = "FAULT"
+    """Output off after an internal fault or the device's own emergency switch, until the next
+    START or STOP."""
+
+
+_STATES = {s.value.encode(): s for s in ChannelState}
+
+
 @dataclass(frozen=True, slots=True)
 class TelemetryFrame:
-    """``<seq> TEL <ch> <set_mA> <measured_mA|-> <impedance_ohm|->``."""
+    """``<seq> TEL <ch> <set_mA> <measured_mA|-> <impedance_ohm|-> <state>``."""
 
     seq: int
     channel: int
     set_ma: float
     measured_ma: float | None
     impedance_ohm: float | None
+    state: ChannelState = ChannelState.RUN
     verb = "TEL"
 
     def to_args(self) -> tuple[str, ...]:
@@ -427,10 +448,20 @@ class TelemetryFrame:
             format_number(self.set_ma, "set current"),
             format_optional(self.measured_ma, "measured current"),
             format_optional(self.impedance_ohm, "impedance"),
+            self.state.value,
         )
 
     def to_report(self, time: float) -> Telemetry:
-        return Telemetry(time, self.channel, self.set_ma, self.measured_ma, self.impedance_ohm)
+        state = self.state
+        return Telemetry(
+            time,
+            self.channel,
+            self.set_ma,
+            self.measured_ma,
+            self.impedance_ohm,
+            state is ChannelState.LEADOFF,
+            state is ChannelState.RUN or state is ChannelState.LEADOFF,
+        )
 
 
 class EventName(StrEnum):
@@ -517,7 +548,8 @@ def encode_device_message(message: DeviceMessage) -> bytes:
             body = (
                 f"{seq} TEL {channel} {format_number(message.set_ma, 'set current')} "
                 f"{'-' if measured is None else format_number(measured, 'measured current')} "
-                f"{'-' if impedance is None else format_number(impedance, 'impedance')}"
+                f"{'-' if impedance is None else format_number(impedance, 'impedance')} "
+                f"{message.state.value}"
             ).encode("ascii")
             return sealed(body)
     try:
@@ -553,8 +585,8 @@ def _decode_event(frame: Frame) -> EventFrame:
 
 _BARE_ACK_RE = re.compile(rb"(0|[1-9][0-9]{0,4}) ACK\*([0-9A-F]{4})\r?")
 _TEL_LINE_RE = re.compile(
-    rb"(0|[1-9][0-9]{0,4}) TEL ([1-9]|1[0-6]) (%s) (%s|-) (%s|-)\*([0-9A-F]{4})\r?"
-    % (_TSP_NUMBER, _TSP_NUMBER, _TSP_NUMBER)
+    rb"(0|[1-9][0-9]{0,4}) TEL ([1-9]|1[0-6]) (%s) (%s|-) (%s|-) (RUN|LEADOFF|IDLE|FAULT)"
+    rb"\*([0-9A-F]{4})\r?" % (_TSP_NUMBER, _TSP_NUMBER, _TSP_NUMBER)
 )
 
 
@@ -574,14 +606,15 @@ def decode_device_line(line: bytes) -> DeviceMessage:
             return Ack(ack_seq)
     match = _TEL_LINE_RE.fullmatch(line)
     if match is not None:
-        seq, channel, set_ma, measured, impedance, _ = match.groups()
-        if int(seq) <= MAX_SEQ and checksum_matches(line, match.start(6)):
+        seq, channel, set_ma, measured, impedance, state, _ = match.groups()
+        if int(seq) <= MAX_SEQ and checksum_matches(line, match.start(7)):
             return TelemetryFrame(
                 int(seq),
                 int(channel),
                 float(set_ma),
                 None if measured == b"-" else float(measured),
                 None if impedance == b"-" else float(impedance),
+                _STATES[state],
             )
     return decode_device_message(decode_line(line))
 
@@ -599,13 +632,18 @@ def decode_device_message(frame: Frame) -> DeviceMessage:
             raise MessageError(ErrorCode.PARAMETER, f"unknown error code {code_token}")
         return Err(frame.seq, _ERRORS[code_token], " ".join(detail))
     if verb == "TEL":
-        ch, set_ma, measured, impedance = _expect_args(frame, 4)
+        ch, set_ma, measured, impedance, state = _expect_args(frame, 5)
+        if state.encode() not in _STATES:
+            raise MessageError(
+                ErrorCode.PARAMETER, f"TEL state {state!r} is not one of RUN, LEADOFF, IDLE, FAULT"
+            )
         return TelemetryFrame(
             frame.seq,
             _parse_channel(ch),
             parse_number(set_ma, "set current"),
             parse_optional(measured, "measured current"),
             parse_optional(impedance, "impedance"),
+            _STATES[state.encode()],
         )
     if verb == "EVT":
         return _decode_event(frame)
@@ -625,6 +663,7 @@ class HelloIdentity:
     major: int
     minor: int
     info: DeviceInfo
+    """With the device's watchdog, ramp (in ``limits``) and odometer."""
     watchdog_ms: int = DEFAULT_WATCHDOG_MS
     extra: dict[str, str] = field(default_factory=dict)
     """Fields this host does not know (added by later minor versions)."""
@@ -649,6 +688,10 @@ def hello_ack(
     limits = info.limits
     if limits is None:
         raise CommandValueError("a TSP device must report its hard limits")
+    if limits.ramp_step_ma is None or limits.ramp_interval_ms is None:
+        raise CommandValueError("a TSP/2 device must report its own ramp (rampma, rampms)")
+    if info.odometer_sessions is None or info.odometer_stimulation_s is None:
+        raise CommandValueError("a TSP/2 device must report its odometer (sessions, stimsec)")
     flag = {True: "1", False: "0"}
     return Ack(
         seq,
@@ -665,9 +708,13 @@ def hello_ack(
             f"pwmin={limits.min_pulse_width_us}",
             f"pwmax={limits.max_pulse_width_us}",
             f"wdms={watchdog_ms}",
+            f"rampma={format_number(limits.ramp_step_ma)}",
+            f"rampms={format_number(limits.ramp_interval_ms)}",
             f"current={flag[info.reports_current]}",
             f"impedance={flag[info.reports_impedance]}",
-            f"sim={flag[info.is_simulator]}",
+            f"sim={flag[info.reported_simulator]}",
+            f"sessions={info.odometer_sessions}",
+            f"stimsec={round(info.odometer_stimulation_s)}",
         ),
     )
 
@@ -684,9 +731,13 @@ _HELLO_KEYS = (
     "pwmin",
     "pwmax",
     "wdms",
+    "rampma",
+    "rampms",
     "current",
     "impedance",
     "sim",
+    "sessions",
+    "stimsec",
 )
 
 
@@ -720,6 +771,8 @@ def parse_hello_ack(ack: Ack) -> HelloIdentity:
             max_frequency_hz=parse_number(fields["fmax"], "fmax"),
             min_pulse_width_us=parse_int(fields["pwmin"], "pwmin"),
             max_pulse_width_us=parse_int(fields["pwmax"], "pwmax"),
+            ramp_step_ma=parse_number(fields["rampma"], "rampma"),
+            ramp_interval_ms=parse_number(fields["rampms"], "rampms"),
         )
         info = DeviceInfo(
             protocol=PROTOCOL_NAME,
@@ -731,7 +784,10 @@ def parse_hello_ack(ack: Ack) -> HelloIdentity:
             limits=limits,
             reports_current=_flag(fields, "current"),
             reports_impedance=_flag(fields, "impedance"),
-            is_simulator=_flag(fields, "sim"),
+            reported_simulator=_flag(fields, "sim"),
+            watchdog_ms=watchdog_ms,
+            odometer_sessions=parse_int(fields["sessions"], "sessions"),
+            odometer_stimulation_s=float(parse_int(fields["stimsec"], "stimsec")),
         )
     except ValidationError as error:
         first = error.errors()[0]

@@ -1,4 +1,4 @@
-"""TSP/1 framing: one ASCII line per frame, protected by CRC-16/CCITT-FALSE.
+"""TSP/2 framing: one ASCII line per frame, protected by CRC-16/CCITT-FALSE.
 
 Wire format (docs/protocol.md §2)::
 

@@ -73,7 +73,12 @@ def _write_new(path: Path, text: str, force: bool) -> None:
 def run(args: argparse.Namespace) -> int:
     with Store.open(args.db, create=False, recover=False) as store:
         patient = store.pick_patient(args.patient)
+        damage = store.damage(store.verify(), patient.pseudonym)  # exports verify first
         bundle = store.export_patient(patient.pseudonym, telemetry=not args.no_telemetry)
+    if damage is not None:
+        # the first line says so; the bundle carries the log as it is, and the clinic's import
+        # names the same broken record
+        print(f"warning: {damage.line}", file=sys.stderr)
     text = json.dumps(bundle, ensure_ascii=False, indent=1, sort_keys=True) + "\n"
     sessions = len(bundle["sessions"])
     events = sum(len(chain["events"]) for chain in bundle["chains"])

@@ -1,5 +1,8 @@
 """``tens-control import``: take a patient's exported bundle into this database, after
-verifying its hash chains (docs/review.md, "Importing a patient's log")."""
+verifying its hash chains and checking it against the heads earlier imports of the same patient
+received (the clinic anchor: a bundle whose history was cut or rewritten since is refused and
+kept aside). Sessions a device odometer says the log lacks are reported, not refused (docs/data.md,
+"Import (clinician side)")."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from typing import Any
 
 from tens_control.errors import TensControlError
 from tens_control.store import Store, add_db_argument, verify_bundle
+from tens_control.store.bundle import tampering
 
 
 def add_parser(sub: Any) -> None:
@@ -61,11 +65,12 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.bundle).expanduser()
     bundle = read_bundle(path)
     report = verify_bundle(bundle)  # BundleError if it is not a bundle at all
-    if not report.ok:
-        more = len(report.problems) - 1
+    broken = tampering(report)
+    if broken:
+        more = len(broken) - 1
         extra = f" (and {more}{'+' if report.truncated else ''} more problem(s))" if more else ""
         raise TensControlError(
-            f"{path} was refused and nothing was imported: {report.first}{extra}; "
+            f"{path} was refused and nothing was imported: {broken[0]}{extra}; "
             "ask the patient for a fresh export"
         )
     with Store.open(args.db, create=True, recover=False) as store:
@@ -74,8 +79,14 @@ def run(args: argparse.Namespace) -> int:
         f"verified {report.events} event(s) in {report.chains} chain(s), "
         f"{report.sessions} session(s), {report.records} record(s)"
     )
+    for gap in report.problems:
+        if gap.kind == "missing":
+            print(f"warning: {gap}")
     if not result.changed:
-        print(f"{path}: {checked}; nothing new for patient {result.patient} (already imported)")
+        print(
+            f"{path}: {checked}; nothing new for patient {result.patient} (already imported, or "
+            "an older export than one imported before)"
+        )
         return 0
     added = ", ".join(f"{n} {what}" for what, n in result.added.items() if n)
     print(f"{path}: {checked}; imported into patient {result.patient}: {added}")

@@ -1,8 +1,10 @@
-"""``tens-control prescription new|show|import``: the clinician's prescription as TOML.
+"""``tens-control prescription new|show|sign|import``: the clinician's prescription as TOML.
 
 ``new`` writes a commented template to edit (never over an existing file without ``--force``),
-``show`` checks a file (or the current prescription) and prints it in plain words, ``import``
-checks a file and stores it as the patient's next prescription version.
+``show`` checks a file (or the current prescription) and prints it in plain words, ``sign``
+signs a file for one patient with a clinician's key, ``import`` checks a file and stores it as
+the patient's next prescription version: a signed one if a pinned clinic key signed it, an
+unsigned one only if it narrows the limits in force (see ``tens_control.trust.check``).
 """
 
 from __future__ import annotations
@@ -13,18 +15,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from drivers.limits import DeviceProfile, get_profile
+from drivers.limits import DeviceProfile, builtin_profiles, get_profile
+from tens_control.commands.clinician import add_key_argument
 from tens_control.prescription import (
     Prescription,
     PrescriptionError,
     dump_prescription,
+    fitting_profile_problem,
     load_prescription,
     over_the_counter,
     parse_prescription,
+    sign_prescription,
     template,
     write_new_file,
 )
 from tens_control.store import DatabaseMissingError, Store, add_db_argument, add_patient_argument
+from tens_control.trust.check import InForce, check_import, prescription_in_force
+from tens_control.trust.keys import TrustError, load_private_key, read_passphrase
 
 DEFAULT_FILE = "prescription.toml"
 
@@ -59,6 +66,18 @@ def add_parser(sub: Any) -> None:
     _add_profile_argument(show)
     _add_store_arguments(show)
 
+    sign = actions.add_parser("sign", help="clinicians: sign a prescription file for a patient")
+    sign.add_argument("file", metavar="FILE")
+    sign.add_argument(
+        "--patient", metavar="PSEUDONYM", help="the patient's pseudonym (default: the file's)"
+    )
+    add_key_argument(sign, "the prescription")
+    sign.add_argument(
+        "-o", "--output", metavar="OUT", help="the signed file (default: FILE.signed.toml)"
+    )
+    sign.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    _add_profile_argument(sign)
+
     imp = actions.add_parser("import", help="check a file and store it as the next version")
     imp.add_argument("file", metavar="FILE")
     imp.add_argument(
@@ -87,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
         return _new(args)
     if args.action == "show":
         return _show(args)
+    if args.action == "sign":
+        return _sign(args)
     return _import(args)
 
 
@@ -121,29 +142,75 @@ def _show(args: argparse.Namespace) -> int:
         sys.stdout.write(dump_prescription(rx))
     else:
         print(describe(rx, profile))
+        if args.current:
+            print("")
+            print(trust_line(args, profile))
     if profile is not None:
         rx.validate_for(profile)
+    return 0
+
+
+def _check_fits(rx: Prescription, profile: DeviceProfile | None, source: str) -> None:
+    """Refuse what no device can deliver: the named profile, else every known one."""
+    if profile is not None:
+        rx.validate_for(profile)
+        return
+    problem = fitting_profile_problem(rx, builtin_profiles())
+    if problem is not None:
+        raise PrescriptionError(
+            f"{source} fits no device profile: {problem}; change it to fit the patient's device"
+        )
+
+
+def _sign(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    rx = load_prescription(path)
+    patient = args.patient or rx.patient
+    if patient is None:
+        raise PrescriptionError(
+            f"prescription {path} names no patient; add --patient PSEUDONYM (a signature is "
+            "for one patient)"
+        )
+    _check_fits(rx, _profile_for(args, rx), f"prescription {path}")
+    key = load_private_key(Path(args.key).expanduser(), read_passphrase("Key passphrase: "))
+    signed = sign_prescription(rx, key, patient)
+    output = Path(args.output) if args.output else path.with_name(f"{path.stem}.signed.toml")
+    write_new_file(output, dump_prescription(signed), overwrite=bool(args.force))
+    print(
+        f"Signed {path} for {patient} as {key.holder} (key {key.key_id}): {output}. The patient "
+        f"imports it with: tens-control prescription import {output.name}"
+    )
     return 0
 
 
 def _import(args: argparse.Namespace) -> int:
     path = Path(args.file)
     rx = load_prescription(path)
-    if rx.patient is not None and args.patient not in (None, rx.patient):
+    if rx.is_signed and (args.author or args.reason):
+        raise PrescriptionError(
+            f"prescription {path} is signed: --author and --reason would change what was signed; "
+            "leave them out"
+        )
+    if not rx.is_signed and rx.patient is not None and args.patient not in (None, rx.patient):
         raise PrescriptionError(
             f"prescription {path} is for patient {rx.patient!r}, not {args.patient!r}; "
             "check you have the right file"
         )
     profile = _profile_for(args, rx)
-    if profile is not None:
-        rx.validate_for(profile)
-    version = store_prescription(
+    _check_fits(rx, profile, f"prescription {path}")
+    version, trusted = store_prescription(
         args,
         rx,
         author=args.author or rx.written_by,
         reason=args.reason or rx.reason,
+        profile=profile,
     )
-    print(f"Stored {path} as prescription version {version}.")
+    how = (
+        f"signed by {trusted.signed_by}"
+        if trusted.signed_by
+        else f"unsigned: it narrows {trusted.baseline}"
+    )
+    print(f"Stored {path} as prescription version {version} ({how}).")
     return 0
 
 
@@ -172,19 +239,44 @@ def current_prescription(args: argparse.Namespace) -> Prescription | None:
     return rx if rx.version == stored.version else rx.revised(version=stored.version)
 
 
+def trust_line(args: argparse.Namespace, profile: DeviceProfile | None) -> str:
+    """Whether the prescription in force may be used, in one line."""
+    try:
+        with Store.open(args.db, create=False, recover=False) as store:
+            if args.patient is None and not store.patients():
+                return "Self-managed (not enrolled with a clinic)."
+            patient = store.pick_patient(args.patient).pseudonym
+            return prescription_in_force(store, patient, profile, datetime.now(UTC)).describe()
+    except DatabaseMissingError:
+        return "Self-managed (not enrolled with a clinic)."
+    except TrustError as error:
+        return f"NOT USABLE: {error}"
+
+
 def store_prescription(
-    args: argparse.Namespace, rx: Prescription, *, author: str, reason: str
-) -> int:
-    """Store ``rx`` as the patient's next prescription version; return the version number.
+    args: argparse.Namespace,
+    rx: Prescription,
+    *,
+    author: str,
+    reason: str,
+    profile: DeviceProfile | None = None,
+) -> tuple[int, InForce]:
+    """Store ``rx`` as the patient's next prescription version, if it may be (a signed one
+    signed by a pinned key for this patient, an unsigned one narrowing the limits in force);
+    return the version number and why it may be used.
 
     The patient is ``--patient``, else the file's ``patient``, else the current patient. A new
     database, and the patient, are created if needed; but a file naming a patient the database
-    does not have is refused unless ``--patient`` confirms it.
+    does not have is refused unless ``--patient`` confirms it. A signed file is stored as signed
+    (only its version number is the store's); its patient is the one its signature names, which
+    the trust check compares with the enrolment.
     """
     with Store.open(args.db, create=True, recover=False) as store:
         known = {p.pseudonym for p in store.patients()}
         if args.patient is not None:
             patient = store.ensure_patient(args.patient).pseudonym
+        elif rx.is_signed and known:
+            patient = store.pick_patient(None).pseudonym
         elif rx.patient is not None:
             if known and rx.patient not in known:
                 raise PrescriptionError(
@@ -197,16 +289,17 @@ def store_prescription(
         else:
             patient = store.pick_patient(None).pseudonym
         versions = [p.version for p in store.prescriptions(patient)]
-        revised = rx.revised(
-            version=max(versions, default=0) + 1,
-            written_by=author,
-            reason=reason,
-            patient=patient,
-        )
+        version = max(versions, default=0) + 1
+        if rx.is_signed:
+            revised = rx.revised(version=version)
+            author, reason = rx.written_by, rx.reason
+        else:
+            revised = rx.revised(version=version, written_by=author, reason=reason, patient=patient)
+        trusted = check_import(store, patient, revised, profile, datetime.now(UTC))
         stored = store.save_prescription(
             dump_prescription(revised), author=author, reason=reason, patient=patient
         )
-        return stored.version
+        return stored.version, trusted
 
 
 # --------------------------------------------------------------------------- plain words
@@ -225,6 +318,12 @@ def describe(rx: Prescription, profile: DeviceProfile | None = None) -> str:
     else:
         lines.append(f"Prescription version {rx.version}{who}")
         lines.append(f"  written by {rx.written_by}, {_when(rx.written_at)}")
+        sig = rx.signature
+        lines.append(
+            "  not signed (it may only narrow the limits in force)"
+            if sig is None
+            else f"  signed by {sig.signed_by} (key {sig.key_id}) for {sig.patient}, {sig.when}"
+        )
     lines.append(f"  reason: {rx.reason}")
     if rx.device_profile:
         lines.append(f"  written for device profile: {rx.device_profile}")

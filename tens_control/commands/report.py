@@ -73,12 +73,16 @@ def run(args: argparse.Namespace) -> int:
         data = load_patient(
             store, args.patient, period_from=args.period_from, period_to=args.period_to
         )
+        # reports refuse to lie: verify first, and say so and mark the figures if damaged
+        data = data.with_damage(store.damage(store.verify(), data.patient.pseudonym))
     content = render(data, args.format)
     if path is None:
         sys.stdout.buffer.write(content)
         sys.stdout.flush()
         return 0
     write_output(path, content, force=args.force)
+    if data.integrity:
+        print(f"warning: {data.integrity}", file=sys.stderr)
     print(
         f"wrote the {args.format} report of patient {data.patient.pseudonym} "
         f"({len(data.sessions)} sessions, {len(data.ratings)} ratings) to {path}"

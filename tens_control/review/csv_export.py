@@ -83,6 +83,7 @@ CSV_COLUMNS: tuple[tuple[str, str], ...] = (
     ("peg_score", "PEG score: the mean of the three items (empty unless all three answered)"),
     ("pgic", "PGIC, 1 (very much improved) to 7 (very much worse); empty when skipped"),
     ("pgic_label", "the PGIC answer in words"),
+    ("log", "`damaged` when the row comes from the damaged range of a log `verify` found broken"),
 )
 """(column, meaning), in file order."""
 
@@ -124,6 +125,9 @@ def csv_rows(data: PatientData, tz: Zone) -> list[dict[str, str]]:
     rows: list[tuple[datetime, int, dict[str, str]]] = []
     who = data.patient.pseudonym
 
+    def damaged(session_id: str | None) -> str:
+        return "damaged" if session_id in data.damaged_sessions else ""
+
     def add(at: datetime, record: str, fields: dict[str, str]) -> None:
         row = {
             "record": record,
@@ -151,6 +155,7 @@ def csv_rows(data: PatientData, tz: Zone) -> list[dict[str, str]]:
                     "electrode_site": s.electrode_site or "",
                     "faults": str(faults[s.id]),
                     "rejections": str(rejections[s.id]),
+                    "log": damaged(s.id),
                 },
             )
     for r in data.ratings:
@@ -166,6 +171,7 @@ def csv_rows(data: PatientData, tz: Zone) -> list[dict[str, str]]:
                     "posture": r.posture,
                     "nrs": _int(r.value),
                     "missing": "1" if r.value is None else "0",
+                    "log": damaged(r.session_id),
                 },
             )
     for ep in data.episodes:
@@ -186,7 +192,12 @@ def csv_rows(data: PatientData, tz: Zone) -> list[dict[str, str]]:
             add(
                 n.at,
                 "session_note",
-                {"entry_id": n.id, "session_id": n.session_id or "", "text": n.text},
+                {
+                    "entry_id": n.id,
+                    "session_id": n.session_id or "",
+                    "text": n.text,
+                    "log": damaged(n.session_id),
+                },
             )
     for g in data.pegs:
         if inside(g.at):
@@ -235,6 +246,7 @@ def csv_rows(data: PatientData, tz: Zone) -> list[dict[str, str]]:
                     "kind": a.kind,
                     "severity": a.severity or "",
                     "text": a.note,
+                    "log": damaged(a.session_id),
                 },
             )
     rows.sort(key=lambda t: (t[0].astimezone(UTC), t[1]))
@@ -244,6 +256,8 @@ def csv_rows(data: PatientData, tz: Zone) -> list[dict[str, str]]:
 def write_csv(data: PatientData, out: TextIO, tz: Zone) -> int:
     """Write the CSV to ``out``; returns the number of data rows."""
     rows = csv_rows(data, tz)
+    if data.integrity:  # the first line says so, before the header
+        out.write(f"# {data.integrity}\r\n")
     writer = csv.DictWriter(out, fieldnames=HEADER, restval="", lineterminator="\r\n")
     writer.writeheader()
     for row in rows:

@@ -10,9 +10,9 @@ NRS integer 0–10, or ``None`` when the patient skipped it: missing, never 0.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 When = Literal["before", "during", "after", "plus_30_min", "diary"]
 """When a rating was taken, relative to a session (``diary``: outside any session)."""
@@ -170,6 +170,10 @@ class TreatmentRow:
     end: date | None = None
 
 
+if TYPE_CHECKING:
+    from tens_control.store.verify import Damage
+
+
 @dataclass(frozen=True, slots=True)
 class EpisodeRow:
     """A pain episode from the diary: when it started (and ended), how bad it was at worst
@@ -247,3 +251,14 @@ class PatientData:
     """Last day asked for (``--to``), or ``None`` for "to today"."""
     extra: dict[str, str] = field(default_factory=dict)
     """Free-form context the adapter adds (e.g. the store file), shown in reports' footers."""
+    integrity: str = ""
+    """Empty when ``verify`` found the log intact; else the line every report starts with
+    (``store.Store.damage``)."""
+    damaged_sessions: frozenset[str] = frozenset()
+    """Sessions whose figures come from the damaged range: marked wherever they are shown."""
+
+    def with_damage(self, damage: Damage | None) -> PatientData:
+        """This data with what ``verify`` found (``Store.damage``); unchanged when intact."""
+        if damage is None:
+            return self
+        return replace(self, integrity=damage.line, damaged_sessions=damage.sessions)

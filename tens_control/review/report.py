@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import html
 import io
+import json
 import os
 import tempfile
 from collections import Counter
@@ -237,6 +238,8 @@ class Report:
             ]
             if x.id in adverse:
                 notes.insert(0, "adverse event")
+            if x.id in self.data.damaged_sessions:
+                notes.insert(0, DAMAGED_MARK)
             notes += written.get(x.id, [])
             lines.append(
                 SessionLine(
@@ -347,6 +350,7 @@ dl.answer dd { margin: 0; }
 dd.ok::before { content: "✓ "; }
 dd.warn::before { content: "⚠ "; font-weight: bold; }
 dl.warnings dt { color: #8a4b00; }
+p.damaged { color: #a00000; font-weight: bold; border: 2px solid #a00000; padding: 4px; }
 figure { margin: 4pt 0; }
 figure svg { width: 100%; height: auto; display: block; }
 table { border-collapse: collapse; width: 100%; font-size: 7.5pt; }
@@ -369,6 +373,10 @@ def _dl(lines: Sequence[Line], cls: str) -> str:
     return f'<dl class="answer {cls}">{items}</dl>'
 
 
+DAMAGED_MARK = "DAMAGED LOG"
+"""The note on a session whose figures come from the damaged range of a log (``integrity``)."""
+
+
 def _table_html(cls: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
@@ -388,6 +396,7 @@ def render_html(report: Report) -> str:
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{_e(report.title)}</title>",
         f"<style>{CSS}</style></head><body>",
+        *([f'<p class="damaged">{_e(report.data.integrity)}</p>'] if report.data.integrity else []),
         '<section class="page1">',
         f"<h1>{_e(report.title)}</h1>",
         f'<p class="context">{_e(report.context_line())}</p>',
@@ -608,6 +617,11 @@ def render_pdf(report: Report) -> bytes:
 
     # page 1: the answer, the warnings, the pain charts (full width, shorter if need be)
     doc.page()
+    if report.data.integrity:
+        pdf.set_font(FONT, "B", 8)
+        pdf.set_text_color(160, 0, 0)
+        pdf.multi_cell(BODY_W, 3.8, report.data.integrity, new_x="LMARGIN", new_y="NEXT")
+        pdf.set_text_color(31, 41, 51)
     pdf.set_font(FONT, "B", 15)
     pdf.cell(BODY_W, 7, report.title, new_x="LMARGIN", new_y="NEXT")
     pdf.set_font(FONT, "", 7.5)
@@ -710,10 +724,23 @@ def render(
     if fmt == "fhir":
         from tens_control.review.fhir_export import bundle_json
 
+        if data.integrity:
+            raise ReportError(
+                f"no FHIR export of a damaged log: {data.integrity}. FHIR goes into other "
+                "systems without a person reading a warning; export csv or html, which mark "
+                "the damaged figures"
+            )
+
         return bundle_json(data, tz=tz, generated=generated).encode("utf-8")
     report = build_report(data, tz=tz, generated=generated)
     if fmt == "json":
-        return report_json(report.summary, report.notes)
+        document = report_json(report.summary, report.notes)
+        if not data.integrity:
+            return document
+        marked = {"log_damaged": data.integrity, "damaged_sessions": sorted(data.damaged_sessions)}
+        return json.dumps(marked | json.loads(document), ensure_ascii=False, indent=2).encode(
+            "utf-8"
+        )
     if fmt == "html":
         return render_html(report).encode("utf-8")
     if fmt == "pdf":

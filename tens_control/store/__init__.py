@@ -5,7 +5,7 @@ Typical use::
     store = Store.open()                      # $TENS_CONTROL_DB or the user data directory
     store.ensure_patient()                    # the default patient ("patient-1")
     sid = store.begin_session(plan, device=driver.info)      # committed before it returns
-    store.append_event(sid, AmplitudeChanged(channel=1, from_ma=0, to_ma=1, who=Actor.PATIENT))
+    store.append_event(sid, AmplitudeChanged(time=t, channel=1, from_ma=0, to_ma=1, who=PATIENT))
     writer = store.telemetry_writer(sid)      # driver.add_report_handler(writer.handle_report)
     store.end_session(sid, EndReason.COMPLETED)
     store.close()
@@ -21,6 +21,7 @@ from tens_control.store.errors import (
     MigrationError,
     NewerSchemaError,
     NotATensControlDatabaseError,
+    RewrittenHistoryError,
     StoreBusyError,
     StoreClosedError,
     StoreError,
@@ -121,6 +122,7 @@ __all__ = [
     "Problem",
     "RatingTime",
     "Rejected",
+    "RewrittenHistoryError",
     "Screening",
     "ScreeningOverride",
     "SessionInfo",

@@ -15,6 +15,7 @@ cross-checks name *which* record was edited, inserted or deleted.
 from __future__ import annotations
 
 import hashlib
+import math
 import struct
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -26,31 +27,42 @@ from sqlalchemy import Connection, func, insert, select, update
 
 import tens_control
 from drivers.base import DeviceInfo
-from tens_control.store import schema
+from tens_control.store import amplitude, schema
 from tens_control.store.canonical import (
     GENESIS_HASH,
     TelemetryDigest,
     canonical_json,
+    chain_hash,
+    event_body,
     iso_utc,
     parse_utc,
     telemetry_digest,
 )
 from tens_control.store.convert import MODEL_OF, from_row, has_session, to_row
 from tens_control.store.database import insert_id
-from tens_control.store.errors import BundleError, StoreError
+from tens_control.store.errors import BundleError, RewrittenHistoryError, StoreError
 from tens_control.store.paths import check_pseudonym
-from tens_control.store.records import SessionPlan, SessionStarted, payload_of
+from tens_control.store.records import (
+    RECORD_KINDS,
+    Odometer,
+    SessionPlan,
+    SessionStarted,
+    parse_log_record,
+    payload_of,
+)
 from tens_control.store.verify import (
     ChainHead,
     ChainInfo,
     ChainRow,
     ChainWalker,
     CrossChecker,
+    OdometerFacts,
     Problem,
     RecordFacts,
     SegmentFacts,
     SessionFacts,
     VerifyReport,
+    check_odometers,
     parse_payload,
 )
 
@@ -69,6 +81,7 @@ def _session_started(
     plan: Any,
     device: Any,
     simulator: Any,
+    odometer: Any = None,
 ) -> tuple[dict[str, Any] | None, str]:
     """A session row's start as a normalised ``session_started`` payload (or None, error)."""
     try:
@@ -78,6 +91,7 @@ def _session_started(
             plan=SessionPlan.model_validate(plan),
             device=None if device is None else DeviceInfo.model_validate(device),
             simulator=simulator,
+            odometer=None if odometer is None else Odometer.model_validate(odometer),
         )
     except (ValidationError, ValueError, TypeError) as error:
         return None, str(error).splitlines()[0]
@@ -202,22 +216,36 @@ def _verify_database(conn: Connection, report: VerifyReport) -> None:
     d = schema.devices.c
     devices = {int(r.id): _json(r.info) for r in conn.execute(select(d.id, d.info))}
     open_sessions: set[str] = set()
+    odometers: list[OdometerFacts] = []
+    derived: list[tuple[int, str, Any, Any]] = []
     for srow in conn.execute(select(schema.sessions).order_by(s.id)).mappings():
         uid = str(srow["uid"])
         if srow["ended_at"] is None:
             open_sessions.add(uid)
         device_id = srow["device_id"]
         device = None if device_id is None else devices.get(device_id, "missing")
+        odometer = _odometer(srow["odometer_sessions"], srow["odometer_seconds"])
         started, error = _session_started(
-            uid, srow["started_at"], _json(srow["plan"]), device, bool(srow["simulator"])
+            uid, srow["started_at"], _json(srow["plan"]), device, bool(srow["simulator"]), odometer
         )
         ended = (
             None if srow["ended_at"] is None else (str(srow["ended_at"]), str(srow["end_reason"]))
         )
         patient_uid = patients.get(srow["patient_id"], ("?", ""))[0]
-        checker.check_session(
-            SessionFacts(uid, patient_uid, f"id {srow['id']}", started, ended, error)
-        )
+        facts = SessionFacts(uid, patient_uid, f"id {srow['id']}", started, ended, error)
+        checker.check_session(facts)
+        if started is not None:
+            _check_plan_columns(report, facts, srow, started["plan"])
+            fact = _odometer_facts(uid, started, srow["ended_at"])
+            if fact is not None:
+                odometers.append(fact)
+        if srow["ended_at"] is not None:
+            derived.append(
+                (int(srow["id"]), uid, srow["mean_amplitude_ma"], srow["max_amplitude_ma"])
+            )
+    _check_amplitudes(conn, report, derived)
+    _check_device_columns(conn, report)
+    check_odometers(report, odometers)
 
     # clinical records
     for table in schema.RECORD_TABLES:
@@ -251,6 +279,107 @@ def _verify_database(conn: Connection, report: VerifyReport) -> None:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _odometer(sessions: Any, seconds: Any) -> dict[str, Any] | None:
+    if sessions is None and seconds is None:
+        return None
+    return {"sessions": sessions, "stimulation_s": seconds}
+
+
+def _odometer_facts(uid: str, started: Mapping[str, Any], ended_at: Any) -> OdometerFacts | None:
+    """A session's odometer as logged (``started``: its normalised ``session_started``)."""
+    odometer, device = started.get("odometer"), started.get("device")
+    if odometer is None or not isinstance(device, Mapping):
+        return None
+    return OdometerFacts(
+        session=uid,
+        device=f"device {device.get('model')} serial {device.get('serial_number')} "
+        f"({device.get('protocol')})",
+        started_at=str(started["started_at"]),
+        ended_at=None if ended_at is None else str(ended_at),
+        sessions=int(odometer["sessions"]),
+        stimulation_s=float(odometer["stimulation_s"]),
+    )
+
+
+def _differs(stored: Any, expected: Any) -> bool:
+    if stored is None or expected is None:
+        return stored is not expected
+    if isinstance(expected, float) or isinstance(stored, float):
+        try:
+            return not math.isclose(float(stored), float(expected), rel_tol=1e-9, abs_tol=1e-9)
+        except (TypeError, ValueError):
+            return True
+    return bool(stored != expected)
+
+
+def _check_plan_columns(
+    report: VerifyReport, facts: SessionFacts, row: Mapping[Any, Any], plan: Mapping[str, Any]
+) -> None:
+    """The session columns copied from its plan (the review reads them) against the plan."""
+    for column, key in (
+        ("program", "program"),
+        ("planned_minutes", "planned_minutes"),
+        ("prescription_version", "prescription_version"),
+    ):
+        if _differs(row[column], plan.get(key)):
+            report.add(
+                Problem(
+                    "edited",
+                    "sessions",
+                    f"edited record: sessions.{column} of session {facts.uid} ({facts.ref}) is "
+                    f"{row[column]!r}, but its logged plan says {plan.get(key)!r}",
+                    session=facts.uid,
+                )
+            )
+
+
+def _check_amplitudes(
+    conn: Connection, report: VerifyReport, derived: list[tuple[int, str, Any, Any]]
+) -> None:
+    """Each ended session's stored amplitude figures against those computed from its log."""
+    computed = amplitude.compute(conn, [sid for sid, _, _, _ in derived])
+    for sid, uid, mean_ma, max_ma in derived:
+        want_mean, want_max = computed.get(sid, (None, None))
+        for column, stored, want in (
+            ("max_amplitude_ma", max_ma, want_max),
+            ("mean_amplitude_ma", mean_ma, want_mean),
+        ):
+            if _differs(stored, want):
+                report.add(
+                    Problem(
+                        "edited",
+                        "sessions",
+                        f"edited record: sessions.{column} of session {uid} (id {sid}) is "
+                        f"{stored!r}, but its logged amplitude changes give {want!r}",
+                        session=uid,
+                    )
+                )
+
+
+_DEVICE_COLUMNS = ("protocol", "protocol_version", "model", "serial_number", "firmware")
+
+
+def _check_device_columns(conn: Connection, report: VerifyReport) -> None:
+    """Each device row's columns against the identity it reported (``info``)."""
+    for row in conn.execute(select(schema.devices)).mappings():
+        info = _json(row["info"])
+        if not isinstance(info, Mapping):
+            continue  # an unreadable identity is reported with the sessions that use it
+        expected = {k: info.get(k) for k in _DEVICE_COLUMNS}
+        expected["is_simulator"] = info.get("is_simulator")
+        for column, want in expected.items():
+            stored = bool(row[column]) if column == "is_simulator" else row[column]
+            if _differs(stored, want):
+                report.add(
+                    Problem(
+                        "edited",
+                        "devices",
+                        f"edited record: devices.{column} of device id {row['id']} is "
+                        f"{row[column]!r}, but the identity it reported says {want!r}",
+                    )
+                )
 
 
 def _session_ref(session_id: Any, session_uids: dict[int, str]) -> str | None:
@@ -373,6 +502,7 @@ def export_patient(conn: Connection, patient_id: int, *, telemetry: bool = True)
                 "ended_at": r["ended_at"],
                 "ended_mono": r["ended_mono"],
                 "end_reason": r["end_reason"],
+                "odometer": _odometer(r["odometer_sessions"], r["odometer_seconds"]),
             }
         )
     records_out: dict[str, list[dict[str, Any]]] = {}
@@ -517,6 +647,7 @@ def verify_bundle(bundle: Mapping[str, Any]) -> VerifyReport:
                 )
             walker.finish()
         open_sessions: set[str] = set()
+        odometers: list[OdometerFacts] = []
         for index, sess in enumerate(bundle["sessions"]):
             uid = str(sess["uid"])
             if sess.get("ended_at") is None:
@@ -527,6 +658,7 @@ def verify_bundle(bundle: Mapping[str, Any]) -> VerifyReport:
                 sess.get("plan"),
                 sess.get("device"),
                 sess.get("simulator"),
+                sess.get("odometer"),
             )
             ended = (
                 None
@@ -536,6 +668,9 @@ def verify_bundle(bundle: Mapping[str, Any]) -> VerifyReport:
             checker.check_session(
                 SessionFacts(uid, patient_uid, f"sessions[{index}]", started, ended, error)
             )
+            fact = None if started is None else _odometer_facts(uid, started, sess.get("ended_at"))
+            if fact is not None:
+                odometers.append(fact)
         for table, rows in bundle["records"].items():
             model = MODEL_OF.get(str(table))
             if model is None:
@@ -572,6 +707,7 @@ def verify_bundle(bundle: Mapping[str, Any]) -> VerifyReport:
     except (KeyError, TypeError, AttributeError, ValueError) as error:
         raise BundleError(f"this bundle is malformed ({type(error).__name__}: {error})") from None
     checker.finish(telemetry_present=bundle.get("telemetry_included", True) is not False)
+    check_odometers(report, odometers)
     if bundle_digest(bundle) != bundle["digest"]:
         report.add(
             Problem(
@@ -596,8 +732,9 @@ def import_bundle(
     later export of the same patient adds only what is new. Returns (pseudonym, counts added).
     """
     report = verify_bundle(bundle)
-    if not report.ok:
-        raise BundleError(f"the bundle was not imported: {report.first}")
+    broken = tampering(report)
+    if broken:
+        raise BundleError(f"the bundle was not imported: {broken[0]}")
     if bundle.get("telemetry_included", True) is False:
         raise BundleError(
             "the bundle was not imported: it was exported without telemetry (--no-telemetry), "
@@ -631,6 +768,8 @@ def import_bundle(
         added["patients"] = 1
     else:
         patient_id, name = int(row.id), str(row.pseudonym)
+        if older_than_anchor(conn, patient_id, bundle):
+            return name, added
 
     # sessions (and their devices)
     session_ids: dict[str, int] = {}
@@ -675,6 +814,8 @@ def import_bundle(
                         ended_at=sess.get("ended_at"),
                         ended_mono=sess.get("ended_mono"),
                         end_reason=sess.get("end_reason"),
+                        odometer_sessions=(sess.get("odometer") or {}).get("sessions"),
+                        odometer_seconds=(sess.get("odometer") or {}).get("stimulation_s"),
                     )
                 )
             )
@@ -788,7 +929,94 @@ def import_bundle(
             ],
         )
         added["telemetry"] += len(seg["rows"])
+    _record_anchors(conn, patient_id, bundle)
     return name, added
+
+
+# --------------------------------------------------------------------------- clinic anchors
+
+
+def tampering(report: VerifyReport) -> list[Problem]:
+    """The problems that mean a log was changed (not the sessions an odometer says it lacks,
+    which may have been run from another computer)."""
+    return [p for p in report.problems if p.kind != "missing"]
+
+
+def _anchors(conn: Connection, patient_id: int) -> dict[str, Any]:
+    """The latest anchor of each chain of the patient (the longest head received)."""
+    a = schema.anchors.c
+    latest: dict[str, Any] = {}
+    for row in conn.execute(
+        select(schema.anchors).where(a.patient_id == patient_id).order_by(a.head_seq, a.id)
+    ):
+        latest[str(row.chain_uid)] = row
+    return latest
+
+
+def older_than_anchor(conn: Connection, patient_id: int, bundle: Mapping[str, Any]) -> bool:
+    """Check a bundle against the heads earlier imports of this patient received. True: it is
+    an older export than one already imported (nothing to import). Raises
+    :class:`RewrittenHistoryError` when a chain does not extend its anchored head."""
+    anchors = _anchors(conn, patient_id)
+    if not anchors:
+        return False
+    chains = {str(chain["uid"]): chain for chain in bundle["chains"]}
+    exported = str(bundle.get("exported_at", ""))
+    older = False
+    for uid, anchor in anchors.items():
+        when = str(anchor.imported_at)[:16].replace("T", " ")
+        chain = chains.get(uid)
+        if chain is None:
+            if exported <= str(anchor.exported_at):
+                older = True
+                continue
+            raise RewrittenHistoryError(
+                f"rewritten history: the bundle lacks chain {uid[:8]}, which the import of "
+                f"{when} UTC received up to seq {anchor.head_seq}"
+            )
+        head = int(chain["head_seq"])
+        if head < int(anchor.head_seq):
+            if exported <= str(anchor.exported_at):
+                older = True
+                continue
+            raise RewrittenHistoryError(
+                f"rewritten history: chain {uid[:8]} ends at seq {head}, but the export imported "
+                f"on {when} UTC already reached seq {anchor.head_seq}: events "
+                f"{head + 1}..{anchor.head_seq} were cut from the patient's log"
+            )
+        at_anchor = next((ev for ev in chain["events"] if ev.get("seq") == anchor.head_seq), None)
+        if at_anchor is None or at_anchor.get("hash") != anchor.head_hash:
+            raise RewrittenHistoryError(
+                f"rewritten history: chain {uid[:8]} differs at seq {anchor.head_seq} from the "
+                f"export imported on {when} UTC: the patient's log was changed and re-written "
+                "since"
+            )
+    return older and all(
+        int(chains[uid]["head_seq"]) <= int(a.head_seq)
+        for uid, a in anchors.items()
+        if uid in chains
+    )
+
+
+def _record_anchors(conn: Connection, patient_id: int, bundle: Mapping[str, Any]) -> None:
+    anchors = _anchors(conn, patient_id)
+    now = iso_utc(datetime.now(UTC))
+    rows = [
+        {
+            "patient_id": patient_id,
+            "chain_uid": str(chain["uid"]),
+            "head_seq": int(chain["head_seq"]),
+            "head_hash": str(chain["head_hash"]),
+            "exported_at": str(bundle.get("exported_at", "")),
+            "bundle_digest": str(bundle["digest"]),
+            "imported_at": now,
+        }
+        for chain in bundle["chains"]
+        if str(chain["uid"]) not in anchors
+        or int(chain["head_seq"]) > int(anchors[str(chain["uid"])].head_seq)
+    ]
+    if rows:
+        conn.execute(insert(schema.anchors), rows)
 
 
 def device_id_of(conn: Connection, info: DeviceInfo, first_seen: str) -> int:
@@ -820,3 +1048,87 @@ def device_id_of(conn: Connection, info: DeviceInfo, first_seen: str) -> int:
             )
         )
     )
+
+
+# --------------------------------------------------------------------------- one record
+
+
+def logged_record_problem(conn: Connection, table_name: str, uid: str) -> str | None:
+    """Check one clinical record against the chain, as a session start needs it (not a whole
+    ``verify``): its row equals the copy its log record carries, that log record matches its
+    hash, and it is linked into its chain on both sides. Returns what is wrong, as a phrase
+    ("differs from ..."), or None."""
+    table = schema.metadata.tables[table_name]
+    s, c, e = schema.sessions.c, schema.chains.c, schema.events.c
+    query = (
+        select(table, s.uid.label("session_uid")).select_from(
+            table.outerjoin(schema.sessions, table.c.session_id == s.id)
+        )
+        if has_session(table)
+        else select(table)
+    )
+    row = conn.execute(query.where(table.c.uid == uid)).mappings().first()
+    if row is None:
+        return "is no longer in the database"
+    try:
+        data = from_row(table_name, row, row.get("session_uid")).model_dump(mode="json")
+    except (ValidationError, ValueError, TypeError):
+        return "cannot be read any more (the database row was changed)"
+    kind = next(k for k, t in RECORD_KINDS.items() if t == table_name)
+    events = conn.execute(
+        select(e.id, e.chain_id, e.seq, e.session_id, e.wall_time, e.mono_time, e.payload)
+        .add_columns(e.prev_hash, e.hash, c.uid.label("chain_uid"))
+        .select_from(schema.events.join(schema.chains, e.chain_id == c.id))
+        .where(c.patient_id == row["patient_id"], e.kind == kind)
+        .order_by(e.id)
+    ).all()
+    logged = None
+    for ev in events:
+        payload = _json(ev.payload)
+        record = payload.get("record") if isinstance(payload, dict) else None
+        if isinstance(record, dict) and record.get("uid") == uid:
+            logged = (ev, payload)
+    if logged is None:
+        return "has no record in the log (it was added to the database, not saved by tens-control)"
+    ev, payload = logged
+    try:
+        copy = payload_of(parse_log_record(kind, payload))["record"]
+    except (ValidationError, ValueError, TypeError):
+        copy = None
+    if copy != data:
+        return "differs from its copy in the log (it was edited after it was saved)"
+    if ev.session_id is not None:
+        return "is attached to a session in the log, which a saved record never is"
+    body = event_body(
+        chain=str(ev.chain_uid),
+        seq=ev.seq,
+        session=None,
+        wall_time=ev.wall_time,
+        mono_time=ev.mono_time,
+        kind=kind,
+        payload=payload,
+    )
+    if chain_hash(str(ev.prev_hash), body) != ev.hash:
+        return "has a log record that no longer matches its hash (the log was edited)"
+    neighbours = {
+        int(r.seq): (str(r.prev_hash), str(r.hash))
+        for r in conn.execute(
+            select(e.seq, e.prev_hash, e.hash).where(
+                e.chain_id == ev.chain_id, e.seq.in_([ev.seq - 1, ev.seq + 1])
+            )
+        )
+    }
+    before = GENESIS_HASH if ev.seq == 1 else neighbours.get(ev.seq - 1, ("", ""))[1]
+    if before != ev.prev_hash:
+        return (
+            "has a log record that is no longer linked to the record before it (the log was edited)"
+        )
+    after = neighbours.get(ev.seq + 1)
+    if after is not None:
+        linked = after[0] == ev.hash
+    else:
+        head = conn.execute(select(c.head_seq, c.head_hash).where(c.id == ev.chain_id)).one()
+        linked = head.head_seq == ev.seq and head.head_hash == ev.hash
+    if not linked:
+        return "has a log record that the log no longer links to (the log was edited)"
+    return None

@@ -13,6 +13,7 @@ from tens_control.store.canonical import canonical_json, iso_utc
 from tens_control.store.records import (
     AdverseEvent,
     DiaryEntry,
+    Enrolment,
     PainRating,
     PegScore,
     PgicRating,
@@ -21,7 +22,14 @@ from tens_control.store.records import (
 )
 
 ClinicalRecord = (
-    PainRating | PegScore | PgicRating | DiaryEntry | AdverseEvent | Prescription | Screening
+    PainRating
+    | PegScore
+    | PgicRating
+    | DiaryEntry
+    | AdverseEvent
+    | Prescription
+    | Screening
+    | Enrolment
 )
 
 TABLE_OF: dict[type[Any], Table] = {
@@ -32,6 +40,7 @@ TABLE_OF: dict[type[Any], Table] = {
     AdverseEvent: schema.adverse_events,
     Prescription: schema.prescriptions,
     Screening: schema.screenings,
+    Enrolment: schema.enrolments,
 }
 """Record class -> table."""
 
@@ -90,6 +99,15 @@ def to_row(record: ClinicalRecord, patient_id: int, session_id: int | None) -> d
             "reason": record.reason,
             "created_at": iso_utc(record.created_at),
         }
+    if isinstance(record, Enrolment):
+        return base | {
+            "at": iso_utc(record.at),
+            "clinic": record.clinic,
+            "clinic_patient": record.patient,
+            "serial": record.serial,
+            "text": record.text,
+            "replaced": record.replaced,
+        }
     dumped = record.model_dump(mode="json")
     return base | {
         "at": iso_utc(record.at),
@@ -127,6 +145,16 @@ def record_data(table: str, row: Mapping[Any, Any], session_uid: str | None) -> 
     if table == "prescriptions":
         keys = ("uid", "version", "toml", "author", "reason", "created_at")
         return {k: row[k] for k in keys}
+    if table == "enrolments":
+        return {
+            "uid": row["uid"],
+            "at": row["at"],
+            "clinic": row["clinic"],
+            "patient": row["clinic_patient"],
+            "serial": row["serial"],
+            "text": row["text"],
+            "replaced": row["replaced"],
+        }
     if table == "screenings":
         return {
             "uid": row["uid"],

@@ -51,3 +51,8 @@ class StoreBusyError(StoreError):
 
 class BundleError(StoreError):
     """An export bundle is malformed, tampered with, or conflicts with the database."""
+
+
+class RewrittenHistoryError(BundleError):
+    """A bundle does not extend the history an earlier import of the same patient received
+    (records were cut or rewritten since): refused, and the bundle kept aside."""

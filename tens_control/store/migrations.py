@@ -5,7 +5,10 @@ Steps:
 - 1 -> 2: ``sessions.mean_amplitude_ma`` and ``max_amplitude_ma`` are added and filled in for
   every ended session from its ``amplitude_changed`` events (``amplitude.backfill``), and the
   partial index ``ix_events_review_kinds`` (faults and refused requests only) is created.
-- 2 -> 3: the table ``pgic_ratings`` (Patient Global Impression of Change) is created, empty.
+- 2 -> 3: the ``enrolments`` and ``anchors`` tables are created, and
+  ``sessions.odometer_sessions`` / ``odometer_seconds`` are added (NULL: the device reported
+  no odometer).
+- 3 -> 4: the table ``pgic_ratings`` (Patient Global Impression of Change) is created, empty.
 
 When the schema changes: bump ``schema.SCHEMA_VERSION``, change the tables in ``schema.py``, and
 register here the step from the previous version, written in plain SQL against the *old* layout
@@ -51,6 +54,28 @@ def _v1_to_v2(conn: Connection) -> None:
 
 
 def _v2_to_v3(conn: Connection) -> None:
+    """Add the enrolments and anchors tables and the sessions' device odometer columns."""
+    conn.exec_driver_sql("ALTER TABLE sessions ADD COLUMN odometer_sessions INTEGER")
+    conn.exec_driver_sql("ALTER TABLE sessions ADD COLUMN odometer_seconds FLOAT")
+    conn.exec_driver_sql(
+        "CREATE TABLE enrolments (id INTEGER NOT NULL, uid VARCHAR(32) NOT NULL, "
+        "patient_id INTEGER NOT NULL, at VARCHAR(32) NOT NULL, clinic VARCHAR(200) NOT NULL, "
+        "clinic_patient VARCHAR(64) NOT NULL, serial INTEGER NOT NULL, text TEXT NOT NULL, "
+        "replaced BOOLEAN NOT NULL, PRIMARY KEY (id), UNIQUE (uid), "
+        "FOREIGN KEY(patient_id) REFERENCES patients (id))"
+    )
+    conn.exec_driver_sql("CREATE INDEX ix_enrolment_patient_at ON enrolments (patient_id, at)")
+    conn.exec_driver_sql(
+        "CREATE TABLE anchors (id INTEGER NOT NULL, patient_id INTEGER NOT NULL, "
+        "chain_uid VARCHAR(32) NOT NULL, head_seq INTEGER NOT NULL, head_hash VARCHAR(64) NOT "
+        "NULL, exported_at VARCHAR(32) NOT NULL, bundle_digest VARCHAR(64) NOT NULL, "
+        "imported_at VARCHAR(32) NOT NULL, PRIMARY KEY (id), "
+        "FOREIGN KEY(patient_id) REFERENCES patients (id))"
+    )
+    conn.exec_driver_sql("CREATE INDEX ix_anchor_patient_chain ON anchors (patient_id, chain_uid)")
+
+
+def _v3_to_v4(conn: Connection) -> None:
     """Add the PGIC table (a new record type: nothing to fill in)."""
     conn.exec_driver_sql(
         "CREATE TABLE pgic_ratings (id INTEGER NOT NULL PRIMARY KEY, uid VARCHAR(32) NOT NULL "
@@ -62,7 +87,8 @@ def _v2_to_v3(conn: Connection) -> None:
 
 STEPS: dict[int, tuple[str, Step]] = {
     1: ("session amplitude figures stored; partial index on fault/rejection events", _v1_to_v2),
-    2: ("PGIC ratings (Patient Global Impression of Change)", _v2_to_v3),
+    2: ("clinic enrolments, clinic anchors, device odometer of each session", _v2_to_v3),
+    3: ("PGIC ratings (Patient Global Impression of Change)", _v3_to_v4),
 }
 """from_version -> (description, step upgrading a database from that version to the next)."""
 

@@ -3,8 +3,8 @@
 Two families:
 
 * **Clinical records** (:class:`PainRating`, :class:`PegScore`, :class:`PgicRating`,
-  :class:`DiaryEntry`,
-  :class:`AdverseEvent`, :class:`Prescription`, :class:`Screening`) and the
+  :class:`DiaryEntry`, :class:`AdverseEvent`, :class:`Prescription`, :class:`Screening`,
+  :class:`Enrolment`) and the
   :class:`SessionPlan` of a session. Each has a ``uid`` that identifies it in every database it
   is ever copied to.
 * **Log records** (:data:`LogRecord`): the payloads of hash-chained events, a discriminated union
@@ -33,6 +33,28 @@ from pydantic import (
 )
 
 from drivers.base import ChannelSettings, DeviceInfo
+from drivers.safety.events import GOVERNOR_KINDS
+from drivers.safety.events import Actor as Actor
+from drivers.safety.events import AmplitudeChanged as AmplitudeChanged
+from drivers.safety.events import CapsChanged as CapsChanged
+from drivers.safety.events import Closed as Closed
+from drivers.safety.events import CommsLost as CommsLost
+from drivers.safety.events import Configured as Configured
+from drivers.safety.events import Connected as Connected
+from drivers.safety.events import DeviceRejected as DeviceRejected
+from drivers.safety.events import DeviceReported as DeviceReported
+from drivers.safety.events import EmergencyStop as EmergencyStop
+from drivers.safety.events import LeadOff as LeadOff
+from drivers.safety.events import LeadOn as LeadOn
+from drivers.safety.events import NoLeadOffDetection as NoLeadOffDetection
+from drivers.safety.events import NoReadback as NoReadback
+from drivers.safety.events import OutputMismatch as OutputMismatch
+from drivers.safety.events import Paused as Paused
+from drivers.safety.events import Rejected as Rejected
+from drivers.safety.events import Resumed as Resumed
+from drivers.safety.events import Started as Started
+from drivers.safety.events import Stopped as Stopped
+from drivers.safety.events import TargetChanged as TargetChanged
 from tens_control.pain import AdverseKind as AdverseKind
 from tens_control.pain import DiaryKind as DiaryKind
 from tens_control.pain import PainContext as PainContext
@@ -80,14 +102,6 @@ class EndReason(StrEnum):
     OUTPUT_MISMATCH = "output_mismatch"
     LIMIT_REACHED = "limit_reached"
     HOST_CRASH = "host_crash"
-
-
-class Actor(StrEnum):
-    """Who caused a change."""
-
-    PATIENT = "patient"
-    CLINICIAN = "clinician"
-    SYSTEM = "system"
 
 
 # --------------------------------------------------------------------------- clinical records
@@ -175,12 +189,14 @@ class Prescription(_Frozen):
 
 
 class ScreeningOverride(_Frozen):
-    """A clinician's override of one "yes" answer: who, when, why."""
+    """A clinician's override of one "yes" answer: who, when, why, and the clinician's
+    signature (``tens_control.trust.keys.Signature`` as JSON; None when unsigned)."""
 
     question: ShortText
     who: Annotated[str, Field(min_length=1, max_length=200)]
     at: UtcDatetime
     why: Annotated[str, Field(min_length=1, max_length=10_000)]
+    signature: dict[str, JsonValue] | None = None
 
 
 class Screening(_Frozen):
@@ -192,6 +208,32 @@ class Screening(_Frozen):
     overrides: tuple[ScreeningOverride, ...] = ()
     recorded_by: Annotated[str, Field(min_length=1, max_length=200)]
     notes: Text = ""
+
+
+class Enrolment(_Frozen):
+    """A clinic enrolment pinned on this computer (``tens-control enrol``): the enrolment file
+    as received (``tens_control.trust.enrolment`` reads it), with the facts a review needs."""
+
+    uid: Uid = Field(default_factory=new_uid)
+    at: UtcDatetime
+    """When it was pinned here."""
+    clinic: ShortText
+    patient: Annotated[str, Field(min_length=1, max_length=64)]
+    """The patient's pseudonym at the clinic (what the clinic's signatures name)."""
+    serial: Annotated[int, Field(ge=1)]
+    text: Annotated[str, Field(max_length=1_000_000)]
+    replaced: bool = False
+    """True when pinned with ``enrol --replace``: it replaced an enrolment whose keys did not
+    sign it (another clinic, or someone starting over)."""
+
+
+class Odometer(_Frozen):
+    """A device's own counters, as it reported them when the session started (DESIGN.md §12):
+    how many sessions it had run and how many seconds it had stimulated, in its lifetime. A gap
+    between two sessions' counters is sessions this log does not have."""
+
+    sessions: Annotated[int, Field(ge=0)]
+    stimulation_s: Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class ChannelPlan(_Frozen):
@@ -236,6 +278,8 @@ class SessionStarted(_Frozen):
     plan: SessionPlan
     device: DeviceInfo | None
     simulator: bool
+    odometer: Odometer | None = None
+    """The device's odometer at the start (None: the device does not report one)."""
 
 
 class SessionEnded(_Frozen):
@@ -256,7 +300,9 @@ class StateChanged(_Frozen):
 
 
 class CommandSent(_Frozen):
-    """A command sent to the device (and its outcome)."""
+    """A command sent to the device (and its outcome). Written before the governor's events
+    were typed (now: :class:`Started`, :class:`Paused`, :class:`Stopped` ...); read from old
+    logs."""
 
     kind: Literal["command"] = "command"
     command: ShortText
@@ -266,7 +312,10 @@ class CommandSent(_Frozen):
     error: Text = ""
 
 
-class AmplitudeChanged(_Frozen):
+class LegacyAmplitudeChanged(_Frozen):
+    """An ``amplitude_changed`` record written before the governor's events were typed (no
+    time): read from old logs, never written."""
+
     kind: Literal["amplitude_changed"] = "amplitude_changed"
     channel: int
     from_ma: float
@@ -275,8 +324,8 @@ class AmplitudeChanged(_Frozen):
     why: Text = ""
 
 
-class Rejected(_Frozen):
-    """A request refused before anything was written to the device (S4)."""
+class LegacyRejected(_Frozen):
+    """A ``rejected`` record written before the governor's events were typed (no time)."""
 
     kind: Literal["rejected"] = "rejected"
     command: ShortText
@@ -287,20 +336,29 @@ class Rejected(_Frozen):
     message: Text
 
 
-class Fault(_Frozen):
-    """A fault that stopped or paused output (lead-off, comms lost, device fault, mismatch)."""
+class LegacyDeviceReported(_Frozen):
+    """A ``device_event`` record written before the governor's events were typed (no time)."""
 
-    kind: Literal["fault"] = "fault"
-    fault: ShortText
+    kind: Literal["device_event"] = "device_event"
+    event: ShortText
     channel: int | None = None
     detail: Text = ""
 
 
-class DeviceReported(_Frozen):
-    """Something the device reported that is not itself a fault (battery low, reset, ...)."""
+_LEGACY: dict[str, type[LegacyAmplitudeChanged | LegacyRejected | LegacyDeviceReported]] = {
+    "amplitude_changed": LegacyAmplitudeChanged,
+    "rejected": LegacyRejected,
+    "device_event": LegacyDeviceReported,
+}
+"""Kinds whose records before the typed governor events had no time: read with these."""
 
-    kind: Literal["device_event"] = "device_event"
-    event: ShortText
+
+class Fault(_Frozen):
+    """A fault that stopped or paused output. Written before the governor's events were typed
+    (now: :class:`LeadOff`, :class:`OutputMismatch`, :class:`CommsLost`); read from old logs."""
+
+    kind: Literal["fault"] = "fault"
+    fault: ShortText
     channel: int | None = None
     detail: Text = ""
 
@@ -366,16 +424,43 @@ class ScreeningSaved(_Frozen):
     record: Screening
 
 
+class EnrolmentPinned(_Frozen):
+    kind: Literal["enrolment_pinned"] = "enrolment_pinned"
+    record: Enrolment
+
+
+GovernorRecord = (
+    Connected
+    | NoLeadOffDetection
+    | NoReadback
+    | CapsChanged
+    | Configured
+    | Started
+    | TargetChanged
+    | AmplitudeChanged
+    | Rejected
+    | DeviceRejected
+    | Paused
+    | Resumed
+    | LeadOff
+    | LeadOn
+    | OutputMismatch
+    | CommsLost
+    | DeviceReported
+    | Stopped
+    | EmergencyStop
+    | Closed
+)
+"""The safety governor's events (``drivers.safety.events``), logged as they are."""
+
 LogRecord = Annotated[
     ChainStarted
     | SessionStarted
     | SessionEnded
     | StateChanged
     | CommandSent
-    | AmplitudeChanged
-    | Rejected
     | Fault
-    | DeviceReported
+    | GovernorRecord
     | HabituationPrompt
     | Note
     | TelemetrySealed
@@ -385,38 +470,27 @@ LogRecord = Annotated[
     | DiaryAdded
     | AdverseEventRecorded
     | PrescriptionSaved
-    | ScreeningSaved,
+    | ScreeningSaved
+    | EnrolmentPinned,
     Field(discriminator="kind"),
 ]
 """Every kind of hash-chained event."""
 
 LOG_RECORD: TypeAdapter[LogRecord] = TypeAdapter(LogRecord)
 
-CallerRecord = (
-    StateChanged
-    | CommandSent
-    | AmplitudeChanged
-    | Rejected
-    | Fault
-    | DeviceReported
-    | HabituationPrompt
-    | Note
-)
+CallerRecord = StateChanged | CommandSent | Fault | GovernorRecord | HabituationPrompt | Note
 """The log records callers append with ``Store.append_event``; the others the store writes
 itself (so that a table row and its log record can never disagree)."""
 
 CALLER_KINDS: frozenset[str] = frozenset(
-    {
-        "state_changed",
-        "command",
-        "amplitude_changed",
-        "rejected",
-        "fault",
-        "device_event",
-        "habituation_prompt",
-        "note",
-    }
+    {"state_changed", "command", "fault", "habituation_prompt", "note"} | GOVERNOR_KINDS
 )
+
+FAULT_KINDS: frozenset[str] = frozenset({"fault", "lead_off", "output_mismatch", "comms_lost"})
+"""Log kinds of a fault that stopped or paused output (``fault``: logs written before the
+governor's events were typed)."""
+ZEROING_KINDS: frozenset[str] = frozenset({"stopped", "paused", "emergency_stop"})
+"""Log kinds after which every output is 0 (S1, S10)."""
 
 RECORD_KINDS: dict[str, str] = {
     "pain_rated": "pain_ratings",
@@ -426,15 +500,23 @@ RECORD_KINDS: dict[str, str] = {
     "adverse_event": "adverse_events",
     "prescription_saved": "prescriptions",
     "screening_saved": "screenings",
+    "enrolment_pinned": "enrolments",
 }
 """Log kinds that carry a copy of a clinical record -> the table holding the record."""
 
 
-def payload_of(record: LogRecord) -> dict[str, Any]:
+def payload_of(record: AnyLogRecord) -> dict[str, Any]:
     """The JSON payload stored for a log record (its fields without ``kind``)."""
     return record.model_dump(mode="json", exclude={"kind"})
 
 
-def parse_log_record(kind: str, payload: dict[str, Any]) -> LogRecord:
+AnyLogRecord = LogRecord | LegacyAmplitudeChanged | LegacyRejected | LegacyDeviceReported
+"""A log record as read back: what is written now, or an older form of the same kind."""
+
+
+def parse_log_record(kind: str, payload: dict[str, Any]) -> AnyLogRecord:
     """Rebuild a log record from its kind and stored payload (raises ``ValidationError``)."""
+    legacy = _LEGACY.get(kind)
+    if legacy is not None and "time" not in payload:
+        return legacy.model_validate({**payload, "kind": kind})
     return LOG_RECORD.validate_python({**payload, "kind": kind})

@@ -24,10 +24,12 @@ from sqlalchemy import (
     text,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The schema this code writes. Older databases are migrated; newer ones are refused.
 Version 2 added ``sessions.mean_amplitude_ma`` / ``max_amplitude_ma`` (derived from the log, see
-``amplitude.py``) and the partial index ``ix_events_review_kinds``."""
+``amplitude.py``) and the partial index ``ix_events_review_kinds``. Version 3 added the
+``enrolments`` and ``anchors`` tables and the sessions' device odometer
+(``odometer_sessions``, ``odometer_seconds``). Version 4 added the ``pgic_ratings`` table."""
 
 APP_ID = "tens-control"
 """Value of ``meta.app``: how a tens-control database is recognised."""
@@ -109,13 +111,17 @@ sessions = Table(
     Column("end_reason", String(32), nullable=True),
     Column("mean_amplitude_ma", Float, nullable=True),
     Column("max_amplitude_ma", Float, nullable=True),
+    Column("odometer_sessions", Integer, nullable=True),
+    Column("odometer_seconds", Float, nullable=True),
     Index("ix_sessions_patient_started", "patient_id", "started_at"),
 )
 """``plan`` is the canonical JSON of ``records.SessionPlan`` (program, per-channel settings,
 electrode sites and areas, caps in force, planned minutes, prescription version).
 ``mean_amplitude_ma`` / ``max_amplitude_ma`` (version 2) are derived from the session's
 ``amplitude_changed`` events when it ends (``amplitude.py``): not hash-chained, not exported,
-NULL while the session has no end."""
+NULL while the session has no end; ``verify`` recomputes them from the log and reports any that
+differ. ``odometer_*`` (version 3): the device's session counter and total stimulation seconds
+as it reported them at the start (NULL when it reports none), mirrored by ``session_started``."""
 
 REVIEW_EVENT_KINDS: tuple[str, ...] = ("fault", "rejected")
 """The event kinds the review counts (faults, refused requests): the only ones in the partial
@@ -220,7 +226,7 @@ pgic_ratings = Table(
     CheckConstraint("value IS NULL OR value BETWEEN 1 AND 7", name="ck_pgic_value"),
     Index("ix_pgic_patient_at", "patient_id", "at"),
 )
-"""Version 3: the Patient Global Impression of Change (1-7; NULL = asked and skipped)."""
+"""Version 4: the Patient Global Impression of Change (1-7; NULL = asked and skipped)."""
 
 diary_entries = Table(
     "diary_entries",
@@ -279,6 +285,40 @@ screenings = Table(
     Index("ix_screening_patient_at", "patient_id", "at"),
 )
 
+enrolments = Table(
+    "enrolments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("uid", String(32), nullable=False, unique=True),
+    Column("patient_id", Integer, ForeignKey("patients.id"), nullable=False),
+    Column("at", String(32), nullable=False),
+    Column("clinic", String(200), nullable=False),
+    Column("clinic_patient", String(64), nullable=False),
+    Column("serial", Integer, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("replaced", Boolean, nullable=False),
+    Index("ix_enrolment_patient_at", "patient_id", "at"),
+)
+"""Clinic enrolments pinned here (version 3); the latest one's keys are in force. ``text`` is the
+signed enrolment file as received."""
+
+anchors = Table(
+    "anchors",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("patient_id", Integer, ForeignKey("patients.id"), nullable=False),
+    Column("chain_uid", String(32), nullable=False),
+    Column("head_seq", Integer, nullable=False),
+    Column("head_hash", String(64), nullable=False),
+    Column("exported_at", String(32), nullable=False),
+    Column("bundle_digest", String(64), nullable=False),
+    Column("imported_at", String(32), nullable=False),
+    Index("ix_anchor_patient_chain", "patient_id", "chain_uid"),
+)
+"""Clinic anchors (version 3): for every chain of every bundle imported, the head it had. A
+later bundle whose chain does not extend that head is refused as a rewritten history. Written by
+the importing database about what it received; never exported."""
+
 RECORD_TABLES: tuple[Table, ...] = (
     pain_ratings,
     peg_scores,
@@ -287,8 +327,9 @@ RECORD_TABLES: tuple[Table, ...] = (
     adverse_events,
     prescriptions,
     screenings,
+    enrolments,
 )
 """Tables whose every row is mirrored by a log record carrying a copy of it."""
 
-PATIENT_TABLES: tuple[Table, ...] = (*RECORD_TABLES, sessions, chains)
+PATIENT_TABLES: tuple[Table, ...] = (*RECORD_TABLES, anchors, sessions, chains)
 """Tables with a ``patient_id`` (deleted with the patient, together with events/telemetry)."""

@@ -10,8 +10,10 @@ change under it, even from another process). Reads use their own pooled connecti
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -54,26 +56,31 @@ from tens_control.store.database import (
 from tens_control.store.errors import (
     InvalidRecordError,
     NewerSchemaError,
+    RewrittenHistoryError,
     StoreBusyError,
     StoreClosedError,
     StoreError,
     UnknownPatientError,
     UnknownSessionError,
 )
-from tens_control.store.lock import LivenessLock
+from tens_control.store.lock import LivenessLock, SessionLock
 from tens_control.store.paths import check_pseudonym, configured_patient, resolve_db_path
 from tens_control.store.records import (
     CALLER_KINDS,
     AdverseEvent,
     AdverseEventRecorded,
     AdverseKind,
+    AnyLogRecord,
     CallerRecord,
     ChainStarted,
     DiaryAdded,
     DiaryEntry,
     DiaryKind,
     EndReason,
+    Enrolment,
+    EnrolmentPinned,
     LogRecord,
+    Odometer,
     PainContext,
     PainRated,
     PainRating,
@@ -104,7 +111,7 @@ from tens_control.store.telemetry import (
     Flusher,
     TelemetryWriter,
 )
-from tens_control.store.verify import VerifyReport
+from tens_control.store.verify import Damage, Problem, VerifyReport, damage_of
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +163,7 @@ class StoredEvent:
     hash: str
 
     @cached_property
-    def record(self) -> LogRecord:
+    def record(self) -> AnyLogRecord:
         """The payload as its typed log record."""
         return parse_log_record(self.kind, self.payload)
 
@@ -273,6 +280,7 @@ class Store:
         self._engine = engine
         self._wall = wall
         self._liveness = liveness
+        self._session_lock = SessionLock(path)
         self._flush_interval = flush_interval_s
         self._batch_rows = batch_rows
         self._seal_interval = seal_interval_s
@@ -464,6 +472,7 @@ class Store:
                     pass  # drains the queue
         finally:
             self._closed = True
+            self._session_lock.release()
             self._liveness.release()
             self._engine.dispose()
             tighten_permissions(self.path)
@@ -778,10 +787,16 @@ class Store:
         simulator: bool | None = None,
         at: datetime | None = None,
         mono: float | None = None,
+        odometer: Odometer | None = None,
     ) -> str:
         """Start a session: its row and a ``session_started`` record, committed before this
         returns. Returns the session's id (a uid). ``simulator`` defaults to the device's own
-        flag."""
+        flag. ``odometer``: the device's session counter and total stimulation time as it
+        reported them (None if it reports none).
+
+        Only one program at a time runs sessions on a database: this store takes the session
+        lock (``<database>.session``) and keeps it until its sessions have ended;
+        :class:`StoreBusyError` names the other program if it holds the lock."""
         self._check_writable()
         is_sim = simulator if simulator is not None else bool(device and device.is_simulator)
         uid = new_uid()
@@ -792,6 +807,42 @@ class Store:
                 f"another tens-control process holds {self.path} exclusively (deleting or "
                 "recovering); try again in a moment"
             )
+        self._take_session_lock(started)
+        try:
+            self._begin(uid, plan, patient, device, is_sim, started, mono_time, odometer)
+        except BaseException:
+            if not self._active:
+                self._session_lock.release()
+            raise
+        return uid
+
+    def _take_session_lock(self, started: str) -> None:
+        command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:300] if sys.argv else ""
+        holder = self._session_lock.acquire(
+            f"pid {os.getpid()} ({command or 'python'}), session started {started}"
+        )
+        if holder is not None:
+            raise StoreBusyError(
+                f"another program is running a session on {self.path}: {holder}; only one "
+                "session at a time may run: wait for it to end, or stop it, then try again"
+            )
+
+    def running_elsewhere(self) -> str | None:
+        """The program running a session on this database, if another one is (its pid, command
+        line and when its session started), else None."""
+        return self._session_lock.holder()
+
+    def _begin(
+        self,
+        uid: str,
+        plan: SessionPlan,
+        patient: str | None,
+        device: DeviceInfo | None,
+        is_sim: bool,
+        started: str,
+        mono_time: float,
+        odometer: Odometer | None,
+    ) -> None:
         with self._transaction() as conn:
             pref = self._patient_ref(conn, patient)
             device_id = self._device_id(conn, device) if device is not None else None
@@ -808,6 +859,8 @@ class Store:
                         simulator=is_sim,
                         started_at=started,
                         started_mono=mono_time,
+                        odometer_sessions=None if odometer is None else odometer.sessions,
+                        odometer_seconds=None if odometer is None else odometer.stimulation_s,
                     )
                 )
             )
@@ -817,11 +870,11 @@ class Store:
                 plan=plan,
                 device=device,
                 simulator=is_sim,
+                odometer=odometer,
             )
             self._append(conn, pref.id, int(session_id), record, wall_time=started, mono=mono_time)
         self._sessions[uid] = _SessionRef(int(session_id), uid, pref.id)
         self._active.add(uid)
-        return uid
 
     def end_session(
         self,
@@ -846,6 +899,8 @@ class Store:
             done = conn.execute(select(s.ended_at).where(s.id == ref.id)).scalar()
             if done is not None:
                 self._active.discard(session)
+                if not self._active:
+                    self._session_lock.release()
                 return False
             conn.execute(
                 update(schema.sessions)
@@ -858,6 +913,8 @@ class Store:
             )
             self._append(conn, ref.patient_id, ref.id, record, wall_time=ended, mono=mono_time)
         self._active.discard(session)
+        if not self._active:
+            self._session_lock.release()
         self._maybe_idle()
         return True
 
@@ -1015,8 +1072,10 @@ class Store:
     def add_record(self, record: ClinicalRecord, *, patient: str | None = None) -> ClinicalRecord:
         """Store a clinical record (rating, PEG, diary entry, adverse event) with its log record,
         committed before this returns. Prescriptions and screenings have their own methods."""
-        if isinstance(record, Prescription | Screening):
-            raise StoreError("use save_prescription/save_screening for these records")
+        if isinstance(record, Prescription | Screening | Enrolment):
+            raise StoreError(
+                "use save_prescription/save_screening/save_enrolment for these records"
+            )
         return self._add_record(record, patient)
 
     def _add_record(self, record: ClinicalRecord, patient: str | None) -> ClinicalRecord:
@@ -1033,6 +1092,8 @@ class Store:
             event = AdverseEventRecorded(record=record)
         elif isinstance(record, Prescription):
             event = PrescriptionSaved(record=record)
+        elif isinstance(record, Enrolment):
+            event = EnrolmentPinned(record=record)
         else:
             event = ScreeningSaved(record=record)
         with self._transaction() as conn:
@@ -1218,6 +1279,38 @@ class Store:
         self._add_record(record, patient)
         return record  # type: ignore[no-any-return]
 
+    def save_enrolment(
+        self,
+        text: str,
+        *,
+        clinic: str,
+        clinic_patient: str,
+        serial: int,
+        replaced: bool = False,
+        patient: str | None = None,
+        at: datetime | None = None,
+    ) -> Enrolment:
+        """Pin a clinic enrolment (the signed file's text; checking it is the trust module's
+        job). The latest one pinned is in force."""
+        record = self._build(
+            Enrolment,
+            at=at or self._wall(),
+            clinic=clinic,
+            patient=clinic_patient,
+            serial=serial,
+            text=text,
+            replaced=replaced,
+        )
+        self._add_record(record, patient)
+        return record  # type: ignore[no-any-return]
+
+    def enrolments(self, patient: str | None = None) -> list[Enrolment]:
+        return [r for r in self._records(schema.enrolments, patient) if isinstance(r, Enrolment)]
+
+    def latest_enrolment(self, patient: str | None = None) -> Enrolment | None:
+        found = self.enrolments(patient)
+        return found[-1] if found else None
+
     def screenings(self, patient: str | None = None) -> list[Screening]:
         return [r for r in self._records(schema.screenings, patient) if isinstance(r, Screening)]
 
@@ -1245,6 +1338,7 @@ class Store:
             "screenings": "at",
             "diary_entries": "start",
             "prescriptions": "created_at",
+            "enrolments": "at",
         }[table.name]
         with self._maybe_reading(conn) as c:
             pref = self._patient_ref(c, patient)
@@ -1649,6 +1743,78 @@ class Store:
         with self._reading() as conn:
             return bundle_mod.verify_database(conn, str(self.path))
 
+    def damage(self, report: VerifyReport, patient: str | None = None) -> Damage | None:
+        """What a report on ``patient`` must say and mark after ``report`` (a ``verify()``):
+        None when the log is intact (see ``verify.Damage``)."""
+        if report.ok:
+            return None
+        e, s = schema.events.c, schema.sessions.c
+        with self._reading() as conn:
+            pref = self._patient_ref(conn, patient)
+            spans = {
+                str(r.uid): (
+                    parse_utc(r.started_at),
+                    None if r.ended_at is None else parse_utc(r.ended_at),
+                )
+                for r in conn.execute(
+                    select(s.uid, s.started_at, s.ended_at).where(s.patient_id == pref.id)
+                )
+            }
+            event_times = {
+                int(r.id): parse_utc(r.wall_time)
+                for r in conn.execute(
+                    select(e.id, e.wall_time).where(
+                        e.id.in_([p.row_id for p in report.problems if p.row_id is not None])
+                    )
+                )
+            }
+            record_times: dict[str, datetime] = {}
+            for table in schema.RECORD_TABLES:
+                uids = [p.record for p in report.problems if p.table == table.name and p.record]
+                column = next(table.c[n] for n in ("at", "start", "created_at") if n in table.c)
+                for r in conn.execute(select(table.c.uid, column).where(table.c.uid.in_(uids))):
+                    try:
+                        record_times[str(r[0])] = parse_utc(str(r[1]))
+                    except ValueError:
+                        continue
+
+        def when(problem: Problem) -> datetime | None:
+            if problem.session in spans:
+                return spans[problem.session][0]
+            if problem.record in record_times:
+                return record_times[problem.record]
+            if problem.table == "events" and problem.row_id in event_times:
+                return event_times[problem.row_id]
+            return None
+
+        return damage_of(report, spans, when)
+
+    def refresh_derived(self) -> int:
+        """Recompute every ended session's derived amplitude figures from the log (for tools
+        that wrote sessions in bulk, and to repair edited figures); returns how many sessions
+        have figures."""
+        with self._transaction() as conn:
+            ended = [
+                int(x)
+                for x in conn.execute(
+                    select(schema.sessions.c.id).where(schema.sessions.c.ended_at.is_not(None))
+                ).scalars()
+            ]
+            amplitude.refresh(conn, ended)
+            return int(
+                conn.execute(
+                    select(func.count()).where(schema.sessions.c.max_amplitude_ma.is_not(None))
+                ).scalar_one()
+            )
+
+    def record_problem(self, record: ClinicalRecord) -> str | None:
+        """What is wrong with this stored record as the log has it (see
+        ``bundle.logged_record_problem``: its row against its log record, that record's hash
+        and links), as a phrase, or None when it is as saved. For the checks before a session;
+        ``verify`` checks everything."""
+        with self._reading() as conn:
+            return bundle_mod.logged_record_problem(conn, TABLE_OF[type(record)].name, record.uid)
+
     def export_patient(
         self, patient: str | None = None, *, telemetry: bool = True
     ) -> dict[str, Any]:
@@ -1663,7 +1829,31 @@ class Store:
         self, bundle: Mapping[str, Any], *, pseudonym: str | None = None
     ) -> ImportResult:
         """Verify a bundle, then add what this database lacks (idempotent). Refuses a tampered
-        bundle, naming its first broken record (:class:`BundleError`)."""
+        bundle, naming its first broken record (:class:`BundleError`), and a bundle that does not
+        extend the history an earlier import of the patient received (the clinic anchor,
+        :class:`RewrittenHistoryError`): that bundle is kept aside, next to the database in
+        ``<database>.rewritten/``, for the clinician to compare; nothing is imported."""
+        try:
+            return self._import(bundle, pseudonym)
+        except RewrittenHistoryError as error:
+            kept = self._keep_aside(bundle)
+            raise RewrittenHistoryError(
+                f"the bundle was not imported: {error}; it was kept aside as {kept} for you to "
+                "compare, and nothing in the database was changed. Ask the patient what happened"
+            ) from None
+
+    def _keep_aside(self, bundle: Mapping[str, Any]) -> Path:
+        folder = self.path.with_name(self.path.name + ".rewritten")
+        folder.mkdir(mode=0o700, exist_ok=True)
+        name = str(bundle.get("patient", {}).get("pseudonym", "patient"))
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        target = folder / f"{name}-{stamp}-{str(bundle.get('digest', ''))[:8]}.json"
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fp:
+            json.dump(bundle, fp, ensure_ascii=False, indent=1, sort_keys=True)
+        return target
+
+    def _import(self, bundle: Mapping[str, Any], pseudonym: str | None) -> ImportResult:
         with self._transaction() as conn:
             name, added = bundle_mod.import_bundle(conn, bundle, pseudonym=pseudonym)
             # derived figures of every session of the bundle (new ones, and ones it ended)

@@ -12,6 +12,13 @@ What is checked, in this order (the report's first problem is the first found):
    the copy carried by their log record: a row without one was inserted, a differing row was
    edited, a logged record without a row was deleted.
 4. **Telemetry** segments against their ``telemetry_sealed`` records (row count and digest).
+5. **Derived columns** (a database only): each session's ``program``, ``planned_minutes`` and
+   ``prescription_version`` against its logged plan, its ``mean_amplitude_ma`` /
+   ``max_amplitude_ma`` against the figures computed again from its ``amplitude_changed``
+   events, and each device row's columns against the identity it reported.
+6. **Device odometers.** Sessions that logged a device odometer are ordered per device; a jump
+   in its session counter is sessions this log does not have (*missing*), a counter that goes
+   back or stimulation time the log cannot account for is reported too.
 """
 
 from __future__ import annotations
@@ -19,14 +26,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import pairwise
 from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from tens_control.store.canonical import GENESIS_HASH, chain_hash, event_body
+from tens_control.store.canonical import GENESIS_HASH, chain_hash, event_body, parse_utc
 from tens_control.store.records import RECORD_KINDS, parse_log_record, payload_of
 
-ProblemKind = Literal["edited", "inserted", "deleted", "unreadable"]
+ProblemKind = Literal["edited", "inserted", "deleted", "missing", "unreadable"]
 
 MAX_PROBLEMS = 100
 
@@ -43,6 +52,9 @@ class Problem:
     row_id: int | None = None
     session: str | None = None
     record: str | None = None
+    after: str | None = None
+    """For *missing* sessions: the logged session they are missing after (the gap lies
+    between ``after`` and ``session``)."""
 
     def __str__(self) -> str:
         return self.message
@@ -99,7 +111,8 @@ class VerifyReport:
             return f"{self.source}: intact: {counts}"
         more = len(self.problems) - 1
         extra = f" (and {more}{'+' if self.truncated else ''} more problem(s))" if more else ""
-        return f"{self.source}: BROKEN: {self.problems[0]}{extra}; checked {counts}"
+        state = "INCOMPLETE" if all(p.kind == "missing" for p in self.problems) else "BROKEN"
+        return f"{self.source}: {state}: {self.problems[0]}{extra}; checked {counts}"
 
 
 # --------------------------------------------------------------------------- chains
@@ -595,6 +608,82 @@ class CrossChecker:
         self.report.add(Problem(kind, table, message, session=session, record=record))
 
 
+# --------------------------------------------------------------------------- odometers
+
+ODOMETER_SLACK_S = 5.0
+"""Stimulation seconds a device may count beyond a session's logged length (its own clock)."""
+
+
+@dataclass(frozen=True)
+class OdometerFacts:
+    """A session that logged a device odometer."""
+
+    session: str
+    device: str
+    """The device's identity (protocol, model, serial number), as one label."""
+    started_at: str
+    ended_at: str | None
+    sessions: int
+    stimulation_s: float
+
+
+def _seconds(start: str, end: str | None) -> float | None:
+    if end is None:
+        return None
+    return (parse_utc(end) - parse_utc(start)).total_seconds()
+
+
+def check_odometers(report: VerifyReport, facts: list[OdometerFacts]) -> None:
+    """Report gaps in each device's odometer as missing sessions (see the module docstring)."""
+    by_device: dict[str, list[OdometerFacts]] = {}
+    for fact in facts:
+        by_device.setdefault(fact.device, []).append(fact)
+    for device, runs in by_device.items():
+        runs.sort(key=lambda f: (f.started_at, f.sessions))
+        for prev, this in pairwise(runs):
+            gap = this.sessions - prev.sessions - 1
+            where = (
+                f"between session {prev.session} (started {prev.started_at}, device session "
+                f"{prev.sessions}) and session {this.session} (device session {this.sessions})"
+            )
+            if gap > 0:
+                report.add(
+                    Problem(
+                        "missing",
+                        "sessions",
+                        f"missing sessions: {device} ran {gap} session(s) {where} that this log "
+                        "does not have (deleted from it, or run from another computer)",
+                        session=this.session,
+                        after=prev.session,
+                    )
+                )
+            elif gap < 0:
+                report.add(
+                    Problem(
+                        "missing",
+                        "sessions",
+                        f"odometer went back: {device} counts fewer sessions {where}; the device "
+                        "was reset or replaced, or the log's sessions were rearranged",
+                        session=this.session,
+                        after=prev.session,
+                    )
+                )
+            else:
+                length = _seconds(prev.started_at, prev.ended_at)
+                counted = this.stimulation_s - prev.stimulation_s
+                if length is not None and counted > length + max(ODOMETER_SLACK_S, 0.02 * length):
+                    report.add(
+                        Problem(
+                            "missing",
+                            "sessions",
+                            f"missing stimulation: {device} stimulated {counted / 60:.1f} min "
+                            f"{where}, but the log's session lasted {length / 60:.1f} min",
+                            session=this.session,
+                            after=prev.session,
+                        )
+                    )
+
+
 def parse_payload(text: Any) -> Any:
     """The stored payload text as JSON, or the text itself if it is not JSON."""
     if not isinstance(text, str):
@@ -603,3 +692,58 @@ def parse_payload(text: Any) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+# --------------------------------------------------------------------------- damage
+
+
+@dataclass(frozen=True)
+class Damage:
+    """What a report over a damaged log must say and mark (from a :class:`VerifyReport`).
+
+    ``line`` is the report's first line; ``sessions`` the sessions whose figures come from the
+    damaged range (marked, never shown as clean); ``since`` the earliest moment a problem
+    touches (everything from then on is in the damaged range), or None when only sessions the
+    log lacks were found."""
+
+    line: str
+    sessions: frozenset[str]
+    since: datetime | None
+
+
+def damage_of(
+    report: VerifyReport,
+    spans: dict[str, tuple[datetime, datetime | None]],
+    times: Callable[[Problem], datetime | None],
+) -> Damage | None:
+    """The damage ``report`` shows for one patient (``spans``: that patient's sessions, start
+    and end; ``times``: when a problem's record or event happened, if known), or None if
+    intact. A session is in the damaged range if it ended (or, without an end, started) at or
+    after the earliest problem."""
+    if report.ok:
+        return None
+    missing = [p for p in report.problems if p.kind == "missing"]
+    broken = [p for p in report.problems if p.kind != "missing"]
+    first_start = min((start for start, _ in spans.values()), default=None)
+    since: datetime | None = None
+    for problem in broken:
+        when = times(problem) or first_start
+        if when is not None and (since is None or when < since):
+            since = when
+    marked = {p.session for p in report.problems if p.session in spans}
+    if since is not None:
+        marked |= {uid for uid, (start, end) in spans.items() if (end or start) >= since}
+    if broken:
+        where = "" if since is None else f" from {since:%Y-%m-%d %H:%M} UTC on"
+        line = (
+            f"LOG DAMAGED: tens-control verify found {len(report.problems)} problem(s) in this "
+            f"log, the first: {broken[0]}. Figures{where} come from the damaged range: they are "
+            "marked and may be wrong"
+        )
+    else:
+        line = (
+            f"LOG INCOMPLETE: {missing[0]}"
+            + (f" (and {len(missing) - 1} more gap(s))" if len(missing) > 1 else "")
+            + ". The sessions after each gap are marked"
+        )
+    return Damage(line, frozenset(marked), since)

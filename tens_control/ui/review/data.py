@@ -46,7 +46,7 @@ from tens_control.review.wording import (
     responder_text,
     short_day,
 )
-from tens_control.store import SessionInfo, Store, StoredEvent
+from tens_control.store import SessionInfo, Store, StoredEvent, VerifyReport
 
 ExportFormat = Literal["html", "pdf", "csv", "json", "fhir"]
 EXPORT_FORMATS: tuple[ExportFormat, ...] = get_args(ExportFormat)
@@ -518,6 +518,7 @@ class ReviewSource:
         self._lock = threading.Lock()
         self._patients: dict[str, PatientView] = {}
         self._summaries: dict[str, PatientSummary] = {}
+        self._report: VerifyReport | None = None
 
     @property
     def path(self) -> Path:
@@ -525,6 +526,13 @@ class ReviewSource:
 
     def close(self) -> None:
         self.store.close()
+
+    def verified(self) -> VerifyReport:
+        """``verify`` of the whole database, once (review is read-only, so it stays true)."""
+        with self._lock:
+            if self._report is None:
+                self._report = self.store.verify()
+            return self._report
 
     def pseudonyms(self) -> list[str]:
         return [p.pseudonym for p in list_patients(self.store)]
@@ -536,6 +544,7 @@ class ReviewSource:
         if cached is not None:
             return cached
         data = load_patient(self.store, pseudonym, tz=self.tz, today=self.today)
+        data = data.with_damage(self.store.damage(self.verified(), pseudonym))
         view = PatientView(data=data, summary=summarize_data(data, self.tz), tz=self.tz)
         with self._lock:
             self._patients[pseudonym] = view

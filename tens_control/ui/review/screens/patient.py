@@ -8,6 +8,7 @@ from datetime import date
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.console import Group
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from textual import on, work
@@ -371,6 +372,8 @@ class PatientScreen(Screen[None]):
             f"{plural(s.sessions, 'session')}, {duration_text(s.stim_minutes)} · "
             f"{view.prescription_text()} · {view.device_text()}"
         )
+        if view.data.integrity:  # a damaged log: the first line says so (docs/data.md)
+            title = f"[b red]⚠ {escape(view.data.integrity)}[/]\n{title}"
         self.query_one("#patient-title", Static).update(title)
         self.query_one("#figures", LinesView).show(figure_lines(view))
         self.query_one("#series", Static).update(Group(Text(""), series_table(view)))
