@@ -24,6 +24,7 @@ from tens_control.store import (
     DatabaseCorruptError,
     DatabaseMissingError,
     EndReason,
+    Fault,
     MigrationError,
     NewerSchemaError,
     NotATensControlDatabaseError,
@@ -37,6 +38,7 @@ from tens_control.store import (
     schema,
 )
 from tens_control.store.database import inspect_file
+from tens_control.store.records import CommsLost, LeadOff
 from tests.store_support import PLAN, open_virtual, raw, run_session
 
 
@@ -291,6 +293,19 @@ V1_SESSION_COLUMNS = (
 )
 
 
+def _fresh_sql(tmp_path: Path, name: str) -> str:
+    """The SQL of table or index ``name`` in a database created by this version."""
+    path = tmp_path / "fresh" / "log.sqlite3"
+    if not path.exists():
+        path.parent.mkdir()
+        with Store.open(path):
+            pass
+    with raw(path) as conn:
+        return str(
+            conn.execute("SELECT sql FROM sqlite_master WHERE name = ?", (name,)).fetchone()[0]
+        )
+
+
 def test_a_version_1_database_is_migrated_with_a_backup_and_still_verifies(
     tmp_path: Path,
 ) -> None:
@@ -333,7 +348,10 @@ def test_a_version_1_database_is_migrated_with_a_backup_and_still_verifies(
     assert {"odometer_sessions", "odometer_seconds"} <= columns
     assert {"enrolments", "anchors", "ix_enrolment_patient_at"} <= tables
     assert {"pgic_ratings", "ix_pgic_patient_at"} <= tables
-    assert "WHERE kind IN ('fault', 'rejected')" in index_sql
+    assert index_sql == _fresh_sql(tmp_path, "ix_events_review_kinds")
+    assert "WHERE kind IN ('comms_lost', 'fault', 'lead_off', 'output_mismatch', 'rejected')" in (
+        index_sql
+    )
     assert len(figures) == 3  # the running session has no end, so no figures yet
     for uid, (mean_ma, max_ma) in figures.items():
         want_mean, want_max = expected[uid]
@@ -410,17 +428,30 @@ def test_a_failing_migration_leaves_the_database_as_it_was(
     assert inspect_file(path) == schema.SCHEMA_VERSION
 
 
-def test_a_version_3_database_gets_the_pgic_table_and_takes_pgic_answers(
+def test_a_version_3_database_gets_the_pgic_table_and_the_governor_faults_in_its_index(
     tmp_path: Path,
 ) -> None:
-    """The step 3 -> 4: an empty PGIC table, nothing else changed; answers stored afterwards
-    are hash-chained like every record and verify."""
+    """The step 3 -> 4: an empty PGIC table, and the partial index recreated to hold the
+    governor's fault kinds beside the old ``fault`` records; nothing else changed. PGIC answers
+    stored afterwards are hash-chained like every record and verify."""
     path = tmp_path / "log.sqlite3"
+    clock = VirtualClock()
     _v1_database(path)
-    with Store.open(path, recover=False):
-        pass  # 1 -> 4
-    with raw(path) as conn:
+    with open_virtual(path, clock, recover=False) as store:  # 1 -> 4
+        sid = store.begin_session(PLAN)
+        store.append_event(sid, Fault(fault="lead_off", channel=1))  # an old log's fault
+        clock.advance(1.0)
+        store.append_event(sid, LeadOff(time=1.0, channel=2, impedance_ohm=9000.0))
+        clock.advance(1.0)
+        store.append_event(sid, CommsLost(time=2.0))
+        store.end_session(sid, EndReason.COMMS_LOST)
+    with raw(path) as conn:  # back to version 3
         conn.execute("DROP TABLE pgic_ratings")
+        conn.execute("DROP INDEX ix_events_review_kinds")
+        conn.execute(
+            "CREATE INDEX ix_events_review_kinds ON events (chain_id, wall_time) "
+            "WHERE kind IN ('fault', 'rejected')"
+        )
         conn.execute("DELETE FROM schema_version WHERE version = 4")
     assert inspect_file(path) == 3
     before = {table: _rows(path, table) for table in ("events", "sessions", "pain_ratings")}
@@ -432,6 +463,19 @@ def test_a_version_3_database_gets_the_pgic_table_and_takes_pgic_answers(
         store.add_pgic(None, at=datetime(2026, 3, 8, 20, tzinfo=UTC))
         assert [r.value for r in store.pgic_ratings()] == [2, None]
         assert store.verify().ok
+    with raw(path) as conn:
+        for name in ("ix_events_review_kinds", "pgic_ratings", "ix_pgic_patient_at"):
+            (sql,) = conn.execute(
+                "SELECT sql FROM sqlite_master WHERE name = ?", (name,)
+            ).fetchone()
+            if name != "pgic_ratings":  # the table's text differs in layout, not in meaning
+                assert sql == _fresh_sql(tmp_path, name), name
+        query = (
+            "SELECT e.kind FROM events AS e JOIN chains AS c ON c.id = e.chain_id "
+            f"WHERE c.patient_id = 1 AND {schema.review_kinds_sql('e')} ORDER BY e.wall_time"
+        )
+        kinds = [r[0] for r in conn.execute(query)]
+    assert kinds == ["fault", "lead_off", "comms_lost"]  # the old fault and the new kinds
     with raw(path) as conn:
         conn.execute("UPDATE pgic_ratings SET value = 1 WHERE value = 2")  # an edit
     with Store.open(path, recover=False) as store:

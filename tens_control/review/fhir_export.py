@@ -46,7 +46,7 @@ from tens_control.review.model import (
     RatingRow,
     SessionRow,
 )
-from tens_control.review.wording import end_reason_text
+from tens_control.review.wording import counts_text, end_reason_text
 
 FHIR_VERSION = "4.3.0"
 """FHIR R4B, the version of every resource in the bundle."""
@@ -339,6 +339,12 @@ def bundle_dict(
         if n.session_id is not None:
             notes_of.setdefault(n.session_id, []).append({"time": _when(n.at), "text": n.text})
 
+    faults_of: dict[str, dict[str, int]] = {}
+    for fault in data.events:
+        if fault.kind == "fault" and fault.session_id is not None:
+            counts = faults_of.setdefault(fault.session_id, {})
+            counts[fault.code] = counts.get(fault.code, 0) + 1
+
     session_urls: dict[str, str] = {}
     sessions = sorted((s for s in data.sessions if inside(s.start)), key=lambda s: s.start)
     for s in sessions:
@@ -362,6 +368,7 @@ def bundle_dict(
                         if s.end is not None and s.end < s.start
                         else ""
                     )
+                    + (f"; faults {counts_text(faults_of[s.id])}" if s.id in faults_of else "")
                 },
                 *notes_of.get(s.id, []),
             ],

@@ -69,14 +69,13 @@ from tens_control.review.model import (
 )
 from tens_control.store import Store, amplitude, schema
 from tens_control.store.canonical import iso_utc, parse_utc
+from tens_control.store.records import FAULT_KINDS
 
 log = logging.getLogger(__name__)
 
 BEFORE_LINK = timedelta(minutes=30)
 AFTER_LINK = timedelta(minutes=30)
 PLUS_30_LINK = timedelta(minutes=90)
-FAULT_KINDS = ("fault",)
-REJECTION_KINDS = ("rejected",)
 NOT_TREATMENTS = frozenset({"pain_episode"})
 """Diary kinds that are not other treatments."""
 
@@ -466,15 +465,18 @@ def _manufacturer(info: str) -> str | None:
 
 
 def _event_code(kind: str, payload_json: str) -> tuple[EventKind, str, str]:
-    """A fault's or refused request's (kind, code, detail) from its logged payload."""
+    """A fault's or refused request's (kind, code, detail) from its logged payload. A fault's
+    code is its kind (``lead_off``, ``output_mismatch``, ``comms_lost``); an old log's ``fault``
+    record names it in its ``fault`` field."""
     try:
         payload = json.loads(payload_json)
     except ValueError:
         payload = {}
     if not isinstance(payload, dict):
         payload = {}
-    if kind == "fault":
-        return "fault", str(payload.get("fault") or "fault"), str(payload.get("detail") or "")
+    if kind in FAULT_KINDS:
+        code = str(payload.get("fault") or "fault") if kind == "fault" else kind
+        return "fault", code, str(payload.get("detail") or "")
     code = str(payload.get("parameter") or payload.get("command") or "rejected")
     return "rejection", code, str(payload.get("message") or "")
 
