@@ -42,6 +42,7 @@ from pydantic_core import ErrorDetails
 from drivers.limits import CapLayer, CapSource, DeviceProfile, EffectiveCaps
 from tens_control import toml_out
 from tens_control.errors import TensControlError
+from tens_control.pain import PainSite
 from tens_control.programs import CATALOGUE, Program, ProgramError, ProgramName, catalogue
 from tens_control.screening import ClinicianOverride
 from tens_control.sites import DEFAULT_PAD, ChannelPlacement, PadField
@@ -76,6 +77,12 @@ FORMAT_VERSION = 1
 
 OTC_SESSION_MINUTES = 30
 OTC_SESSIONS_PER_DAY = 3
+
+RUN_IN_DEFAULT_DAYS = 7
+"""Days of daily pain ratings asked before the first session (the baseline; DESIGN.md §9)."""
+RUN_IN_MAX_DAYS = 28
+RUN_IN_MIN_DAYS = 3
+"""A run-in shorter than this could never give a baseline (it needs 3 rated days)."""
 
 HABITUATION_MIN_MINUTES = 5
 HABITUATION_MAX_MINUTES = 10
@@ -171,6 +178,14 @@ class Prescription(BaseModel):
     """Ask phantom pain and residual-limb (stump) pain as two ratings."""
     rate_on_movement: bool = False
     """Also ask pain on movement, not only at rest."""
+    run_in_days: Annotated[int, Field(ge=0, le=RUN_IN_MAX_DAYS)] = RUN_IN_DEFAULT_DAYS
+    """Days before the first session on which the patient is asked for a daily pain rating:
+    the review's baseline. 0: no run-in (the baseline is then the first week of use)."""
+    headline_pain: PainSite | None = None
+    """The pain series the review leads with; None: phantom-limb pain (or the one pain rating
+    when phantom and residual-limb pain are not rated separately)."""
+    headline_on_movement: bool = False
+    """The headline series is pain on movement (needs ``rate_on_movement``), not at rest."""
 
     current_density_override: ClinicianOverride | None = None
     """Allows r.m.s. current density above 2 mA/cm² (S5); 0.25 W/cm² is refused regardless."""
@@ -224,6 +239,21 @@ class Prescription(BaseModel):
         numbers = [c.channel for c in self.channels]
         if len(set(numbers)) != len(numbers):
             raise ValueError("channels: a channel number appears twice")
+        if 0 < self.run_in_days < RUN_IN_MIN_DAYS:
+            raise ValueError(
+                f"run_in_days ({self.run_in_days}) is too short for a baseline: use 0 (no "
+                f"run-in) or {RUN_IN_MIN_DAYS} to {RUN_IN_MAX_DAYS} days"
+            )
+        separate = self.rate_phantom_and_residual_separately
+        headline = self.headline_pain
+        if headline is not None and (headline is not PainSite.OTHER) != separate:
+            raise ValueError(
+                f"headline_pain {headline.value!r} is never asked: with "
+                f"rate_phantom_and_residual_separately = {str(separate).lower()} use "
+                + ("'phantom' or 'residual_limb'" if separate else "'other' (one pain rating)")
+            )
+        if self.headline_on_movement and not self.rate_on_movement:
+            raise ValueError("headline_on_movement needs rate_on_movement = true")
         if self.minutes_per_day is not None and self.minutes_per_day < self.session_minutes:
             raise ValueError(
                 f"minutes_per_day ({self.minutes_per_day}) is shorter than one session "
@@ -236,6 +266,14 @@ class Prescription(BaseModel):
     @property
     def is_over_the_counter(self) -> bool:
         return self.version == 0
+
+    @property
+    def headline_series(self) -> tuple[PainSite, bool]:
+        """The review's headline series: (which pain, on movement)."""
+        pain = self.headline_pain
+        if pain is None:
+            pain = PainSite.PHANTOM if self.rate_phantom_and_residual_separately else PainSite.OTHER
+        return pain, self.headline_on_movement
 
     @property
     def is_signed(self) -> bool:
@@ -569,6 +607,7 @@ def over_the_counter(profile: DeviceProfile | None = None) -> Prescription:
         programs=tuple(p.name for p in programs),
         session_minutes=minutes,
         sessions_per_day=OTC_SESSIONS_PER_DAY,
+        run_in_days=0,
     )
 
 
@@ -809,6 +848,9 @@ habituation_prompt_minutes = {hdef}
 # Pain ratings
 rate_phantom_and_residual_separately = true
 rate_on_movement = true
+run_in_days = 7                    # days of ratings before the first session (baseline); 0: none
+# headline_pain = "phantom"        # the series the review leads with: phantom or residual_limb
+# headline_on_movement = false     # true: pain on movement (needs rate_on_movement = true)
 
 notes = ""
 

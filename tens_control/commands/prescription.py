@@ -382,6 +382,12 @@ def describe(rx: Prescription, profile: DeviceProfile | None = None) -> str:
     )
     moves = "at rest and on movement" if rx.rate_on_movement else "at rest"
     lines.append(f"Pain ratings: {ratings}; {moves}")
+    pain, on_movement = rx.headline_series
+    run_in = f"{rx.run_in_days} days of daily ratings" if rx.run_in_days else "none"
+    lines.append(
+        f"Review: headline {pain.value.replace('_', ' ')} pain "
+        f"{'on movement' if on_movement else 'at rest'}; run-in before the first session: {run_in}"
+    )
 
     lines.append("")
     if rx.channels:
