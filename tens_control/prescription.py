@@ -41,6 +41,7 @@ from pydantic_core import ErrorDetails
 
 from drivers.limits import CapLayer, CapSource, DeviceProfile, EffectiveCaps
 from tens_control import toml_out
+from tens_control.comparison import ProgramComparison
 from tens_control.errors import TensControlError
 from tens_control.pain import PainSite
 from tens_control.programs import CATALOGUE, Program, ProgramError, ProgramName, catalogue
@@ -193,6 +194,10 @@ class Prescription(BaseModel):
     channels: tuple[ChannelPrescription, ...] = ()
     notes: Text = ""
 
+    comparison: ProgramComparison | None = None
+    """An N-of-1 comparison of programs (``tens-control prescription compare``): the patient
+    is offered the program the schedule gives for the day; the review analyses the blocks."""
+
     device_caps: tuple[DeviceCap, ...] = ()
     """Caps signed for the patient's devices that check them themselves (``prescription sign
     --device-serial``); covered by the prescription's signature as well."""
@@ -235,6 +240,18 @@ class Prescription(BaseModel):
                 raise ValueError(
                     f"programs: no program named {name!r}; known programs: "
                     f"{', '.join(sorted(known))}"
+                )
+        if self.comparison is not None:
+            missing = [p for p in self.comparison.programs if p not in self.programs]
+            if missing:
+                raise ValueError(
+                    f"comparison: {', '.join(missing)} not among the prescribed programs; list "
+                    "every compared program in programs"
+                )
+            if self.sessions_per_day is None and self.minutes_per_day is None:
+                raise ValueError(
+                    "comparison: prescribe sessions_per_day or minutes_per_day, so that every "
+                    "program is used as much as the others"
                 )
         numbers = [c.channel for c in self.channels]
         if len(set(numbers)) != len(numbers):
@@ -493,7 +510,9 @@ def widening(new: Prescription, base: Prescription, base_name: str) -> list[str]
     amplitude caps, session length, sessions and minutes a day no higher; a gap between sessions
     no shorter; no current-density override ``base`` lacks; and
     only channels ``base`` uses (without prescribed channels: the first two), each with the same
-    electrode sites and pads no larger (a smaller pad makes the dose checks stricter)."""
+    electrode sites and pads no larger (a smaller pad makes the dose checks stricter). A program
+    comparison must be the same as ``base``'s: its schedule is not a limit but the clinician's
+    design, which the patient's own file must not change."""
     problems: list[str] = []
     allowed = {p.name: p for p in base.all_programs()}
     for program in new.all_programs():
@@ -531,6 +550,11 @@ def widening(new: Prescription, base: Prescription, base_name: str) -> list[str]
         )
     if new.current_density_override is not None and base.current_density_override is None:
         problems.append(f"current_density_override: {base_name} has none")
+    if new.comparison != base.comparison:
+        problems.append(
+            f"comparison: differs from {base_name} (a program comparison is the clinician's "
+            "design; only a signed prescription can start, change or end one)"
+        )
     problems.extend(_channel_widening(new, base, base_name))
     return problems
 

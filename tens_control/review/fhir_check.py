@@ -123,7 +123,7 @@ DEVICE_NAME_TYPES = frozenset(
 TIME_UNITS = frozenset({"s", "min", "h", "d", "wk", "mo", "a"})
 AE_SEVERITY = "http://terminology.hl7.org/CodeSystem/adverse-event-severity"
 AE_SEVERITIES = frozenset({"mild", "moderate", "severe"})
-UCUM_UNITS = frozenset({"mA", "min", "{score}"})
+UCUM_UNITS = frozenset({"mA", "min", "{score}", "%", "1"})
 
 MANDATORY: dict[str, tuple[tuple[str, ...], ...]] = {
     "Observation": (("status",), ("code",)),

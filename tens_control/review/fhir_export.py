@@ -38,6 +38,7 @@ from typing import Any
 from fhir.resources.R4B.bundle import Bundle
 
 from tens_control.review.analytics import Zone, local_day, session_notes
+from tens_control.review.comparison import ComparisonResult, PairResult, compare_data
 from tens_control.review.model import (
     PAIN_LABELS,
     POSTURE_LABELS,
@@ -81,6 +82,7 @@ CS_PEG = CS_BASE + "peg"
 CS_PGIC = CS_BASE + "pgic"
 CS_TREATMENT = CS_BASE + "treatment"
 CS_ADVERSE = CS_BASE + "adverse-event"
+CS_COMPARISON = CS_BASE + "program-comparison"
 
 CODE_SYSTEMS: dict[str, tuple[str, dict[str, str]]] = {
     CS_COMPONENT: (
@@ -151,6 +153,22 @@ CODE_SYSTEMS: dict[str, tuple[str, dict[str, str]]] = {
             "burn": "Burn",
             "headache": "Headache",
             "other": "Other adverse event",
+        },
+    ),
+    CS_COMPARISON: (
+        "N-of-1 comparison of TENS programs (blocks as the unit)",
+        {
+            "program-comparison": "Difference in mean daily pain between two TENS programs "
+            "(NRS points less pain with the better one)",
+            "better-program": "The program with less pain",
+            "other-program": "The program it is compared with",
+            "ci-low": "Lower end of the 95 % interval of the difference",
+            "ci-high": "Upper end of the 95 % interval of the difference",
+            "probability": "Posterior probability that the better program is better "
+            "(normal model, flat priors)",
+            "p-randomisation": "p value of the randomisation test over the block schedule",
+            "cycles-done": "Finished block pairs (cycles) compared",
+            "cycles-planned": "Block pairs (cycles) planned",
         },
     ),
 }
@@ -242,6 +260,49 @@ def _days(start: date, end: date | None) -> dict[str, str]:
     if end is not None and end != start:
         out["end"] = end.isoformat()
     return out
+
+
+def _comparison_observation(
+    result: ComparisonResult, pair: PairResult, pid: str, subject: dict[str, Any]
+) -> dict[str, Any]:
+    """One pair of an N-of-1 program comparison: the difference as the value, its interval,
+    probability, randomisation p and cycles as components, the verdict as the note."""
+    plan = result.plan
+
+    def part(code: str, **value: Any) -> dict[str, Any]:
+        return {"code": _concept(_coding(CS_COMPARISON, code)), **value}
+
+    def quantity(code: str, v: float | None, unit: str = "{score}") -> dict[str, Any]:
+        if v is None:
+            return part(code, dataAbsentReason=_absent("unknown"))
+        return part(code, valueQuantity=_quantity(v, unit))
+
+    pain, posture = result.key
+    probability = None if pair.probability is None else pair.probability * 100
+    return {
+        "resourceType": "Observation",
+        "id": _uid("comparison", pid, plan.start.isoformat(), pair.better, pair.other),
+        "status": "final" if pair.cycles_done >= pair.cycles_planned else "preliminary",
+        "code": _concept(
+            _coding(CS_COMPARISON, "program-comparison"),
+            text=f"{pair.better} vs {pair.other}: mean daily {PAIN_LABELS[pain]} "
+            f"{POSTURE_LABELS[posture]}",
+        ),
+        "subject": subject,
+        "effectivePeriod": _days(plan.start, plan.end),
+        "valueQuantity": _quantity(pair.difference, "{score}"),
+        "component": [
+            part("better-program", valueString=pair.better),
+            part("other-program", valueString=pair.other),
+            quantity("ci-low", pair.ci_low),
+            quantity("ci-high", pair.ci_high),
+            quantity("probability", probability, "%"),
+            quantity("p-randomisation", pair.p_randomisation, "1"),
+            part("cycles-done", valueInteger=pair.cycles_done),
+            part("cycles-planned", valueInteger=pair.cycles_planned),
+        ],
+        "note": [{"text": result.verdict}],
+    }
 
 
 def code_system_resources() -> list[dict[str, Any]]:
@@ -612,6 +673,11 @@ def bundle_dict(
                 ],
             }
         )
+
+    comparison = compare_data(data, zone)
+    if comparison is not None:
+        for pair in comparison.pairs:
+            add(_comparison_observation(comparison, pair, pid, subject))
 
     for cs in code_system_resources():
         add(cs)

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Literal, get_args
 
+if TYPE_CHECKING:
+    from tens_control.comparison import ProgramComparison
+
 When = Literal["before", "during", "after", "plus_30_min", "diary"]
 """When a rating was taken, relative to a session (``diary``: outside any session)."""
 PainKind = Literal["phantom", "residual_limb", "other"]
@@ -92,6 +95,8 @@ class PrescriptionRow:
     minutes_per_day: float | None = None
     run_in_days: int = RUN_IN_DAYS
     headline: SeriesKey = HEADLINE
+    comparison: ProgramComparison | None = None
+    """The N-of-1 program comparison it prescribes (``tens_control.comparison``)."""
 
     @property
     def daily_minutes(self) -> float:
@@ -256,6 +261,15 @@ class PatientData:
     (``store.Store.damage``)."""
     damaged_sessions: frozenset[str] = frozenset()
     """Sessions whose figures come from the damaged range: marked wherever they are shown."""
+
+    @property
+    def comparison(self) -> ProgramComparison | None:
+        """The latest program comparison prescribed (kept after a later prescription ends it:
+        its blocks are still worth analysing)."""
+        for row in reversed(self.prescriptions):
+            if row.comparison is not None:
+                return row.comparison
+        return None
 
     def with_damage(self, damage: Damage | None) -> PatientData:
         """This data with what ``verify`` found (``Store.damage``); unchanged when intact."""

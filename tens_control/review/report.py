@@ -43,6 +43,8 @@ from tens_control.review.analytics import (
     session_notes,
     summarize,
 )
+from tens_control.review.comparison import ComparisonResult, compare_data, comparison_line
+from tens_control.review.comparison_chart import comparison_chart
 from tens_control.review.model import PAIN_LABELS, PatientData, SeriesKey, series_label
 from tens_control.review.wording import (
     Line,
@@ -148,6 +150,8 @@ class Report:
     tz: Zone
     generated: datetime
     notes: tuple[NoteItem, ...] = ()
+    comparison: ComparisonResult | None = None
+    """The N-of-1 program comparison the prescription set up, if any."""
 
     @property
     def title(self) -> str:
@@ -175,7 +179,10 @@ class Report:
         )
 
     def answers(self) -> list[Line]:
-        return answer_lines(self.summary, notes=len(self.notes))
+        lines = answer_lines(self.summary, notes=len(self.notes))
+        if self.comparison is not None:
+            lines.append(comparison_line(self.comparison))
+        return lines
 
     def warnings(self) -> list[Line]:
         return warning_lines(self.summary)
@@ -330,6 +337,7 @@ def build_report(
         tz=zone,
         generated=generated if generated is not None else datetime.now(UTC),
         notes=session_notes(data, zone),
+        comparison=compare_data(data, zone),
     )
 
 
@@ -408,6 +416,11 @@ def render_html(report: Report) -> str:
         f'<figure id="chart-weekly" class="chart">{svg["weekly"]}</figure>',
         "</section>",
         '<section class="page2">',
+        *(
+            [f'<figure id="chart-comparison" class="chart">{comparison_chart(c).svg()}</figure>']
+            if (c := report.comparison) is not None
+            else []
+        ),
         f'<figure id="chart-amplitude" class="chart">{svg["amplitude"]}</figure>',
         f'<figure id="chart-timeline" class="chart">{svg["timeline"]}</figure>',
         "<h2>Pain series</h2>",
@@ -655,6 +668,8 @@ def render_pdf(report: Report) -> bytes:
 
     # page 2: amplitude, timeline, series table, diary, latest sessions
     doc.page()
+    if report.comparison is not None:
+        doc.chart(comparison_chart(report.comparison))
     second = charts_mod.build_charts(
         report.data, report.summary, report.tz, names=("amplitude", "timeline")
     )

@@ -453,6 +453,7 @@ def prescription_row(toml: str, valid_from: datetime, source: str) -> Prescripti
         minutes_per_day=None if rx.minutes_per_day is None else float(rx.minutes_per_day),
         run_in_days=rx.run_in_days,
         headline=(_pain(pain.value), "movement" if on_movement else "rest"),
+        comparison=rx.comparison,
     )
 
 
