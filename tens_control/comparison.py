@@ -9,8 +9,9 @@ patient's computer; the same seed always gives the same schedule.
 
 The patient is offered the scheduled program of the day; choosing another is allowed (the
 patient can always lower, stop or change) and counted as a deviation. The first
-``washout_days`` days of every block after the first are a wash-out: the block's program is used,
-but those days' ratings are left out of the analysis (carry-over from the block before).
+``washout_days`` days of every block that follows another program's block are a wash-out: the
+block's program is used, but those days' ratings are left out of the analysis (carry-over from
+the block before).
 
 The analysis is ``tens_control/review/comparison.py``.
 """
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from tens_control.programs import ProgramName
 
@@ -88,7 +89,7 @@ class ProgramComparison(BaseModel):
                 last = day + timedelta(days=self.block_days - 1)
                 washout = (
                     day + timedelta(days=self.washout_days - 1)
-                    if blocks and self.washout_days
+                    if blocks and self.washout_days and blocks[-1].program != program
                     else None
                 )
                 blocks.append(Block(len(blocks), cycle, program, day, last, washout))
@@ -112,18 +113,35 @@ class ProgramComparison(BaseModel):
         block = self.block_on(day)
         return None if block is None else block.program
 
+    def log_data(self, day: date, program: str) -> dict[str, JsonValue] | None:
+        """What a session's log says about the schedule: the block (from 1), the scheduled and
+        the used program, whether it is a deviation or a wash-out day; None off the schedule."""
+        block = self.block_on(day)
+        if block is None:
+            return None
+        return {
+            "block": block.index + 1,
+            "cycle": block.cycle + 1,
+            "scheduled": block.program,
+            "program": program,
+            "deviation": program != block.program,
+            "washout": block.is_washout(day),
+        }
+
     def describe(self) -> str:
         """One line for people: the programs, the blocks and how long it runs."""
         cycles = self.blocks_per_program
-        return (
-            f"{' vs '.join(self.programs)}: {cycles} blocks of {self.block_days} days each, in a "
-            f"random order from seed {self.seed}, {self.start.isoformat()} to "
-            f"{self.end.isoformat()}"
-            + (
-                f", {self.washout_days} wash-out day(s) at the start of each later block"
-                if self.washout_days
-                else ""
+        washout = ""
+        if self.washout_days:
+            days = (
+                "1 wash-out day" if self.washout_days == 1 else f"{self.washout_days} wash-out days"
             )
+            washout = f"; {days} at the start of a block after another program's"
+        return (
+            f"{' vs '.join(self.programs)}: {cycles} blocks of {self.block_days} days per "
+            f"program ({cycles * len(self.programs)} blocks, in a random order within each "
+            f"cycle, seed {self.seed}), {self.start.isoformat()} to {self.end.isoformat()}"
+            + washout
         )
 
 

@@ -44,7 +44,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from functools import partial
 from typing import Any, Protocol
@@ -1394,15 +1394,27 @@ class SessionController:
     # ================================================================== programs, prepare
     def available_programs(self) -> tuple[Program, ...]:
         """The programs the patient may use on the connected device (all prescribed programs
-        when no device is connected)."""
+        when no device is connected), today's program of a comparison first."""
         governor, device = self._governor, self._device
         if governor is None or device is None:
-            return self._rx.all_programs()
-        try:
-            caps = governor.caps
-        except DriverError:
-            caps = None
-        return self._rx.available_programs(device.profile, caps)
+            programs = self._rx.all_programs()
+        else:
+            try:
+                caps = governor.caps
+            except DriverError:
+                caps = None
+            programs = self._rx.available_programs(device.profile, caps)
+        today = self.scheduled_program()
+        return tuple(sorted(programs, key=lambda p: p.name != today))
+
+    def scheduled_program(self) -> str | None:
+        """The program the prescription's N-of-1 comparison schedules for today (the patient's
+        local day); None without a comparison, or outside it."""
+        comparison = self._rx.comparison
+        return None if comparison is None else comparison.program_on(self._today())
+
+    def _today(self) -> date:
+        return self._wall().astimezone().date()
 
     def _session_channels(self, governor: SafetyGovernor) -> tuple[int, ...]:
         """The prescribed channels; without any, the first two (a home unit's pair)."""
@@ -1812,6 +1824,22 @@ class SessionController:
             if fresh.screening_note:
                 self._log_record(
                     Note(text=fresh.screening_note, data={"screening": fresh.screening_uid}),
+                    session,
+                )
+            comparison = self._rx.comparison
+            schedule = (
+                None
+                if comparison is None
+                else comparison.log_data(self._today(), prepared.program.name)
+            )
+            if schedule is not None:
+                deviation = " (not the scheduled program)" if schedule["deviation"] else ""
+                self._log_record(
+                    Note(
+                        text=f"program comparison: block {schedule['block']}, scheduled "
+                        f"{schedule['scheduled']}, used {schedule['program']}{deviation}",
+                        data={"comparison": schedule},
+                    ),
                     session,
                 )
             if self._rx.is_over_the_counter:

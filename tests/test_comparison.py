@@ -17,8 +17,10 @@ import pytest
 from pydantic import ValidationError
 from pypdf import PdfReader
 
+from tens_control.cli import main
 from tens_control.comparison import ProgramComparison
-from tens_control.prescription import widening
+from tens_control.prescription import load_prescription, widening
+from tens_control.review.analytics import summarize_data
 from tens_control.review.comparison import (
     ComparisonResult,
     PairResult,
@@ -33,8 +35,16 @@ from tens_control.review.fhir_export import bundle_json
 from tens_control.review.model import PatientData, PatientRow, PrescriptionRow, RatingRow
 from tens_control.review.report import build_report, render_html, render_pdf
 from tens_control.review.source import load_patient
+from tens_control.store import Note
+from tens_control.trust.check import signature_problem
+from tens_control.trust.keys import ENV_PASSPHRASE, load_private_key
+from tens_control.ui.review.data import PatientView
+from tens_control.ui.review.screens.patient import figure_lines
 from tests.fixtures import comparison_patients as cp
 from tests.fixtures.review_store import open_store
+from tests.session_support import START, make_rig
+from tests.session_support import prescription as session_prescription
+from tests.trust_support import enrolment
 
 BURST_VS_CONVENTIONAL = ProgramComparison(
     programs=("burst", "conventional"), start=cp.START, block_days=7, blocks_per_program=4, seed=7
@@ -90,8 +100,10 @@ def test_block_and_program_of_a_day() -> None:
     assert p.block_on(cp.START) == blocks[0]
     assert p.program_on(cp.START + timedelta(days=7)) == blocks[1].program
     assert not blocks[0].is_washout(blocks[0].first_day)  # nothing to wash out before the first
-    assert blocks[1].is_washout(blocks[1].first_day)
+    assert blocks[1].is_washout(blocks[1].first_day)  # always another program than block 0's
     assert not blocks[1].is_washout(blocks[1].first_day + timedelta(days=1))
+    for before, after in itertools.pairwise(blocks):  # only after a change of program
+        assert (after.washout_until is not None) == (after.program != before.program)
 
 
 def test_a_comparison_is_validated() -> None:
@@ -285,7 +297,13 @@ def test_wash_out_days_are_left_out(tmp_path: Path) -> None:
     washed = plan(washout_days=2)
     result = _review(tmp_path, "P-WASH", washed, patient, washed.end + timedelta(days=1))
     assert result.pairs[0].difference == pytest.approx(2.0)
-    assert all(b.rated_days == (7 if b.block.index == 0 else 5) for b in result.blocks)
+    blocks = result.blocks
+    changed = [
+        i > 0 and b.block.program != blocks[i - 1].block.program for i, b in enumerate(blocks)
+    ]
+    assert any(changed)
+    assert not all(changed[1:])  # seed 7: one cycle starts with the program the last one ended on
+    assert [b.rated_days for b in blocks] == [5 if c else 7 for c in changed]
     # the same patient analysed as if there were no wash-out: carry-over biases it
     unwashed = compare(
         load_and_close(tmp_path, "P-WASH"),
@@ -367,7 +385,10 @@ def test_the_interval_covers_the_true_effect_about_95_percent_of_the_time() -> N
 # --------------------------------------------------------------------------- the outputs
 
 
-def _effect_data(tmp_path: Path) -> PatientData:
+@pytest.fixture(scope="module")
+def effect_data(tmp_path_factory: pytest.TempPathFactory) -> PatientData:
+    """A patient with 1.5 points less pain with burst, through the whole comparison."""
+    tmp_path = tmp_path_factory.mktemp("effect")
     patient = cp.Patient(
         effect={"burst": -1.5, "conventional": 0.0}, relief={"burst": 2, "conventional": 1}
     )
@@ -380,8 +401,8 @@ def _effect_data(tmp_path: Path) -> PatientData:
         store.close()
 
 
-def test_the_report_leads_with_the_verdict_and_charts_the_blocks(tmp_path: Path) -> None:
-    data = _effect_data(tmp_path)
+def test_the_report_leads_with_the_verdict_and_charts_the_blocks(effect_data: PatientData) -> None:
+    data = effect_data
     report = build_report(data, tz=UTC, generated=datetime(2026, 5, 1, tzinfo=UTC))
     assert report.comparison is not None
     verdict = report.comparison.verdict
@@ -402,8 +423,8 @@ def test_the_report_leads_with_the_verdict_and_charts_the_blocks(tmp_path: Path)
     assert "burst better than conventional by" in first
 
 
-def test_the_fhir_export_carries_the_comparison(tmp_path: Path) -> None:
-    data = _effect_data(tmp_path)
+def test_the_fhir_export_carries_the_comparison(effect_data: PatientData) -> None:
+    data = effect_data
     bundle = json.loads(bundle_json(data, UTC))  # parsed back and checked inside
     found = [
         e["resource"]
@@ -423,3 +444,139 @@ def test_the_fhir_export_carries_the_comparison(tmp_path: Path) -> None:
     assert parts["ci-low"]["valueQuantity"]["value"] == pytest.approx(pair.ci_low, abs=1e-3)
     assert parts["cycles-done"]["valueInteger"] == 4
     assert obs["note"][0]["text"] == result.verdict
+
+
+# --------------------------------------------------------------------------- the patient's side
+
+
+def test_the_session_offers_the_days_program_first_and_logs_deviations(tmp_path: Path) -> None:
+    day = START.astimezone().date()  # the patient's local day
+    comparison = ProgramComparison(
+        programs=("burst", "conventional"), start=day, block_days=2, blocks_per_program=2, seed=5
+    )
+    rx = session_prescription(comparison=comparison.model_dump(mode="json"))
+    rig = make_rig(tmp_path, rx=rx)
+    try:
+        c = rig.c
+        c.connect("sim://tsp")
+        today = comparison.program_on(day)
+        assert today is not None
+        other = "conventional" if today == "burst" else "burst"
+        assert c.scheduled_program() == today
+        assert c.available_programs()[0].name == today
+        assert {p.name for p in c.available_programs()} == {
+            "conventional",
+            "acupuncture-like",
+            "burst",
+        }
+
+        def logged(session: str) -> object:
+            notes = [
+                r
+                for r in rig.records("note", session)
+                if isinstance(r, Note) and r.data is not None and "comparison" in r.data
+            ]
+            assert len(notes) == 1
+            return notes[0].data["comparison"] if notes[0].data else None
+
+        first = rig.run_session(program=today)
+        assert logged(first) == {
+            "block": 1,
+            "cycle": 1,
+            "scheduled": today,
+            "program": today,
+            "deviation": False,
+            "washout": False,
+        }
+        second = rig.run_session(program=other)
+        assert logged(second) == {
+            "block": 1,
+            "cycle": 1,
+            "scheduled": today,
+            "program": other,
+            "deviation": True,
+            "washout": False,
+        }
+    finally:
+        rig.close()
+
+
+def test_no_comparison_no_schedule(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, rx=session_prescription())
+    try:
+        rig.c.connect("sim://tsp")
+        assert rig.c.scheduled_program() is None
+        session = rig.run_session()
+        assert not [
+            r
+            for r in rig.records("note", session)
+            if isinstance(r, Note) and r.data and "comparison" in r.data
+        ]
+    finally:
+        rig.close()
+
+
+# ------------------------------------------------------------------------- the clinician's command
+
+
+def test_one_command_sets_up_a_signed_comparison(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENV_PASSPHRASE, "a long clinic passphrase")
+    monkeypatch.setenv("TENS_CONTROL_CONFIG", str(tmp_path / "config.toml"))
+    key = tmp_path / "dr.key"
+    rx = tmp_path / "rx.toml"
+    assert main(["clinician", "keygen", "--name", "Dr A", "-o", str(key)]) == 0
+    assert main(["prescription", "new", "-o", str(rx)]) == 0
+    capsys.readouterr()
+    argv = ["prescription", "compare", str(rx), "--programs", "conventional,acupuncture-like"]
+    argv += ["--seed", "42", "--start", "2027-01-04", "--washout-days", "1", "--blocks", "2"]
+    assert main([*argv, "--key", str(key), "--patient", "p-1"]) == 0
+    out = capsys.readouterr().out
+    signed = load_prescription(tmp_path / "rx.signed.toml")
+    comparison = signed.comparison
+    assert comparison is not None
+    assert comparison.seed == 42
+    assert comparison.start == date(2027, 1, 4)
+    assert comparison.blocks_per_program == 2
+    assert signed.patient == "p-1"
+    enrolled = enrolment("p-1", load_private_key(key, "a long clinic passphrase"))
+    assert signature_problem(signed, enrolled, datetime.now(UTC)) is None
+    for b in comparison.schedule():  # the schedule printed, block by block
+        assert f"block {b.index + 1:>2} (cycle {b.cycle + 1}): {b.first_day:%a %d %b %Y}" in out
+        assert b.program in out
+    # without a key: written unsigned beside it, with how to sign it
+    assert main(argv) == 0
+    assert "prescription sign rx.compare.toml" in capsys.readouterr().out
+    assert load_prescription(tmp_path / "rx.compare.toml").signature is None
+    # refused, in one line each, and nothing overwritten
+    before = (tmp_path / "rx.compare.toml").read_text()
+    for extra, words in (
+        ([], "exists"),
+        (["--force", "--blocks", "12"], "blocks_per_program"),
+        (["--force", "--start", "4.1.2027"], "YYYY-MM-DD"),
+    ):
+        assert main([*argv, *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1
+        assert words in err[0]
+    assert (tmp_path / "rx.compare.toml").read_text() == before
+    bad = ["prescription", "compare", str(rx), "--programs", "burst,conventional"]
+    assert main(bad) == 2
+    assert "burst not among the prescribed programs" in capsys.readouterr().err
+
+
+def test_the_review_screen_shows_the_verdict_and_what_is_behind_it(
+    effect_data: PatientData,
+) -> None:
+    data = effect_data
+    result = compare_data(data, UTC)
+    view = PatientView(data, summarize_data(data, UTC), UTC, comparison=result)
+    lines = {line.label.strip(): line.text for line in figure_lines(view)}
+    assert result is not None
+    assert lines["Programs"].startswith(result.verdict)
+    assert lines["burst"].startswith("mean daily pain ")
+    assert "in 4 of 4 blocks; each session -2.0 (n=28)" in lines["burst"]
+    assert "p = 0.125" in lines["Randomisation"]
+    assert "cannot be below 0.125" in lines["Randomisation"]
+    assert lines["Blocks"].count("·") == 7

@@ -1,6 +1,7 @@
 """``tens-control prescription new|show|sign|import``: the clinician's prescription as TOML.
 
-``new`` writes a commented template to edit (never over an existing file without ``--force``),
+``compare`` adds an N-of-1 program comparison (``tens_control.comparison``), ``new`` writes a
+commented template to edit (never over an existing file without ``--force``),
 ``show`` checks a file (or the current prescription) and prints it in plain words, ``sign``
 signs a file for one patient with a clinician's key, ``import`` checks a file and stores it as
 the patient's next prescription version: a signed one if a pinned clinic key signed it, an
@@ -10,13 +11,15 @@ unsigned one only if it narrows the limits in force (see ``tens_control.trust.ch
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from drivers.limits import DeviceProfile, builtin_profiles, get_profile
 from tens_control.commands.clinician import add_key_argument
+from tens_control.comparison import ProgramComparison
 from tens_control.prescription import (
     Prescription,
     PrescriptionError,
@@ -25,6 +28,7 @@ from tens_control.prescription import (
     load_prescription,
     over_the_counter,
     parse_prescription,
+    prescription_from_dict,
     sign_prescription,
     template,
     write_new_file,
@@ -86,6 +90,61 @@ def add_parser(sub: Any) -> None:
     sign.add_argument("--force", action="store_true", help="replace OUT if it exists")
     _add_profile_argument(sign)
 
+    compare = actions.add_parser(
+        "compare",
+        help="clinicians: set up an N-of-1 comparison of programs in a prescription file",
+        description="Draws a randomised, balanced block schedule (each cycle one block of every "
+        "program, in a random order) and writes it into the prescription; with --key it is "
+        "signed at once. The patient is offered each day's program; the review analyses the "
+        "blocks. See docs/review.md, 'Which program helps this patient'.",
+    )
+    compare.add_argument("file", metavar="FILE", help="the prescription to add it to")
+    compare.add_argument(
+        "--programs",
+        required=True,
+        metavar="A,B[,C,D]",
+        help="two to four of the prescribed programs, comma-separated",
+    )
+    compare.add_argument(
+        "--block-days", type=int, default=7, metavar="N", help="days per block (2-28, default 7)"
+    )
+    compare.add_argument(
+        "--blocks",
+        type=int,
+        default=3,
+        metavar="N",
+        help="blocks per program (2-8, default 3)",
+    )
+    compare.add_argument(
+        "--washout-days",
+        type=int,
+        default=0,
+        metavar="N",
+        help="days at the start of every later block left out of the analysis (0-3, default 0)",
+    )
+    compare.add_argument(
+        "--seed", type=int, metavar="N", help="the schedule's seed (default: a random one)"
+    )
+    compare.add_argument(
+        "--start", metavar="YYYY-MM-DD", help="the first day of the first block (default: tomorrow)"
+    )
+    compare.add_argument(
+        "--patient", metavar="PSEUDONYM", help="the patient's pseudonym (default: the file's)"
+    )
+    compare.add_argument(
+        "--key",
+        metavar="FILE",
+        help="your private key: sign the result at once (else sign it with `prescription sign`)",
+    )
+    compare.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        help="the file written (default: FILE.signed.toml with --key, else FILE.compare.toml)",
+    )
+    compare.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    _add_profile_argument(compare)
+
     imp = actions.add_parser("import", help="check a file and store it as the next version")
     imp.add_argument("file", metavar="FILE")
     imp.add_argument(
@@ -116,6 +175,8 @@ def run(args: argparse.Namespace) -> int:
         return _show(args)
     if args.action == "sign":
         return _sign(args)
+    if args.action == "compare":
+        return _compare(args)
     return _import(args)
 
 
@@ -189,6 +250,78 @@ def _sign(args: argparse.Namespace) -> int:
         f"imports it with: tens-control prescription import {output.name}"
     )
     return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    rx = load_prescription(path)
+    programs = tuple(p.strip() for p in str(args.programs).split(",") if p.strip())
+    try:
+        tomorrow = datetime.now(UTC).astimezone().date() + timedelta(days=1)
+        start = date.fromisoformat(args.start) if args.start else tomorrow
+    except ValueError:
+        raise PrescriptionError(
+            f"--start {args.start!r} is not a date; write it as YYYY-MM-DD"
+        ) from None
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    data = rx.model_dump()
+    data.update(
+        signature=None,
+        device_caps=(),
+        comparison={
+            "programs": programs,
+            "start": start,
+            "block_days": args.block_days,
+            "blocks_per_program": args.blocks,
+            "seed": seed,
+            "washout_days": args.washout_days,
+        },
+    )
+    updated = prescription_from_dict(data, f"the comparison for {path}")
+    comparison = updated.comparison
+    assert comparison is not None
+    _check_fits(updated, _profile_for(args, updated), f"prescription {path}")
+    serials = tuple(c.serial for c in rx.device_caps)
+    if args.key:
+        patient = args.patient or rx.patient
+        if patient is None:
+            raise PrescriptionError(
+                f"prescription {path} names no patient; add --patient PSEUDONYM (a signature "
+                "is for one patient)"
+            )
+        key = load_private_key(Path(args.key).expanduser(), read_passphrase("Key passphrase: "))
+        updated = sign_prescription(updated, key, patient, device_serials=serials)
+    suffix = "signed" if args.key else "compare"
+    output = Path(args.output) if args.output else path.with_name(f"{path.stem}.{suffix}.toml")
+    write_new_file(output, dump_prescription(updated), overwrite=bool(args.force))
+    print(f"Program comparison: {comparison.describe()}.")
+    print(schedule_text(comparison))
+    if args.key:
+        print(
+            f"Signed for {updated.patient}: {output}. The patient imports it with: "
+            f"tens-control prescription import {output.name}"
+        )
+    else:
+        again = " (its device caps too: add --device-serial for each)" if serials else ""
+        print(
+            f"Wrote {output} (not signed{again}). Sign it with: tens-control prescription sign "
+            f"{output.name} --key KEY"
+        )
+    return 0
+
+
+def schedule_text(comparison: ProgramComparison) -> str:
+    """The schedule, one block a line, for the clinician (and the patient's printout)."""
+    lines = ["Schedule:"]
+    for b in comparison.schedule():
+        washout = (
+            f" (wash-out to {b.washout_until:%a %d %b})" if b.washout_until is not None else ""
+        )
+        lines.append(
+            f"  block {b.index + 1:>2} (cycle {b.cycle + 1}): {b.first_day:%a %d %b %Y} to "
+            f"{b.last_day:%a %d %b %Y}  {b.program}{washout}"
+        )
+    return "\n".join(lines)
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -398,6 +531,9 @@ def describe(rx: Prescription, profile: DeviceProfile | None = None) -> str:
             lines.append(f"  {c.channel}: {c.describe()}{cap_text}")
     else:
         lines.append("Channels: no electrode sites on record")
+    if rx.comparison is not None:
+        lines.extend(["", f"Program comparison: {rx.comparison.describe()}"])
+        lines.append(schedule_text(rx.comparison))
     if rx.notes:
         lines.extend(["", f"Notes: {rx.notes}"])
     if profile is not None:

@@ -348,6 +348,47 @@ def comparison_line(result: ComparisonResult) -> Line:
     return Line("Programs", text, "ok" if settled else "info")
 
 
+def detail_lines(result: ComparisonResult) -> list[Line]:
+    """Everything behind the verdict, for the review screen: per program, per pair (with the
+    randomisation test), the blocks in schedule order."""
+    lines = []
+    for f in result.programs:
+        pain = (
+            "no finished block" if f.daily_pain is None else f"mean daily pain {_fmt(f.daily_pain)}"
+        )
+        change = (
+            ""
+            if f.session_change is None
+            else f"; each session {f.session_change:+.1f} (n={f.sessions_rated})"
+        )
+        lines.append(
+            Line(
+                f"  {f.program}",
+                f"{pain} in {f.blocks_done} of {f.blocks_planned} blocks{change}",
+            )
+        )
+    for p in result.pairs:
+        if p.p_randomisation is not None:
+            floor = 2 / 2**p.cycles_done
+            lines.append(
+                Line(
+                    "  Randomisation",
+                    f"{p.better} vs {p.other}: p = {p.p_randomisation:.3f} over the schedule's "
+                    f"sign patterns ({p.cycles_done} cycles: p cannot be below {floor:.3f})",
+                )
+            )
+    blocks = " · ".join(
+        f"{b.block.index + 1} {b.block.program} "
+        + ("–" if b.daily_pain is None else _fmt(b.daily_pain))
+        + ("" if b.finished else " (running)" if b.rated_days else "")
+        for b in result.blocks
+        if b.finished or b.rated_days
+    )
+    if blocks:
+        lines.append(Line("  Blocks", blocks))
+    return lines
+
+
 def compare_data(data: PatientData, tz: Zone = None) -> ComparisonResult | None:
     """The comparison the patient's prescriptions set up, in their headline series, as of the
     review's day (``None`` without a comparison)."""
@@ -372,6 +413,7 @@ __all__ = [
     "compare",
     "compare_data",
     "comparison_line",
+    "detail_lines",
     "percent",
     "t_cdf",
     "t_quantile",

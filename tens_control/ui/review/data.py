@@ -27,6 +27,7 @@ from tens_control.review.analytics import (
     per_session_changes,
     summarize_data,
 )
+from tens_control.review.comparison import ComparisonResult, compare_data
 from tens_control.review.model import (
     AdverseEventRow,
     EventRow,
@@ -301,6 +302,8 @@ class PatientView:
     summary: PatientSummary
     tz: tzinfo | None
     """Time zone of the days and times shown (None: this computer's local time)."""
+    comparison: ComparisonResult | None = None
+    """The N-of-1 program comparison the prescription set up, if any."""
 
     @property
     def primary_key(self) -> SeriesKey | None:
@@ -661,7 +664,12 @@ class ReviewSource:
             return cached
         data = load_patient(self.store, pseudonym, tz=self.tz, today=self.today)
         data = data.with_damage(self.store.damage(self.verified(), pseudonym))
-        view = PatientView(data=data, summary=summarize_data(data, self.tz), tz=self.tz)
+        view = PatientView(
+            data=data,
+            summary=summarize_data(data, self.tz),
+            tz=self.tz,
+            comparison=compare_data(data, self.tz),
+        )
         with self._lock:
             self._patients[pseudonym] = view
         return view

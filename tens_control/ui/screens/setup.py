@@ -38,6 +38,7 @@ class SetupScreen(TensScreen):
     def __init__(self) -> None:
         super().__init__()
         self.programs: tuple[Program, ...] = ()
+        self.scheduled: str | None = None
         self.max_minutes = 30.0
         self.minutes = 30.0
         self.error = ""
@@ -62,13 +63,20 @@ class SetupScreen(TensScreen):
         if controller is None:
             return
         self.programs = controller.available_programs()
+        self.scheduled = controller.scheduled_program()
         rx = controller.prescription
         self.max_minutes = float(rx.session_minutes)
         wanted = self.tapp.options.session_minutes
         self.minutes = min(self.max_minutes, wanted) if wanted else self.max_minutes
         options = self.query_one("#program-list", OptionList)
         options.add_options(
-            [Option(f"{p.title} — {p.summary()}", id=f"program-{p.name}") for p in self.programs]
+            [
+                Option(
+                    ("today ▸ " if p.name == self.scheduled else "") + f"{p.title} — {p.summary()}",
+                    id=f"program-{p.name}",
+                )
+                for p in self.programs
+            ]
         )
         if self.programs:
             options.highlighted = 0
@@ -93,6 +101,15 @@ class SetupScreen(TensScreen):
             if program is None
             else (f"{program.title}: {program.description}")
         )
+        if program is not None and self.scheduled is not None:
+            text += (
+                "\n\nYour clinician is comparing programs: today's is the one marked "
+                "“today”. Another is allowed (it is noted for your clinician); you can always "
+                "lower or stop."
+                if program.name == self.scheduled
+                else f"\n\nToday's program in your clinician's comparison is {self.scheduled}; "
+                "this one is allowed too, and noted."
+            )
         self.query_one("#program-text", Static).update(text)
         prescribed = (
             "as prescribed"

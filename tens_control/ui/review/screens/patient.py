@@ -19,6 +19,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
 from tens_control.review.analytics import BAND_LABELS, PainOutcome, local_day, session_notes
+from tens_control.review.comparison import comparison_line, detail_lines
 from tens_control.review.model import series_label
 from tens_control.review.wording import (
     Line,
@@ -56,6 +57,8 @@ def figure_lines(view: PatientView) -> list[Line]:
     report's answer lines, then tolerance, faults, refused requests, end reasons, treatments."""
     s = view.summary
     lines = answer_lines(s, notes=len(session_notes(view.data, view.tz)))
+    if view.comparison is not None:
+        lines += [comparison_line(view.comparison), *detail_lines(view.comparison)]
     lines += warning_lines(s, limit=99)
     a = s.adherence
     if a.available:
