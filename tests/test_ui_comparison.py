@@ -45,7 +45,7 @@ def rig(tmp_path: Path) -> Iterator[UiRig]:
         the_rig.close()
 
 
-def _comparison_notes(rig: UiRig) -> list[dict[str, Any]]:
+def _comparison_notes(rig: UiRig) -> list[Any]:
     return [
         r.data["comparison"]
         for r in rig.records("note")
