@@ -35,6 +35,7 @@ SCRIPTS = (
     "p4_report.py",
     "p5_session.py",
     "p6_tui.py",
+    "cli_help.py",
 )
 
 

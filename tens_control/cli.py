@@ -15,33 +15,71 @@ from types import ModuleType
 
 from tens_control.errors import TensControlError
 
-# command name -> module implementing it (imported lazily, so `--help` stays fast)
-COMMANDS: dict[str, str] = {
-    "devices": "tens_control.commands.devices",
-    "run": "tens_control.commands.run",
-    "verify": "tens_control.commands.verify",
-    "export": "tens_control.commands.export",
-    "delete-patient": "tens_control.commands.delete_patient",
-    "prescription": "tens_control.commands.prescription",
-    "screening": "tens_control.commands.screening",
-    "enrol": "tens_control.commands.enrol",
-    "clinician": "tens_control.commands.clinician",
-    "report": "tens_control.commands.report",
-    "import": "tens_control.commands.import_bundle",
-    "review": "tens_control.commands.review",
-    "ui": "tens_control.commands.ui",
+# command name -> (module implementing it, its one-line help). Modules are imported only for
+# the command run: `tens-control --help` lists the commands from this table alone (a test checks
+# it says what each module's own parser says).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "devices": (
+        "tens_control.commands.devices",
+        "list serial ports, known device profiles and the simulator",
+    ),
+    "run": ("tens_control.commands.run", "run one whole session without the UI (scripts, tests)"),
+    "verify": (
+        "tens_control.commands.verify",
+        "check the session log for edited, inserted or deleted records",
+    ),
+    "export": (
+        "tens_control.commands.export",
+        "write all of a patient's data to a self-verifying JSON file",
+    ),
+    "delete-patient": (
+        "tens_control.commands.delete_patient",
+        "delete all of a patient's data (asks for confirmation)",
+    ),
+    "prescription": (
+        "tens_control.commands.prescription",
+        "write, check and import a clinician's prescription (TOML)",
+    ),
+    "screening": (
+        "tens_control.commands.screening",
+        "answer the safety questions before the first session (clinicians: --override)",
+    ),
+    "enrol": (
+        "tens_control.commands.enrol",
+        "pin your clinic's enrolment file (its keys then sign your prescriptions)",
+    ),
+    "clinician": (
+        "tens_control.commands.clinician",
+        "clinicians: make a signing key, write a patient's enrolment file",
+    ),
+    "report": (
+        "tens_control.commands.report",
+        "write a patient's clinician report (html, pdf, csv, json or fhir)",
+    ),
+    "import": (
+        "tens_control.commands.import_bundle",
+        "import a patient's exported bundle (verified first)",
+    ),
+    "review": (
+        "tens_control.commands.review",
+        "clinicians: review patients' sessions, pain and faults, and export reports",
+    ),
+    "ui": (
+        "tens_control.commands.ui",
+        "open the patient UI (the default when no command is given)",
+    ),
 }
 DEFAULT_COMMAND = "ui"
 """Run when no command is given (options alone, e.g. ``--device URL``, go to it)."""
 
 
 def _load(name: str) -> ModuleType:
-    return importlib.import_module(COMMANDS[name])
+    return importlib.import_module(COMMANDS[name][0])
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The parser; ``only``: load just that command (the UI starts without importing the
-    others)."""
+def build_parser(only: str | None = None, *, load_all: bool = False) -> argparse.ArgumentParser:
+    """The parser. The command ``only`` gets its full parser (its module imported); every other
+    command is listed by name and help alone, unless ``load_all``."""
     parser = argparse.ArgumentParser(
         prog="tens-control",
         description="Run TENS sessions safely, log them, and review them. "
@@ -49,8 +87,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         "is configured).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS if only is None else [only]:
-        _load(name).add_parser(sub)
+    for name, (_, text) in COMMANDS.items():
+        if load_all or name == only:
+            _load(name).add_parser(sub)
+        else:
+            sub.add_parser(name, help=text)
     return parser
 
 
@@ -58,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if not args_list or (args_list[0].startswith("-") and args_list[0] not in ("-h", "--help")):
         args_list = [DEFAULT_COMMAND, *args_list]
-    parser = build_parser(only=args_list[0] if args_list[0] == DEFAULT_COMMAND else None)
+    parser = build_parser(only=args_list[0])
     args = parser.parse_args(args_list)
     command = args.command or DEFAULT_COMMAND
     try:
