@@ -33,7 +33,7 @@ from tens_control.review.comparison import (
 from tens_control.review.comparison_chart import comparison_chart
 from tens_control.review.fhir_export import bundle_json
 from tens_control.review.model import PatientData, PatientRow, PrescriptionRow, RatingRow
-from tens_control.review.report import build_report, render_html, render_pdf
+from tens_control.review.report import build_report, render, render_html, render_pdf
 from tens_control.review.source import load_patient
 from tens_control.store import Note
 from tens_control.trust.check import signature_problem
@@ -580,3 +580,17 @@ def test_the_review_screen_shows_the_verdict_and_what_is_behind_it(
     assert "p = 0.125" in lines["Randomisation"]
     assert "cannot be below 0.125" in lines["Randomisation"]
     assert lines["Blocks"].count("·") == 7
+
+
+def test_the_json_report_carries_every_figure_of_the_comparison(effect_data: PatientData) -> None:
+    document = json.loads(render(effect_data, "json", tz=UTC))
+    comparison = document["program_comparison"]
+    result = compare_data(effect_data, UTC)
+    assert result is not None
+    assert comparison["verdict"] == result.verdict
+    assert comparison["plan"]["seed"] == 7
+    assert len(comparison["blocks"]) == 8
+    (pair,) = comparison["pairs"]
+    assert pair["better"] == "burst"
+    assert pair["p_randomisation"] == pytest.approx(0.125)
+    assert "summary" in document

@@ -25,7 +25,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import TypeAdapter
 
 from tens_control import __version__
 from tens_control.errors import TensControlError
@@ -64,6 +66,7 @@ if TYPE_CHECKING:
 
 Format = Literal["html", "pdf", "csv", "json", "fhir"]
 FORMATS: tuple[Format, ...] = ("html", "pdf", "csv", "json", "fhir")
+COMPARISON_ADAPTER: TypeAdapter[ComparisonResult] = TypeAdapter(ComparisonResult)
 MAX_SESSION_ROWS = 22
 """The session table shows at most this many of the latest sessions (all are in the CSV)."""
 MAX_DIARY_ROWS = 30
@@ -750,12 +753,20 @@ def render(
     report = build_report(data, tz=tz, generated=generated)
     if fmt == "json":
         document = report_json(report.summary, report.notes)
-        if not data.integrity:
+        if not data.integrity and report.comparison is None:
             return document
-        marked = {"log_damaged": data.integrity, "damaged_sessions": sorted(data.damaged_sessions)}
-        return json.dumps(marked | json.loads(document), ensure_ascii=False, indent=2).encode(
-            "utf-8"
-        )
+        marked: dict[str, Any] = {}
+        if data.integrity:
+            marked = {
+                "log_damaged": data.integrity,
+                "damaged_sessions": sorted(data.damaged_sessions),
+            }
+        whole = marked | json.loads(document)
+        if report.comparison is not None:
+            whole["program_comparison"] = COMPARISON_ADAPTER.dump_python(
+                report.comparison, mode="json"
+            )
+        return json.dumps(whole, ensure_ascii=False, indent=2).encode("utf-8")
     if fmt == "html":
         return render_html(report).encode("utf-8")
     if fmt == "pdf":
