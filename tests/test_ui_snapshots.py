@@ -72,7 +72,11 @@ def _past_sessions(rig: UiRig, ratings: list[tuple[int, int]]) -> None:
         c.record_pain(after, when=RatingTime.AFTER, pain=PainSite.PHANTOM)
         c.record_pain(None, when=RatingTime.AFTER, pain=PainSite.RESIDUAL_LIMB)
         c.finish()
+        # four hours later, the device reconnected (not kept connected: a virtual clock that
+        # advances through hours with the simulator polled every few ms takes minutes)
+        c.disconnect()
         rig.clock.advance(4 * 3600.0)
+        c.connect()
 
 
 def _steps(rig: UiRig, *keys: str, then: Steps | None = None) -> Steps:
