@@ -150,6 +150,11 @@ def settings_of(config: MlChannel) -> ChannelSettings:
     return ChannelSettings(frequency_hz=1000.0 / config.period_ms, pulse_width_us=width)
 
 
+def device_id(seed: int) -> str:
+    """The emulated P24's 10-character device id (its serial number)."""
+    return f"SIM{seed % 10_000_000:07d}"
+
+
 def _option_ma(text: str | None) -> float:
     if not text:
         return ELECTRODE_CHECK_MIN_MA
@@ -183,7 +188,7 @@ class ScienceMode4FrontEnd:
         self._contact_timer: TimerHandle | None = None
         self._closed = False
         self.transfer_errors = 0
-        self.device_id = self.firmware.identity.serial_number[: codec.DEVICE_ID_LENGTH]
+        self.device_id = device_id(self.firmware.seed)
         self.firmware.add_event_handler(self._on_firmware_event)
 
     # ------------------------------------------------------------------ output
@@ -538,4 +543,4 @@ class ScienceMode4FrontEnd:
         self._busy = self._contact_timer = None
 
 
-__all__ = ["ScienceMode4FrontEnd", "settings_of"]
+__all__ = ["ScienceMode4FrontEnd", "device_id", "settings_of"]
