@@ -143,9 +143,11 @@ class _Live:
 
 def settings_of(config: MlChannel) -> ChannelSettings:
     """A mid-level pattern as the firmware model records it: one symmetric biphasic pulse per
-    period whose phase is half of the pattern's non-zero time, an upper bound for the dose
-    (a tens-control pattern is exactly that pulse, or a burst with the same r.m.s. value)."""
-    active = sum(max(p.time_us, MIN_POINT_US) for p in config.points if p.current_ma)
+    period whose phase is half of the pattern's time carrying current (all of it while every
+    point is at 0 mA), an upper bound for the dose (a tens-control pattern is exactly that
+    pulse, or a burst with the same r.m.s. value)."""
+    carrying = [p for p in config.points if p.current_ma] or list(config.points)
+    active = sum(max(p.time_us, MIN_POINT_US) for p in carrying)
     width = min(max(MIN_POINT_US, math.ceil(active / 2)), 4095)
     return ChannelSettings(frequency_hz=1000.0 / config.period_ms, pulse_width_us=width)
 

@@ -54,6 +54,7 @@ from drivers.safety import (
     StopReason,
 )
 from drivers.sciencemode2.driver import ScienceMode2Driver
+from drivers.sciencemode4.driver import ScienceMode4Driver
 from drivers.transport import open_port
 from drivers.tsp.driver import TspDriver
 from simulator.device import SimDevice
@@ -103,6 +104,14 @@ class SimProtocol:
     resends_lost_commands: bool = False
     """The driver sends an unanswered command again before the 1 s timeout (so one dropped
     host frame need not end the session)."""
+    lead_off_min_ma: float = 0.0
+    """The device detects an electrode coming off only while the channel delivers at least
+    this much (the P24: 15 mA). Below it the lead-off goes unreported, and when the electrode
+    is back the device's current flows again at once: a documented residual risk of that
+    device (docs/safety.md), exempted here from S7 and from the ramp check, never silently."""
+    battery_report_s: float = 0.0
+    """How long after the battery runs low the host hears of it (0: the device says so at
+    once; the P24's level is polled every second)."""
 
     @property
     def comms_deadline_s(self) -> float:
@@ -116,6 +125,10 @@ def _tsp_connect(port: serial.Serial, clock: Clock, url: str) -> TensDriver:
 
 def _sciencemode2_connect(port: serial.Serial, clock: Clock, url: str) -> TensDriver:
     return ScienceMode2Driver.connect(port, clock, url=url)
+
+
+def _sciencemode4_connect(port: serial.Serial, clock: Clock, url: str) -> TensDriver:
+    return ScienceMode4Driver.connect(port, clock, url=url)
 
 
 ALL_FAULTS: tuple[FaultKind, ...] = (
@@ -160,6 +173,23 @@ PROTOCOLS: dict[str, SimProtocol] = {
         silence_deadline_s=1.5,  # a status poll every 0.5 s, unanswered for 1 s
         device_watchdog_s=1.2,
         resends_lost_commands=True,
+    ),
+    "sciencemode4": SimProtocol(
+        name="sciencemode4",
+        url="sim://sciencemode4?seed={seed}",
+        profile_id="p24",
+        connect=_sciencemode4_connect,
+        # no measured current (S9 cannot see stuck output or jumps), and ScienceMode4 has no
+        # message for an emergency switch
+        faults=tuple(
+            k for k in ALL_FAULTS if k not in (FaultKind.STUCK, FaultKind.JUMP, FaultKind.EMERGENCY)
+        ),
+        keepalive_s=0.5,  # Get_Stim_Status while idle; Ml_Get_Current_Data every 50 ms running
+        silence_deadline_s=1.1,  # a 50 ms poll unanswered for 1 s
+        device_watchdog_s=2.0,  # the P24's fixed keep-alive timeout (the S17 exception)
+        resends_lost_commands=True,
+        lead_off_min_ma=15.0,
+        battery_report_s=1.0,
     ),
 }
 
@@ -378,6 +408,23 @@ class Harness:
                     f"channel {ch} delivered {d.ma} mA at t={d.time:.3f} above the cap {allowed}"
                 )
 
+    def undetected_return(self, channel: int, time: float, before: float, after: float) -> bool:
+        """The documented residual risk of a device that cannot see a lead-off below
+        :attr:`SimProtocol.lead_off_min_ma`: its current, still set, flows again the moment
+        the electrode is back (within the emulator's 10 ms contact check)."""
+        limit = self.protocol.lead_off_min_ma
+        return (
+            limit > 0
+            and before == 0.0
+            and after < limit
+            and any(
+                f.kind is FaultKind.LEAD_ON
+                and (f.channel or 1) == channel
+                and f.time - EPS <= time <= f.time + 0.02
+                for f in self.injected
+            )
+        )
+
     def check_ramp(self) -> None:
         step = self.gov.ramp_step_ma
         rate = self.gov.ramp_rate_ma_per_s
@@ -387,6 +434,9 @@ class Harness:
             lowest = math.inf  # min over past instants t1 of out(t1) - rate·t1
             previous = 0.0
             for time, before, after in record.steps(ch):
+                if self.undetected_return(ch, time, before, after):
+                    lowest = after - rate * time  # rises are measured from here on
+                    continue
                 lowest = min(lowest, before - rate * time)
                 previous = before
                 if after > previous + EPS and not any(abs(time - j) < EPS for j in jumps):
@@ -528,6 +578,10 @@ class Harness:
                 continue
             if self.state_at(t - EPS) is not GovernorState.RUNNING:
                 continue
+            if self.device.record.level_at(event.channel or 1, t - EPS) < (
+                self.protocol.lead_off_min_ma
+            ):
+                continue  # below what the device can detect (see SimProtocol.lead_off_min_ma)
             if self.disturbed(t - 1.5, t + LEAD_OFF_DEADLINE_S, other_than=self._lead_fault(t)):
                 continue
             reaction = self.first_event(

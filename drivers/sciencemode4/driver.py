@@ -90,6 +90,9 @@ class ScienceMode4Driver(DeviceRuntime):
         port = open_port(url, clock=clock, baudrate=BAUDRATE)
         return cls.connect(port, clock, url=url, profile=profile)
 
+    def __enter__(self) -> Self:
+        return self
+
     @property
     def p24(self) -> ScienceMode4Engine:
         engine = self.engine

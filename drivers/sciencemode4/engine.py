@@ -531,7 +531,7 @@ class ScienceMode4Engine(Engine):
         def on_error(error: DriverError) -> None:
             if chain in self._chains:
                 self._chains.remove(chain)
-                if identify:
+                if identify and not isinstance(error, CommsLostError):
                     error = IdentityError(
                         f"the device on {self.url or 'the port'} did not answer {name} like a "
                         f"P24 ({error}); check that it is a P24, switched on and not in use by "
