@@ -425,6 +425,27 @@ class Harness:
             )
         )
 
+    def resumed_after_detected_off(self, channel: int, time: float, after: float) -> bool:
+        """The documented residual race of the P24 (docs/safety.md): an electrode error the
+        device saw stops that channel by itself, silently; an update the host sent before its
+        next poll told it (<= 50 ms, then the governor pauses) switches the channel on again at
+        its level -- current flows at once if the contact came back meanwhile. Never above the
+        level it had, never after the S7 deadline."""
+        limit = self.protocol.lead_off_min_ma
+        if limit <= 0:
+            return False
+        for event in self.device.firmware.events:
+            if event.kind is not DeviceEventKind.LEAD_OFF or (event.channel or 1) != channel:
+                continue
+            before = self.device.record.level_at(channel, event.time - EPS)
+            if (
+                before >= limit
+                and event.time <= time <= event.time + LEAD_OFF_DEADLINE_S
+                and after <= before + EPS
+            ):
+                return True
+        return False
+
     def check_ramp(self) -> None:
         step = self.gov.ramp_step_ma
         rate = self.gov.ramp_rate_ma_per_s
@@ -434,7 +455,9 @@ class Harness:
             lowest = math.inf  # min over past instants t1 of out(t1) - rate·t1
             previous = 0.0
             for time, before, after in record.steps(ch):
-                if self.undetected_return(ch, time, before, after):
+                if self.undetected_return(ch, time, before, after) or (
+                    before == 0.0 and self.resumed_after_detected_off(ch, time, after)
+                ):
                     lowest = after - rate * time  # rises are measured from here on
                     continue
                 lowest = min(lowest, before - rate * time)

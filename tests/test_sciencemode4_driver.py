@@ -106,11 +106,7 @@ class Wire:
         return [f.command for t, f in self.frames if t > since]
 
     def updates(self) -> list[MlUpdate]:
-        return [
-            m
-            for _, f in self.frames
-            if isinstance(m := codec.from_frame(f), MlUpdate)
-        ]
+        return [m for _, f in self.frames if isinstance(m := codec.from_frame(f), MlUpdate)]
 
 
 def device_of(driver: ScienceMode4Driver) -> SimDevice:
@@ -334,8 +330,23 @@ def test_an_electrode_off_is_a_lead_off_of_that_channel_within_one_poll(
     (event,) = reports.events(DeviceEventKind.LEAD_OFF)
     assert event.channel == 1
     assert event.time - at <= POLL_S + 0.005
-    assert device.record.levels_at(at) == dict.fromkeys(range(1, 9), 0.0)  # the P24 stopped all
+    # only that channel stopped (stop_all_channels_on_error off: the governor stops the rest)
+    assert (device.firmware.delivered(1), device.firmware.delivered(2)) == (0.0, 4.0)
     assert reports.telemetry(1)[-1].lead_off is True  # repeated in every answer (S15)
+    assert reports.telemetry(1)[-1].output_on is False
+    assert reports.telemetry(2)[-1].output_on is True
+    driver.close()
+
+
+def test_the_mid_level_is_entered_with_stop_all_channels_on_error_off(
+    clock: VirtualClock,
+) -> None:
+    driver = ScienceMode4Driver.open(URL, clock)
+    wire = Wire(device_of(driver))
+    driver.configure(1, HZ100)
+    driver.start()
+    inits = [codec.from_frame(f) for _, f in wire.frames if f.command == 30]
+    assert inits == [codec.MlInit(stop_all_channels_on_error=False)]
     driver.close()
 
 

@@ -16,8 +16,12 @@ the rest (``docs/devices.md``, the P24 section, says where each fact comes from)
 * **Amplitude.** Ml_Update is an absolute description of all 8 channels: every change sends
   every configured channel's pattern at its current (0-130 mA in 0.5 mA steps). The device
   does not ramp an enabled channel by itself, so the host's governor ramps, one update per step
-  (the ``ramp`` field is sent as 0). Starting enters the mid level (Ml_Init, high voltage on,
-  ``stop_all_channels_on_error``) and enables every configured channel at 0 mA.
+  (the ``ramp`` field is sent as 0). Starting enters the mid level (Ml_Init, high voltage on)
+  and enables every configured channel at 0 mA. ``stop_all_channels_on_error`` is *off*: the
+  device stops channels by itself without telling the host, and the next absolute update --
+  sent before the host has heard of the stop -- would switch every stopped channel on again at
+  its level at once. With it off, only the channel with the error stops; the governor then
+  pauses every channel within one poll (S7).
 * **Zeroing.** Ml_Stop and every update that lowers a channel are urgent (two packets at once,
   again every 20 ms until answered); both are idempotent. An older update is never sent again.
 * **Channel states.** Electrode error and low current (the set current cannot be reached: poor
@@ -455,7 +459,9 @@ class ScienceMode4Engine(Engine):
             def done(_: Reply) -> None:
                 state.initialised = True
 
-            return ("start (Ml_Init)", MlInit(True), frozenset({Result.SUCCESSFUL}), done)
+            # only the channel with an error stops (see the module docstring)
+            init = MlInit(stop_all_channels_on_error=False)
+            return ("start (Ml_Init)", init, frozenset({Result.SUCCESSFUL}), done)
 
         def update_step() -> tuple[str, Request, frozenset[int], Callable[[Reply], None]]:
             state.sent = dict(zeros)
