@@ -100,8 +100,22 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def _run(db: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "tens_control", "run", "--db", str(db), *args]
+def _run(db: Path, url: str, *args: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "tens_control",
+        "run",
+        "--db",
+        str(db),
+        "--device",
+        url,
+        "--protocol",
+        "sciencemode4",
+        "--program",
+        "conventional",
+        *args,
+    ]
 
 
 @pytest.mark.slow
@@ -138,8 +152,7 @@ def test_run_over_a_pty_and_a_sigkill_mid_session(tmp_path: Path) -> None:
         )
         assert screened.returncode == 0, screened.stderr
         done = subprocess.run(
-            _run(db, "--device", url, "--protocol", "sciencemode4", "--program", "conventional")
-            + ["--minutes", "0.05", "--target-ma", "2"],
+            _run(db, url, "--minutes", "0.05", "--target-ma", "2"),
             env=env,
             capture_output=True,
             text=True,
@@ -153,8 +166,7 @@ def test_run_over_a_pty_and_a_sigkill_mid_session(tmp_path: Path) -> None:
 
         # the host killed while stimulating: the P24 stops by itself after 2 s
         run = subprocess.Popen(
-            _run(db, "--device", url, "--protocol", "sciencemode4", "--program", "conventional")
-            + ["--minutes", "5", "--target-ma", "3"],
+            _run(db, url, "--minutes", "5", "--target-ma", "3"),
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
