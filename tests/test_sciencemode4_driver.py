@@ -493,6 +493,24 @@ def test_one_lost_or_damaged_frame_is_recovered_without_ending_the_link(
         driver.close()
 
 
+def test_an_update_whose_answer_is_lost_is_done_by_the_answer_to_a_newer_one(
+    clock: VirtualClock,
+) -> None:
+    driver, device, reports = running(clock)
+    device.inject(FaultKind.DROP, direction=Direction.HOST)  # the next answer is lost
+    older = driver.request_amplitude(1, 21.0)
+    newer = driver.request_amplitude(1, 22.0)
+    clock.advance(2.0)
+    assert older.done()
+    assert older.error is None
+    assert newer.error is None
+    assert device.firmware.delivered(1) == 22.0
+    assert driver.amplitudes()[1] == 22.0
+    assert driver.connected
+    assert reports.events(DeviceEventKind.COMMS_LOST) == []
+    driver.close()
+
+
 def test_a_silent_device_is_comms_lost_within_a_second_and_the_stop_reaches_it(
     clock: VirtualClock,
 ) -> None:

@@ -678,11 +678,11 @@ class ScienceMode4Engine(Engine):
         if flight in self._updates:
             self._updates.remove(flight)
 
-    def _overtaken(self, answered: InFlight) -> None:
-        """The device answers in order: every older poll, and every older update or stop a
-        newer one has overtaken, is done (its answer was lost; what the newer one set stands).
-        Older commands that are still current wait for their own answer (or resend)."""
-        answered_update = answered in self._updates or isinstance(answered.context.message, MlStop)
+    def _overtaken(self, answered: InFlight, answered_update: bool) -> None:
+        """The device answers in order: every older poll, and (``answered_update``: an update
+        or a stop was answered) every older update, is done -- its answer was lost; what the
+        newer one set stands. Older commands that are still current wait for their own
+        answer (or are sent again)."""
         for _, flight in self._in_flight():
             if flight.order >= answered.order:
                 break
@@ -701,9 +701,10 @@ class ScienceMode4Engine(Engine):
             return
         command: _Command = flight.context
         result = getattr(reply, "result", Result.SUCCESSFUL)
+        update = flight in self._updates
         if result in command.accept:
             self._forget(flight)
-            self._overtaken(flight)
+            self._overtaken(flight, update)
             if command.on_ok is not None:
                 command.on_ok(reply)
             self._complete(flight.ticket)
@@ -718,7 +719,7 @@ class ScienceMode4Engine(Engine):
                 self._resend(key, flight, self.now)
             return
         self._forget(flight)
-        self._overtaken(flight)
+        self._overtaken(flight, update)
         self._failed(flight, error_for_result(result, flight.name))
 
     def _on_unknown_command(self, pkt: int) -> None:
