@@ -109,6 +109,10 @@ class SimProtocol:
     this much (the P24: 15 mA). Below it the lead-off goes unreported, and when the electrode
     is back the device's current flows again at once: a documented residual risk of that
     device (docs/safety.md), exempted here from S7 and from the ramp check, never silently."""
+    announces_reset: bool = True
+    """The device says when it restarted (TSP ``EVT RESET``, ScienceMode2 ``Init``). A P24 that
+    restarts is only seen to have left the mid level while the host keeps it stimulating:
+    idle or paused, a restart changes nothing the host could see (and nothing it needs to)."""
     battery_report_s: float = 0.0
     """How long after the battery runs low the host hears of it (0: the device says so at
     once; the P24's level is polled every second)."""
@@ -185,10 +189,11 @@ PROTOCOLS: dict[str, SimProtocol] = {
             k for k in ALL_FAULTS if k not in (FaultKind.STUCK, FaultKind.JUMP, FaultKind.EMERGENCY)
         ),
         keepalive_s=0.5,  # Get_Stim_Status while idle; Ml_Get_Current_Data every 50 ms running
-        silence_deadline_s=1.1,  # a 50 ms poll unanswered for 1 s
+        silence_deadline_s=1.5,  # a poll (50 ms stimulating, 0.5 s otherwise) unanswered for 1 s
         device_watchdog_s=2.0,  # the P24's fixed keep-alive timeout (the S17 exception)
         resends_lost_commands=True,
         lead_off_min_ma=15.0,
+        announces_reset=False,
         battery_report_s=1.0,
     ),
 }
@@ -567,6 +572,18 @@ class Harness:
                 continue
             if self.disturbed(fault.time - 1.5, fault.time + deadline, other_than=fault):
                 continue
+            if fault.kind is FaultKind.RESET and not self.protocol.announces_reset:
+                host_changes = (
+                    SafetyEventKind.PAUSED,
+                    SafetyEventKind.RESUMED,
+                    SafetyEventKind.STARTED,
+                )
+                if before is not GovernorState.RUNNING or self.first_event(
+                    fault.time - EPS, fault.time + deadline, host_changes
+                ):
+                    # not stimulating throughout (the host paused, or started again and so
+                    # entered the mid level anew): nothing to see, and the output is 0 anyway
+                    continue
             if fault.kind in END_REASON_FOR_FAULT:
                 self.expect_end(fault, deadline, END_REASON_FOR_FAULT[fault.kind])
             elif fault.kind in (FaultKind.MUTE, FaultKind.DISCONNECT, FaultKind.DROP):

@@ -447,6 +447,21 @@ def test_a_device_reset_is_reported_within_one_poll(clock: VirtualClock) -> None
     driver.close()
 
 
+def test_an_update_refused_as_not_initialised_reports_the_reset_first(
+    clock: VirtualClock,
+) -> None:
+    driver, device, reports = running(clock)
+    device.inject(FaultKind.RESET)
+    pending = driver.request_amplitude(1, 21.0)  # before the next keep-alive saw it
+    clock.advance(0.01)
+    assert pending.error is not None
+    assert "not initialised" in str(pending.error)
+    (event,) = reports.events(DeviceEventKind.DEVICE_RESET)
+    assert event.time <= clock.now()
+    assert device.firmware.delivered(1) == 0.0
+    driver.close()
+
+
 def test_an_internal_fault_is_a_device_fault(clock: VirtualClock) -> None:
     driver, device, reports = running(clock)
     device.inject(FaultKind.INTERNAL)

@@ -720,6 +720,12 @@ class ScienceMode4Engine(Engine):
             return
         self._forget(flight)
         self._overtaken(flight, update)
+        if (
+            result == Result.NOT_INITIALIZED_ERROR
+            and isinstance(command.message, MlUpdate)
+            and self.state.running
+        ):
+            self._left_mid_level()  # the event first: the refusal then has its reason
         self._failed(flight, error_for_result(result, flight.name))
 
     def _on_unknown_command(self, pkt: int) -> None:
@@ -788,16 +794,7 @@ class ScienceMode4Engine(Engine):
         if not state.running:
             return
         if reply.result == Result.NOT_INITIALIZED_ERROR:
-            self._device_stopped()
-            self._report(
-                DeviceEvent(
-                    now,
-                    DeviceEventKind.DEVICE_RESET,
-                    None,
-                    "the P24 has left the mid level by itself (it restarted or stopped on its "
-                    "keep-alive timeout): every output is off and nothing resumes by itself",
-                )
-            )
+            self._left_mid_level()
             return
         if reply.selection != codec.MlData.CHANNELS:
             log.warning("Ml_Get_Current_Data answered with selection %d", reply.selection)
@@ -852,6 +849,19 @@ class ScienceMode4Engine(Engine):
                     reply.active[channel - 1],
                 )
             )
+
+    def _left_mid_level(self) -> None:
+        """The P24 says it is not in the mid level while the host has it stimulating."""
+        self._device_stopped()
+        self._report(
+            DeviceEvent(
+                self.now,
+                DeviceEventKind.DEVICE_RESET,
+                None,
+                "the P24 has left the mid level by itself (it restarted or stopped on its "
+                "keep-alive timeout): every output is off and nothing resumes by itself",
+            )
+        )
 
     def _report_channel_state(self, channel: int, code: int) -> None:
         now = self.now
