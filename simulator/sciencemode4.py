@@ -257,7 +257,9 @@ class ScienceMode4FrontEnd:
             return GetStimStatusAck(result, 0, 0)
         if ack == Command.GET_BATTERY_STATUS_ACK:
             return GetBatteryStatusAck(result, 0, 0)
-        if ack in (Command.GET_EXTENDED_VERSION_ACK, Command.GET_VERSION_MAIN_ACK):
+        if ack == Command.GET_EXTENDED_VERSION_ACK:
+            return GetExtendedVersionAck(result, (0, 0, 0), (0, 0, 0))
+        if ack == Command.GET_VERSION_MAIN_ACK:
             return GetVersionMainAck(result, (0, 0, 0), (0, 0, 0))
         return Ack(ack, result)
 
@@ -425,8 +427,7 @@ class ScienceMode4FrontEnd:
     def _disable(self, channel: int) -> None:
         self._cancel_ramp(channel)
         self.live.pop(channel, None)
-        if self.firmware.settings(channel) is not None:
-            self.firmware.set_amplitude(channel, 0.0)
+        self._zero(channel)
 
     def _stop_channel(self, channel: int) -> None:
         live = self.live.get(channel)
@@ -435,11 +436,12 @@ class ScienceMode4FrontEnd:
         self._cancel_ramp(channel)
         live.active = False
         live.undetected_off = False
-        if (
-            self.firmware.settings(channel) is not None
-            and self.firmware.state is OutputState.RUNNING
-        ):
-            self.firmware.set_amplitude(channel, 0.0)
+        self._zero(channel)
+
+    def _zero(self, channel: int) -> None:
+        fw = self.firmware
+        if fw.settings(channel) is not None and fw.state is OutputState.RUNNING:
+            fw.set_amplitude(channel, 0.0)
 
     def _electrode_error(self, channel: int) -> None:
         log.info("sciencemode4: electrode error on channel %d", channel)

@@ -324,8 +324,16 @@ def test_unknown_commands_and_bad_payloads(host: RawHost) -> None:
     host.port.write(encode_frame(RawFrame(5, 0)))  # Ll_Init: the low level is not emulated
     host.port.write(encode_frame(RawFrame(6, 500)))
     host.port.write(encode_frame(RawFrame(7, int(Command.ML_INIT), b"")))
+    host.port.write(encode_frame(RawFrame(8, int(Command.GET_EXTENDED_VERSION), b"\x01")))
+    host.port.write(encode_frame(RawFrame(9, int(Command.ML_GET_CURRENT_DATA), b"")))
     host.clock.advance(0.01)
     replies = {(f.pkt, f.command): codec.from_frame(f) for _, f in host.frames()}
+    assert replies[(8, Command.GET_EXTENDED_VERSION_ACK)] == codec.GetExtendedVersionAck(
+        Result.PARAMETER_ERROR, (0, 0, 0), (0, 0, 0)
+    )
+    assert replies[(9, Command.ML_GET_CURRENT_DATA_ACK)] == MlGetCurrentDataAck(
+        Result.PARAMETER_ERROR
+    )
     assert replies[(5, Command.UNKNOWN_COMMAND)] == UnknownCommand(Result.INVALID_CMD_ERROR)
     assert replies[(6, Command.UNKNOWN_COMMAND)] == UnknownCommand(Result.INVALID_CMD_ERROR)
     assert replies[(7, Command.ML_INIT_ACK)] == Ack(

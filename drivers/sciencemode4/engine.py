@@ -303,15 +303,7 @@ class ScienceMode4Engine(Engine):
         self._device_stopped()
 
         def on_ok(_: Reply) -> None:
-            self._device_stopped()
-            self._report(
-                DeviceEvent(
-                    self.now,
-                    DeviceEventKind.DEVICE_RESET,
-                    None,
-                    "the P24 was reset on request: every output is off",
-                )
-            )
+            self._device_reset("the P24 was reset on request: every output is off")
 
         self._send_command("reset", Reset(), ticket, on_ok=on_ok)
         return ticket, self._finish(now)
@@ -852,16 +844,14 @@ class ScienceMode4Engine(Engine):
 
     def _left_mid_level(self) -> None:
         """The P24 says it is not in the mid level while the host has it stimulating."""
-        self._device_stopped()
-        self._report(
-            DeviceEvent(
-                self.now,
-                DeviceEventKind.DEVICE_RESET,
-                None,
-                "the P24 has left the mid level by itself (it restarted or stopped on its "
-                "keep-alive timeout): every output is off and nothing resumes by itself",
-            )
+        self._device_reset(
+            "the P24 has left the mid level by itself (it restarted or stopped on its "
+            "keep-alive timeout): every output is off and nothing resumes by itself"
         )
+
+    def _device_reset(self, detail: str) -> None:
+        self._device_stopped()
+        self._report(DeviceEvent(self.now, DeviceEventKind.DEVICE_RESET, None, detail))
 
     def _report_channel_state(self, channel: int, code: int) -> None:
         now = self.now
