@@ -6,29 +6,29 @@ DELIVERED (its record) and on the stored log, never on what the host believes:
 0. **Single fault.** The matrix of ``simulator/fault_matrix.py`` (DESIGN.md S14): one frame
    dropped, garbled, duplicated or delayed, either way, before / in flight / while the
    acknowledgement is in flight, at each safety command (emergency stop, stop, pause, a channel
-   to 0), both protocols, a 5 ms line: every zeroed channel at 0 mA within 50 ms and staying
-   there, no rise above one ramp step.
+   to 0), every protocol (TSP, ScienceMode2, ScienceMode4), a 5 ms line: every zeroed channel
+   at 0 mA within 50 ms and staying there, no rise above one ramp step.
 1. **Faults.** Every fault kind of the simulator (``simulator.faults.FaultKind``) x random
    injection moments x every protocol (``sim://tsp``, ``sim://sciencemode2`` and
    ``sim://sciencemode4``), each run in virtual time through the ``SafetyGovernor`` on the real
    driver, and again through the whole ``SessionController`` with its SQLite store. A running
    session ramps channel 1 to 10 mA and channel 2 to 8 mA (on the P24, which sees an electrode
    come off only from 15 mA, to 20 and 16 mA) under a 40 mA prescription cap; the fault comes at
-   a random moment. Each
-   scenario must end with every output at 0 within the fault's deadline (S7 100 ms, S8
+   a random moment. Each scenario must end with every output at 0 within the fault's deadline
+   (S7 100 ms, S8
    1-2.5 s, S9 350 ms, device faults at once), stay at 0 afterwards, never exceed the cap
    (a device's own amplitude jump may last until read-back stops it), and end with the right
    reason in the log (see :data:`EXPECT`).
 2. **Crashes.** ``tens-control run`` against ``tens-sim --pty`` in real time, SIGKILLed at a
    random moment mid-session: the device must zero its output within its watchdog (1 s; the
    emulated P24's 2 s keep-alive timeout, the documented S17 exception) plus scheduling slack,
-   the database must pass ``PRAGMA integrity_check``, the next start must
-   close the session as host crash, and every safety event the run reported as committed
+   the database must pass ``PRAGMA integrity_check``, the next start must close the session as
+   host crash, and every safety event the run reported as committed
    (``--print-log``) must still be in the database.
 3. **Bad input.** Random and mutated bytes into every decoder (TSP frames and messages,
    ScienceMode2 and ScienceMode4 frames and payloads) and into every file format the program
-   reads (device
-   profiles, prescriptions, the settings file, exported bundles): only each reader's own clear
+   reads (device profiles, prescriptions, the settings file, exported bundles): only each
+   reader's own clear
    error type may come out, and random bytes sent to the simulated device never make it
    deliver current.
 
@@ -202,7 +202,7 @@ class Tally:
 
 def run_single_fault(seed: int, seeds: int) -> Tally:
     """The single-fault matrix (``simulator/fault_matrix.py``, S14): every link fault x both
-    directions x every safety command x three moments x both protocols, ``seeds`` times."""
+    directions x every safety command x three moments x every protocol, ``seeds`` times."""
     tally = Tally("single fault (S14)")
     started = time.perf_counter()
     worst = 0.0

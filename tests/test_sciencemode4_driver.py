@@ -292,6 +292,18 @@ def test_stop_zeroes_every_channel_within_a_few_ms_and_is_idempotent(clock: Virt
     driver.close()
 
 
+def test_the_keep_alive_starts_one_poll_after_the_start(clock: VirtualClock) -> None:
+    driver = ScienceMode4Driver.open(URL, clock)
+    wire = Wire(device_of(driver))
+    driver.configure(1, HZ100)
+    driver.start()
+    started = clock.now()
+    clock.advance(0.3)
+    polls = [t for t, f in wire.frames if f.command == 36]
+    assert polls[0] - started <= POLL_S + 0.002
+    driver.close()
+
+
 def test_the_keep_alive_runs_every_50_ms_and_the_device_never_trips(clock: VirtualClock) -> None:
     driver, device, reports = running(clock)
     before = driver.polls_sent

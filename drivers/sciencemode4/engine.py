@@ -638,6 +638,10 @@ class ScienceMode4Engine(Engine):
     # ------------------------------------------------------------------ receiving
     def _receive(self, data: bytes, now: float) -> None:
         self.now = now
+        # answers move this protocol's own timers (the keep-alive starts when stimulation has
+        # started; a stop brings the status poll back): the engine's cached wake-up is no
+        # longer a lower bound, so it is computed again
+        self._wake = None
         for item in self._decoder.feed(data):
             if isinstance(item, FramingError):
                 self.framing_errors += 1
