@@ -43,6 +43,7 @@ from drivers.clock import Clock, VirtualClock
 from drivers.limits import CapLayer, CapSource, DeviceProfile, get_profile, max_amplitude_for_dose
 from drivers.safety import (
     READBACK_ABSOLUTE_MA,
+    AmplitudeChanged,
     READBACK_RELATIVE,
     GovernorEvent,
     GovernorState,
@@ -618,9 +619,7 @@ class Harness:
                 continue
             if self.state_at(t - EPS) is not GovernorState.RUNNING:
                 continue
-            if self.device.record.level_at(event.channel or 1, t - EPS) < (
-                self.protocol.lead_off_min_ma
-            ):
+            if self.below_detection(event.channel or 1, t):
                 continue  # below what the device can detect (see SimProtocol.lead_off_min_ma)
             if self.disturbed(t - 1.5, t + LEAD_OFF_DEADLINE_S, other_than=self._lead_fault(t)):
                 continue
@@ -632,6 +631,27 @@ class Harness:
             assert all(v == 0.0 for v in levels.values()), (
                 f"lead-off at t={t:.3f}: output {levels} 100 ms later"
             )
+
+    def below_detection(self, channel: int, time: float) -> bool:
+        """The lead-off at ``time`` was below what the device can see: the channel delivered
+        less than :attr:`SimProtocol.lead_off_min_ma`, or the host set it below that before
+        the device's report could reach it (the P24 reports an electrode error only in its next
+        keep-alive answer, and an update in between switches the channel on again at the new
+        level: below 15 mA, unseen -- docs/safety.md §4, R1)."""
+        limit = self.protocol.lead_off_min_ma
+        if limit <= 0:
+            return False
+        if self.device.record.level_at(channel, time - EPS) < limit:
+            return True
+        return any(
+            e.channel == channel
+            and time - MARGIN_S <= e.time <= time + LEAD_OFF_DEADLINE_S
+            and (
+                e.kind is SafetyEventKind.CONFIGURED
+                or (isinstance(e, AmplitudeChanged) and e.to_ma < limit)
+            )
+            for e in self.events
+        )
 
     def _lead_fault(self, time: float) -> Injected | None:
         """The injected fault that caused a lead-off at ``time`` (the latest before it)."""
