@@ -14,6 +14,10 @@ timed on the database opened read-only as ``tens-control report`` opens it:
 * **one patient, HTML**: the same plus ``render_html`` (the two-page report with its charts),
   measured against the same 200 ms; the PDF (``render_pdf``) is reported for reference.
 
+The clinic is reviewed on the day after its last generated day (``review_day``), as a clinic
+with current data would be: the review's period runs to "today", and reviewing a year-old clinic
+today would time months of empty days instead of the year of data.
+
 Run: ``python bench/p4_report.py`` (``--regenerate`` to rebuild the database first).
 """
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import date, timedelta
 from pathlib import Path
 
 import benchlib
@@ -29,6 +34,7 @@ import p4_generate
 from benchlib import Comparison, Figure, Stats
 
 from tens_control.review.analytics import summarize_data
+from tens_control.review.model import PatientData
 from tens_control.review.report import build_report, render_html, render_pdf
 from tens_control.review.source import list_patients, load_patient, load_summaries
 from tens_control.review.wording import status_line
@@ -68,6 +74,11 @@ def database(patients: int, days: int, regenerate: bool, workdir: Path | None) -
     return path
 
 
+def review_day(days: int) -> date:
+    """The day the clinic is reviewed: the day after its last generated day."""
+    return (p4_generate.START + timedelta(days=days)).date()
+
+
 def timed(runs: int, job: Callable[[], object]) -> list[float]:
     out: list[float] = []
     for _ in range(runs):
@@ -77,35 +88,38 @@ def timed(runs: int, job: Callable[[], object]) -> list[float]:
     return out
 
 
-def figures(path: Path, quick: bool) -> list[Figure]:
+def figures(path: Path, quick: bool, today: date) -> list[Figure]:
     with Store.open(path, create=False, recover=False) as store:
         patients = list_patients(store)
         names = [p.pseudonym for p in patients]
 
         def overview() -> list[str]:
-            return [status_line(s) for s in load_summaries(store)]
+            return [status_line(s) for s in load_summaries(store, today=today)]
+
+        def patient(name: str) -> PatientData:
+            return load_patient(store, name, today=today)
 
         lines = overview()  # warm-up (imports, SQLite page cache), and a sanity check
         if len(lines) != len(names):
             raise RuntimeError("the overview lost patients")
         for i in (0, len(names) // 2, len(names) - 1):  # the same lines as full reports
-            if lines[i] != status_line(summarize_data(load_patient(store, names[i]))):
+            if lines[i] != status_line(summarize_data(patient(names[i]))):
                 raise RuntimeError(f"the overview's line of {names[i]} differs from its report")
         all_times = timed(1 if quick else ALL_RUNS, overview)
 
         one = names[len(names) // 2]
-        data = load_patient(store, one)
+        data = patient(one)
         sessions = len(data.sessions)
-        one_times = timed(2 if quick else ONE_RUNS, lambda: build_report(load_patient(store, one)))
+        one_times = timed(2 if quick else ONE_RUNS, lambda: build_report(patient(one)))
         report = build_report(data)
         render_html(report)  # warm-up: the report's modules load once per process
         html_times = timed(
             1 if quick else RENDER_RUNS,
-            lambda: render_html(build_report(load_patient(store, one))),
+            lambda: render_html(build_report(patient(one))),
         )
         pdf_times = timed(
             1 if quick else RENDER_RUNS,
-            lambda: render_pdf(build_report(load_patient(store, one))),
+            lambda: render_pdf(build_report(patient(one))),
         )
     s_all = Stats.of(all_times)
     s_one = Stats.of(one_times).scaled(1000.0)
@@ -164,9 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         with tempfile.TemporaryDirectory(prefix="tens-bench-p4-") as tmp:
             path = database(QUICK_PATIENTS, QUICK_DAYS, False, Path(tmp))
-            figs = figures(path, quick=True)
+            figs = figures(path, quick=True, today=review_day(QUICK_DAYS))
     else:
-        figs = figures(database(PATIENTS, DAYS, args.regenerate, None), quick=False)
+        path = database(PATIENTS, DAYS, args.regenerate, None)
+        figs = figures(path, quick=False, today=review_day(DAYS))
     benchlib.report("P4 clinician report over a synthetic clinic", figs, args.json)
     return 0
 

@@ -194,11 +194,28 @@ class DeviceInfo(BaseModel):
     odometer_stimulation_s: Annotated[float, Field(ge=0)] | None = None
     """Its total seconds of output in its life; None when it does not count them."""
 
+    cap_key_id: str | None = None
+    """The device holds a clinic's public key (this key id) and enforces a cap signed with it
+    (TSP/2 §16), whatever the host asks; None when it has no such key."""
+    signed_cap_ma: Annotated[float, Field(ge=0)] | None = None
+    """The signed cap it enforces now (0 before one was loaded); None without a clinic key."""
+
     def identity(self) -> DeviceInfo:
-        """Who the device is, without its odometer (which changes every session)."""
+        """Who the device is, without what changes from session to session (its odometer and
+        the signed cap it holds)."""
         if self.odometer_sessions is None and self.odometer_stimulation_s is None:
-            return self
-        return self.model_copy(update={"odometer_sessions": None, "odometer_stimulation_s": None})
+            return (
+                self
+                if self.signed_cap_ma is None
+                else self.model_copy(update={"signed_cap_ma": None})
+            )
+        return self.model_copy(
+            update={
+                "odometer_sessions": None,
+                "odometer_stimulation_s": None,
+                "signed_cap_ma": None,
+            }
+        )
 
 
 # --------------------------------------------------------------------------- reports
@@ -489,6 +506,13 @@ class TensDriver(ABC):
 
     def start(self) -> None:
         self.wait(self.request_start())
+
+    def load_signed_cap(self, max_ma: float, issued: int, signature: str) -> None:
+        """Hand the device a cap signed by the clinic (TSP/2 §16). A device or protocol
+        without the feature refuses it."""
+        raise DeviceRejectedError(
+            ErrorCode.UNKNOWN_COMMAND, "signed cap", "this device cannot check signed caps"
+        )
 
     def stop(self) -> None:
         """All outputs to 0 and wait for the acknowledgement; never raises."""

@@ -89,7 +89,26 @@ class Ping:
     """A command that changes nothing and is answered (a round trip)."""
 
 
-DeviceCommand = Identify | Configure | SetAmplitude | StartOutput | StopOutput | QueryStatus | Ping
+@dataclass(frozen=True, slots=True)
+class LoadSignedCap:
+    """Hand the device a cap signed by the clinic (TSP/2 §16); a protocol without the feature
+    refuses it."""
+
+    max_ma: float
+    issued: int
+    signature: str
+
+
+DeviceCommand = (
+    Identify
+    | Configure
+    | SetAmplitude
+    | StartOutput
+    | StopOutput
+    | QueryStatus
+    | Ping
+    | LoadSignedCap
+)
 
 
 # --------------------------------------------------------------------------- outputs
@@ -434,6 +453,7 @@ __all__ = [
     "EngineEvent",
     "Identify",
     "InFlight",
+    "LoadSignedCap",
     "Output",
     "Ping",
     "QueryStatus",

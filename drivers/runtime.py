@@ -52,6 +52,7 @@ from drivers.engine import (
     DeviceCommand,
     Engine,
     Identify,
+    LoadSignedCap,
     Output,
     QueryStatus,
     SetAmplitude,
@@ -393,6 +394,12 @@ class DeviceRuntime(TensDriver):
                 error if isinstance(error, CommsLostError) else CommsLostError(str(error))
             )
             return failed
+
+    def load_signed_cap(self, max_ma: float, issued: int, signature: str) -> None:
+        """Hand the device a cap signed by the clinic (TSP/2 §16), then identify again so that
+        the cap it now enforces is one of its limits. Raises the device's refusal."""
+        self.wait(self.submit(LoadSignedCap(max_ma, issued, signature), "signed cap"))
+        self.identify()
 
     def request_status(self) -> Pending:
         """Ask the device for its state; the pending's ``value`` is the protocol's status."""

@@ -394,6 +394,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the device's odometer (sessions, output time) in FILE across restarts",
     )
     parser.add_argument(
+        "--clinic-key",
+        type=Path,
+        metavar="FILE",
+        help="put a clinic's public key (.pub) into the unit: it then enforces caps the "
+        "clinic signs for it (TSP/2 section 16)",
+    )
+    parser.add_argument(
         "--record",
         type=Path,
         metavar="FILE",
@@ -420,6 +427,8 @@ def _config(args: argparse.Namespace) -> SimConfig:
         options["wdms"] = str(args.wdms)
     if args.odometer is not None:
         options["odometer"] = str(args.odometer)
+    if args.clinic_key is not None:
+        options["clinic_key"] = str(args.clinic_key)
     try:
         config = SimConfig.from_options(args.protocol, options)
         plan = FaultPlan.parse(args.fault)

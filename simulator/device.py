@@ -17,10 +17,13 @@ once, so a test can inject and assert without advancing time.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import math
 import random
 import threading
+import tomllib
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -71,6 +74,9 @@ class SimConfig:
     lead_off_ohm: float = 10_000.0
     odometer: str | None = None
     """A file keeping the device's odometer across power cycles (None: in memory)."""
+    clinic_key: str | None = None
+    """A clinic's public key file put into the unit (TSP/2 §16): it then enforces caps the
+    clinic signed for it."""
     options: Mapping[str, str] = field(default_factory=dict)
     """Front-end specific options."""
 
@@ -105,6 +111,12 @@ class SimConfig:
         rate = number("fault_rate", 0.0, 0, 1000)
         profile = values.pop("profile", None)
         odometer = values.pop("odometer", None)
+        clinic_key = values.pop("clinic_key", None)
+        if clinic_key is not None:
+            try:
+                read_clinic_key(clinic_key)
+            except ValueError as error:
+                raise SimConfigError(str(error)) from None
         try:
             plan = FaultPlan.parse(values.pop("faults", ""))
             kinds = values.pop("fault_kinds", None)
@@ -126,6 +138,7 @@ class SimConfig:
                     "noise",
                     "leadoff_ohm",
                     "odometer",
+                    "clinic_key",
                     *spec.options,
                 }
             )
@@ -144,6 +157,7 @@ class SimConfig:
             noise_pct=noise,
             lead_off_ohm=lead_off,
             odometer=odometer,
+            clinic_key=clinic_key,
             options=extra,
         )
 
@@ -159,6 +173,26 @@ class SimConfig:
             return get_profile(self.profile or spec.default_profile)
         except ProfileError as error:
             raise SimConfigError(str(error)) from None
+
+
+def read_clinic_key(path: str) -> bytes:
+    """The raw 32 bytes of an Ed25519 public key from a file: the ``.pub`` file of
+    ``tens-control clinician keygen`` (TOML with ``public_key``) or a bare base64 line."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise ValueError(f"clinic key file {path} cannot be read ({error.strerror})") from None
+    try:
+        value = tomllib.loads(text).get("public_key", "")
+    except tomllib.TOMLDecodeError:
+        value = text.strip()
+    try:
+        raw = base64.b64decode(str(value), validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise ValueError(f"clinic key file {path} holds no Ed25519 public key")
+    return raw
 
 
 LinkListener = Callable[[bool], None]
@@ -185,6 +219,7 @@ class SimDevice:
             noise_pct=config.noise_pct,
             device_ramp=self.spec.device_ramp,
             odometer=Odometer(None if config.odometer is None else Path(config.odometer)),
+            clinic_key=None if config.clinic_key is None else read_clinic_key(config.clinic_key),
         )
         self.boot_time = clock.now()
         self.faults_applied: list[tuple[float, Fault]] = []

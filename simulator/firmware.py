@@ -288,9 +288,10 @@ class Identity:
 
 
 class Odometer:
-    """The device's life counters (DESIGN.md §12: a log anchor). A real board keeps them in
-    non-volatile memory; here they live in memory, or in a small JSON file when ``path`` is
-    given (``tens-sim --odometer FILE``, ``sim://...?odometer=FILE``), written on every change."""
+    """The device's non-volatile memory: its life counters (DESIGN.md §12: a log anchor) and the
+    cap a clinic signed for it (TSP/2 §16). A real board keeps them in non-volatile memory;
+    here they live in memory, or in a small JSON file when ``path`` is given
+    (``tens-sim --odometer FILE``, ``sim://...?odometer=FILE``), written on every change."""
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path
@@ -298,11 +299,16 @@ class Odometer:
         """Links (host identifications) in which the output went on, in the device's life."""
         self.stimulation_s = 0.0
         """Seconds of output on in the device's life."""
+        self.cap_ma = 0.0
+        """The cap signed by the clinic (TSP/2 §16; 0 until one is loaded)."""
+        self.cap_issued = 0
         if path is not None and path.exists():
             try:
                 data = json.loads(path.read_text())
                 self.sessions = int(data["sessions"])
                 self.stimulation_s = float(data["stimulation_s"])
+                self.cap_ma = float(data.get("cap_ma", 0.0))
+                self.cap_issued = int(data.get("cap_issued", 0))
             except (OSError, ValueError, KeyError, TypeError) as error:
                 raise ValueError(f"odometer file {path} is not readable ({error})") from None
 
@@ -314,12 +320,21 @@ class Odometer:
         self.stimulation_s += max(0.0, seconds)
         self._save()
 
+    def set_cap(self, max_ma: float, issued: int) -> None:
+        self.cap_ma = max_ma
+        self.cap_issued = issued
+        self._save()
+
     def _save(self) -> None:
         if self.path is not None:
             tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-            tmp.write_text(
-                json.dumps({"sessions": self.sessions, "stimulation_s": self.stimulation_s})
-            )
+            data = {
+                "sessions": self.sessions,
+                "stimulation_s": self.stimulation_s,
+                "cap_ma": self.cap_ma,
+                "cap_issued": self.cap_issued,
+            }
+            tmp.write_text(json.dumps(data))
             tmp.replace(self.path)
 
 
@@ -352,12 +367,15 @@ class Firmware:
         firmware_version: str = "sim-1.0",
         device_ramp: bool = False,
         odometer: Odometer | None = None,
+        clinic_key: bytes | None = None,
     ) -> None:
         """``device_ramp``: the firmware enforces S15 itself (TSP/2): an increase of more than
         one ramp step above what a channel delivers, or sooner than one ramp interval after its
         last increase, is refused. False models a device without a ramp of its own (the
         RehaStim 2). ``odometer``: the device's life counters (kept across power cycles when
-        the odometer has a file)."""
+        the odometer has a file). ``clinic_key``: a clinic's raw Ed25519 public key, put into
+        the unit by the clinic (TSP/2 §16): the unit then refuses any amplitude above the cap
+        the clinic signed for it (0 until one is loaded), whatever the host asks."""
         self.profile = profile
         self.clock = clock
         self.seed = seed
@@ -396,6 +414,7 @@ class Firmware:
         self.odometer = odometer if odometer is not None else Odometer()
         self._running_since: float | None = None
         self._counted_link = False
+        self.clinic_key = clinic_key
         # watchdog: one timer per period, re-armed lazily from the last feed
         self._last_feed = clock.now()
         self._wd_armed = False
@@ -469,6 +488,38 @@ class Firmware:
                 self._running_since = None
             self.state = state
             self._schedule_battery()
+
+    @property
+    def signed_cap_ma(self) -> float | None:
+        """The cap the clinic signed for this unit (0 until one is loaded); None without a
+        clinic key."""
+        if self.clinic_key is None:
+            return None
+        return self.odometer.cap_ma
+
+    def load_signed_cap(self, max_ma: float, issued: int, signature: bytes, message: bytes) -> None:
+        """Check ``signature`` over ``message`` with the clinic's key and keep the cap. A cap
+        older than the one held, or one that does not verify, is refused and changes nothing."""
+        if self.clinic_key is None:
+            raise Refused(ErrorCode.UNKNOWN_COMMAND, "this unit holds no clinic key")
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        try:
+            Ed25519PublicKey.from_public_bytes(self.clinic_key).verify(signature, message)
+        except (InvalidSignature, ValueError):
+            raise Refused(ErrorCode.PARAMETER, "the cap's signature is not the clinic's") from None
+        if issued < self.odometer.cap_issued:
+            raise Refused(ErrorCode.STATE, "an older cap than the one the unit holds")
+        if max_ma > self._max_ma + 1e-9:
+            raise Refused(
+                ErrorCode.LIMIT, f"cap {max_ma:g} mA above the maximum {self._max_ma:g} mA"
+            )
+        self.odometer.set_cap(max_ma, issued)
+        for ch in self._channels:  # a lower cap lowers what is delivered now
+            if ch.set_ma > max_ma + 1e-9:
+                ch.set_ma = max_ma
+                self._deliver(ch, max_ma)
 
     def new_link(self) -> None:
         """A host identified itself (a new session may follow): the next time the output goes
@@ -571,6 +622,12 @@ class Firmware:
         if milliamps > self._max_ma + 1e-9:
             raise Refused(
                 ErrorCode.LIMIT, f"amplitude {milliamps:g} mA above the maximum {self._max_ma:g} mA"
+            )
+        cap = self.signed_cap_ma
+        if cap is not None and milliamps > cap + 1e-9:
+            raise Refused(
+                ErrorCode.LIMIT,
+                f"amplitude {milliamps:g} mA above the clinic's signed cap {cap:g} mA",
             )
         steps = milliamps / self._step
         if abs(steps - round(steps)) > 1e-6:

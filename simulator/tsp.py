@@ -12,6 +12,7 @@ for both ends.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections import OrderedDict
@@ -36,10 +37,12 @@ from drivers.tsp.codec import (
     MessageError,
     Ping,
     SetAmplitude,
+    SignedCap,
     Start,
     Status,
     Stop,
     TelemetryFrame,
+    cap_message,
     decode_command,
     encode_device_message,
     framing_error_reply,
@@ -103,6 +106,8 @@ class TspFrontEnd:
             reported_simulator=True,
         )
         self._watchdog_ms = round(fw.watchdog_s * 1000)
+        key = fw.clinic_key
+        self._cap_key_id = None if key is None else hashlib.sha256(key).hexdigest()[:16]
         self._tel_period = 1.0 / TELEMETRY_HZ
         self._channels = range(1, fw.channel_count + 1)
         fw.add_event_handler(self._on_event)
@@ -164,6 +169,12 @@ class TspFrontEnd:
         if isinstance(command, Stop):
             fw.stop()
             return Ack(seq)
+        if isinstance(command, SignedCap):
+            message = cap_message(fw.identity.serial_number, command.max_ma, command.issued)
+            fw.load_signed_cap(
+                command.max_ma, command.issued, bytes.fromhex(command.signature), message
+            )
+            return Ack(seq)
         if isinstance(command, Status):
             running = fw.state is OutputState.RUNNING
             status = DeviceStatus(
@@ -180,6 +191,8 @@ class TspFrontEnd:
                 update={
                     "odometer_sessions": fw.odometer.sessions,
                     "odometer_stimulation_s": fw.output_seconds(),
+                    "cap_key_id": self._cap_key_id,
+                    "signed_cap_ma": fw.signed_cap_ma,
                 }
             )
             return hello_ack(seq, info, watchdog_ms=self._watchdog_ms)

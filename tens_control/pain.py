@@ -1,4 +1,4 @@
-"""Pain ratings, the weekly PEG, diary entries and adverse events (DESIGN.md §7).
+"""Pain ratings, the weekly PEG, the PGIC, diary entries and adverse events (DESIGN.md §7).
 
 Plain data, no storage code. The field names and values are those of the store's records
 (``tens_control.store.records``), so ``Record.model_validate(model.model_dump())`` turns one of
@@ -182,6 +182,44 @@ class PegScore(_Frozen):
         if self.enjoyment is None or self.activity is None:
             return None
         return (self.enjoyment + self.activity) / 2.0
+
+
+# --------------------------------------------------------------------------- PGIC
+
+PGIC_MIN = 1
+PGIC_MAX = 7
+
+Pgic = Annotated[int, Field(ge=PGIC_MIN, le=PGIC_MAX, strict=True)]
+"""A Patient Global Impression of Change: 1 (very much improved) to 7 (very much worse)."""
+
+PGIC_LABELS: dict[int, str] = {
+    1: "very much improved",
+    2: "much improved",
+    3: "minimally improved",
+    4: "no change",
+    5: "minimally worse",
+    6: "much worse",
+    7: "very much worse",
+}
+"""The seven answers of the PGIC (Guy 1976; used by Farrar et al. 2001 and recommended by
+IMMPACT, Dworkin et al. 2008), best first."""
+
+PGIC_QUESTION = (
+    "Since you started TENS, how would you describe the change in your pain, all things considered?"
+)
+"""Our own wording of the PGIC question."""
+
+
+def pgic_text(value: int | None) -> str:
+    """``2`` -> ``much improved``; ``None`` -> ``skipped``."""
+    return "skipped" if value is None else PGIC_LABELS[value]
+
+
+class PgicAnswer(_Frozen):
+    """One PGIC answer (1-7); ``value=None``: the patient skipped the question."""
+
+    at: AwareDatetime
+    value: Pgic | None
 
 
 # --------------------------------------------------------------------------- diary

@@ -42,6 +42,7 @@ from pydantic_core import ErrorDetails
 from drivers.limits import CapLayer, CapSource, DeviceProfile, EffectiveCaps
 from tens_control import toml_out
 from tens_control.errors import TensControlError
+from tens_control.pain import PainSite
 from tens_control.programs import CATALOGUE, Program, ProgramError, ProgramName, catalogue
 from tens_control.screening import ClinicianOverride
 from tens_control.sites import DEFAULT_PAD, ChannelPlacement, PadField
@@ -76,6 +77,12 @@ FORMAT_VERSION = 1
 
 OTC_SESSION_MINUTES = 30
 OTC_SESSIONS_PER_DAY = 3
+
+RUN_IN_DEFAULT_DAYS = 7
+"""Days of daily pain ratings asked before the first session (the baseline; DESIGN.md §9)."""
+RUN_IN_MAX_DAYS = 28
+RUN_IN_MIN_DAYS = 3
+"""A run-in shorter than this could never give a baseline (it needs 3 rated days)."""
 
 HABITUATION_MIN_MINUTES = 5
 HABITUATION_MAX_MINUTES = 10
@@ -117,6 +124,21 @@ class ChannelPrescription(ChannelPlacement):
         )
 
 
+class DeviceCap(BaseModel):
+    """A cap signed by the clinic for one device (TSP/2 §16): a device holding the clinic's key
+    refuses any amplitude above it, whatever the host asks."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    serial: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\x21-\x29\x2b-\x7e]+$")]
+    """The device's serial number (as it reports it): the signature is bound to it."""
+    max_ma: Milliamps
+    issued: Annotated[int, Field(ge=0)]
+    """When it was signed (UNIX seconds); a device refuses one older than the cap it holds."""
+    key_id: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
+    signature: Annotated[str, Field(pattern=r"^[0-9a-f]{128}$")]
+
+
 class Prescription(BaseModel):
     """One version of one patient's prescription."""
 
@@ -156,12 +178,24 @@ class Prescription(BaseModel):
     """Ask phantom pain and residual-limb (stump) pain as two ratings."""
     rate_on_movement: bool = False
     """Also ask pain on movement, not only at rest."""
+    run_in_days: Annotated[int, Field(ge=0, le=RUN_IN_MAX_DAYS)] = RUN_IN_DEFAULT_DAYS
+    """Days before the first session on which the patient is asked for a daily pain rating:
+    the review's baseline. 0: no run-in (the baseline is then the first week of use)."""
+    headline_pain: PainSite | None = None
+    """The pain series the review leads with; None: phantom-limb pain (or the one pain rating
+    when phantom and residual-limb pain are not rated separately)."""
+    headline_on_movement: bool = False
+    """The headline series is pain on movement (needs ``rate_on_movement``), not at rest."""
 
     current_density_override: ClinicianOverride | None = None
     """Allows r.m.s. current density above 2 mA/cm² (S5); 0.25 W/cm² is refused regardless."""
 
     channels: tuple[ChannelPrescription, ...] = ()
     notes: Text = ""
+
+    device_caps: tuple[DeviceCap, ...] = ()
+    """Caps signed for the patient's devices that check them themselves (``prescription sign
+    --device-serial``); covered by the prescription's signature as well."""
 
     signature: Signature | None = None
     """The clinician's signature (``tens-control prescription sign``), over
@@ -205,6 +239,21 @@ class Prescription(BaseModel):
         numbers = [c.channel for c in self.channels]
         if len(set(numbers)) != len(numbers):
             raise ValueError("channels: a channel number appears twice")
+        if 0 < self.run_in_days < RUN_IN_MIN_DAYS:
+            raise ValueError(
+                f"run_in_days ({self.run_in_days}) is too short for a baseline: use 0 (no "
+                f"run-in) or {RUN_IN_MIN_DAYS} to {RUN_IN_MAX_DAYS} days"
+            )
+        separate = self.rate_phantom_and_residual_separately
+        headline = self.headline_pain
+        if headline is not None and (headline is not PainSite.OTHER) != separate:
+            raise ValueError(
+                f"headline_pain {headline.value!r} is never asked: with "
+                f"rate_phantom_and_residual_separately = {str(separate).lower()} use "
+                + ("'phantom' or 'residual_limb'" if separate else "'other' (one pain rating)")
+            )
+        if self.headline_on_movement and not self.rate_on_movement:
+            raise ValueError("headline_on_movement needs rate_on_movement = true")
         if self.minutes_per_day is not None and self.minutes_per_day < self.session_minutes:
             raise ValueError(
                 f"minutes_per_day ({self.minutes_per_day}) is shorter than one session "
@@ -219,8 +268,21 @@ class Prescription(BaseModel):
         return self.version == 0
 
     @property
+    def headline_series(self) -> tuple[PainSite, bool]:
+        """The review's headline series: (which pain, on movement)."""
+        pain = self.headline_pain
+        if pain is None:
+            pain = PainSite.PHANTOM if self.rate_phantom_and_residual_separately else PainSite.OTHER
+        return pain, self.headline_on_movement
+
+    @property
     def is_signed(self) -> bool:
         return self.signature is not None
+
+    def device_cap(self, serial: str) -> DeviceCap | None:
+        """The newest cap signed for the device with this serial number, if any."""
+        caps = [c for c in self.device_caps if c.serial == serial]
+        return max(caps, key=lambda c: c.issued) if caps else None
 
     def signed_content(self) -> dict[str, Any]:
         """What a signature covers: every field as JSON except the signature itself and
@@ -367,9 +429,15 @@ SIGNATURE_PURPOSE = "tens-control prescription"
 
 
 def sign_prescription(
-    rx: Prescription, key: ClinicianKey, patient: str, at: datetime | None = None
+    rx: Prescription,
+    key: ClinicianKey,
+    patient: str,
+    at: datetime | None = None,
+    device_serials: tuple[str, ...] = (),
 ) -> Prescription:
-    """``rx`` for ``patient``, signed with ``key`` (any earlier signature is replaced)."""
+    """``rx`` for ``patient``, signed with ``key`` (any earlier signature is replaced).
+    ``device_serials``: also sign the prescription's amplitude cap for each of these devices
+    (TSP/2 §16; the device must hold this key)."""
     if rx.patient is not None and rx.patient != patient:
         raise PrescriptionError(
             f"the prescription is for patient {rx.patient!r}, not {patient!r}; check you have "
@@ -378,6 +446,22 @@ def sign_prescription(
     data = rx.model_dump()
     data["patient"] = patient
     data["signature"] = None
+    if device_serials:
+        if rx.max_amplitude_ma is None:
+            raise PrescriptionError(
+                "a cap signed for a device needs max_amplitude_ma in the prescription; add it"
+            )
+        when = int((at or datetime.now(UTC)).timestamp())
+        data["device_caps"] = [
+            DeviceCap(
+                serial=serial,
+                max_ma=rx.max_amplitude_ma,
+                issued=when,
+                key_id=key.key_id,
+                signature=key.sign_device_cap(serial, rx.max_amplitude_ma, when),
+            ).model_dump()
+            for serial in device_serials
+        ]
     unsigned = prescription_from_dict(data, "prescription")
     signature = key.sign(SIGNATURE_PURPOSE, unsigned.signed_content(), patient=patient, at=at)
     return unsigned.model_copy(update={"signature": signature})
@@ -523,6 +607,7 @@ def over_the_counter(profile: DeviceProfile | None = None) -> Prescription:
         programs=tuple(p.name for p in programs),
         session_minutes=minutes,
         sessions_per_day=OTC_SESSIONS_PER_DAY,
+        run_in_days=0,
     )
 
 
@@ -763,6 +848,9 @@ habituation_prompt_minutes = {hdef}
 # Pain ratings
 rate_phantom_and_residual_separately = true
 rate_on_movement = true
+run_in_days = 7                    # days of ratings before the first session (baseline); 0: none
+# headline_pain = "phantom"        # the series the review leads with: phantom or residual_limb
+# headline_on_movement = false     # true: pain on movement (needs rate_on_movement = true)
 
 notes = ""
 

@@ -1613,6 +1613,7 @@ class SessionController:
                 self._rx = rx
                 governor.set_layers((rx.to_cap_layer(),))
             prepared = self._check_preconditions(program, minutes)
+            self._load_device_cap(governor)
             settings = prepared.program.channel_settings()
             try:
                 for number in prepared.channels:
@@ -1630,6 +1631,41 @@ class SessionController:
             )
             self._barrier()
             return self.snapshot()
+
+    def _load_device_cap(self, governor: SafetyGovernor) -> None:
+        """A device that enforces a cap signed by the clinic (TSP/2 §16) gets the cap signed
+        for it in the prescription in force, before any session; without one it is refused."""
+        info = governor.info
+        key = info.cap_key_id
+        if key is None:
+            return
+        cap = self._rx.device_cap(info.serial_number)
+        if cap is None or cap.key_id != key:
+            why = (
+                f"your prescription has none for this device (serial {info.serial_number})"
+                if cap is None
+                else f"the one in your prescription is signed with key {cap.key_id}"
+            )
+            self._barrier()
+            raise self._refuse(
+                "device cap",
+                f"this device only stimulates up to a cap signed by your clinic (key {key}), "
+                f"and {why}; ask your clinic for a prescription signed for this device",
+                value=info.serial_number,
+            )
+        if info.signed_cap_ma == cap.max_ma:
+            return
+        try:
+            governor.driver.load_signed_cap(cap.max_ma, cap.issued, cap.signature)
+        except DriverError as error:
+            self._barrier()
+            raise self._refuse(
+                "device cap",
+                f"the device refused the cap signed for it ({error}); ask your clinic for a "
+                "new prescription signed for this device",
+                value=cap.max_ma,
+            ) from None
+        governor.connect()  # identified again: the cap it now enforces is one of its limits
 
     def _new_session_locked(self) -> None:
         """After ENDED: re-identify the device (every output 0) for another session."""

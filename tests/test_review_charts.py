@@ -5,7 +5,6 @@ the "not enough data" cases, the text alternatives, and the date axis."""
 
 from __future__ import annotations
 
-import itertools
 import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, date
@@ -156,37 +155,47 @@ def test_rolling_mean_has_a_gap_where_a_day_has_no_value() -> None:
 
 
 def test_weekly_chart_marks_weeks_without_a_mean_and_the_reduction_lines() -> None:
-    b = Builder().prescribe()
-    weekly_pattern(b, [[8, 8, 8, 8, 8, 8, 8], [6, None, None, None, None, None, 6], [4] * 7])
-    chart = _charts(b.build())["weekly"]
+    b = Builder().prescribe(-7)
+    weekly_pattern(b, [[8] * 7, [6, None, None, None, None, None, 6], [4] * 7], start_day=-7)
+    for d in range(14):
+        b.session(d, rated=False)
+    chart = _charts(b.build(today=14))["weekly"]
     root = _svg(chart)
     texts = _texts(root)
-    assert texts.count("n/a") == 1
+    assert texts.count("n/a") == 1  # week 1: 2 rated days
     assert [t for t in texts if t in ("8.0", "6.0", "4.0")] == ["8.0", "4.0"]
-    assert "week 1 (9 Mar 2026) no mean (2 rated days)" in chart.description
-    assert "Baseline 8.0; 30 % less is 5.6, 50 % less is 4.0." in chart.description
+    assert "baseline (run-in before the first session, 23 Feb – 1 Mar 2026) 8.0" in (
+        chart.description
+    )
+    assert "week 1 (2 Mar 2026) no mean (2 rated days)" in chart.description
+    assert "30 % less than the baseline is 5.6, 50 % less is 4.0." in chart.description
     ys: dict[str, float] = {}
     for p in root.iter(f"{{{NS['svg']}}}path"):
         m = re.fullmatch(rf"M{NUM} {NUM}L{NUM} {NUM}", p.attrib["d"])
         if m and m[2] == m[4] and p.attrib.get("stroke-width") == "0.8":  # not the x axis
             ys[p.attrib.get("stroke-dasharray", "solid")] = float(m[2])
-    assert {k: round(_value_of(root, v, (0, 10)), 2) for k, v in ys.items()} == {
-        "solid": 8.0,
-        "3 2": 5.6,
-        "1 1.5": 4.0,
+    assert {k: _value_of(root, v, (0, 10)) for k, v in ys.items()} == {
+        "3 2": pytest.approx(5.6, abs=0.02),  # coordinates have one decimal
+        "1 1.5": pytest.approx(4.0, abs=0.02),
     }
+    # the hatched baseline bar stands over the run-in's days, week 2's bar over its 7 days
+    hatched = [r for r in root.iter(f"{{{NS['svg']}}}rect") if r.attrib["fill"] == charts.BASE_FILL]
+    (blue,) = _paths(root, fill=AFTER)
+    (bar,) = re.findall(rf"M{NUM} {NUM}V{NUM}H{NUM}", blue)
+    assert len(hatched) == 1
+    baseline_w = float(hatched[0].attrib["width"])
+    assert float(bar[3]) - float(bar[0]) == pytest.approx(baseline_w, abs=0.11)
 
 
-def test_weekly_labels_of_a_year_do_not_overlap() -> None:
+def test_weekly_bars_of_a_year_are_on_the_date_axis() -> None:
     root = _svg(_charts(year_patient())["weekly"])
-    labels = [
-        (float(t.attrib["x"]), t.text or "")
-        for t in root.iter(f"{{{NS['svg']}}}text")
-        if (t.text or "").startswith("wk ")
-    ]
-    assert 4 <= len(labels) < 53
-    for (x0, a), (x1, b) in itertools.pairwise(labels):
-        assert x1 - x0 > (text_width(a, charts.FONT) + text_width(b, charts.FONT)) / 2
+    labels = [t.text for t in root.iter(f"{{{NS['svg']}}}text") if (t.text or "").startswith("wk ")]
+    assert labels == ["wk 4", "wk 8", "wk 12"]  # the time points are named
+    (blue,) = _paths(root, fill=AFTER)
+    bars = re.findall(rf"M{NUM} {NUM}V{NUM}H{NUM}", blue)
+    assert len(bars) == 52  # every week of the year (week 53 has begun, with 1 rated day)
+    lefts = [float(b[0]) for b in bars]
+    assert lefts == sorted(lefts)
 
 
 def test_amplitude_chart_shades_the_flagged_tolerance_windows() -> None:
@@ -226,8 +235,52 @@ def test_not_enough_data_is_said_with_the_rule() -> None:
     b = Builder().prescribe()
     b.session(0, before=6, after=4)
     few = _charts(b.build())
-    assert "not enough data: needs ≥ 3 rated days in the baseline week" not in few["pain"].body
     assert "no 7-day mean (needs ≥ 3 rated days in the 7-day window)" in few["pain"].description
+    assert "needs ≥ 3 rated days in the run-in" in few["weekly"].description
+
+
+def _axis_x(chart: Chart) -> float:
+    """The x of the plot's left edge: the vertical axis line."""
+    for p in _svg(chart).iter(f"{{{NS['svg']}}}path"):
+        m = re.fullmatch(rf"M{NUM} {NUM}L{NUM} {NUM}", p.attrib["d"])
+        if m and m[1] == m[3] and float(m[4]) > float(m[2]) + 30:
+            return float(m[1])
+    raise AssertionError(f"no value axis in {chart.name}")
+
+
+def _tick_x(chart: Chart, label: str) -> float:
+    return next(
+        float(t.attrib["x"]) for t in _svg(chart).iter(f"{{{NS['svg']}}}text") if t.text == label
+    )
+
+
+def test_the_four_charts_share_one_date_axis() -> None:
+    """Issue 14: the "Pain and other treatments" chart was shifted by the width of its row
+    labels; every chart now starts its plot where the widest label needs it to."""
+    found = _charts(sample_patient())
+    lefts = {name: _axis_x(chart) for name, chart in found.items()}
+    assert len(set(lefts.values())) == 1, lefts
+    assert lefts["pain"] > charts.LEFT  # moved right for "medication change"
+    for label in ("2 Mar", "16 Mar", "6 Apr"):
+        xs = {name: _tick_x(chart, label) for name, chart in found.items()}
+        assert len(set(xs.values())) == 1, (label, xs)
+
+
+def test_one_day_of_data_is_drawn_in_the_middle_of_a_week() -> None:
+    b = Builder().prescribe()
+    b.session(0, 9, before=6, after=3)
+    chart = _charts(b.build(today=0))["pain"]
+    root = _svg(chart)
+    ((x, _y),) = _dots(_paths(root, stroke=BEFORE)[0])
+    left = _axis_x(chart)
+    right = charts.RIGHT
+    assert left + (right - left) * 3 / 7 < x < left + (right - left) * 4 / 7
+    labels = [
+        t.text
+        for t in root.iter(f"{{{NS['svg']}}}text")
+        if re.fullmatch(r"\d+ \w{3}", t.text or "")
+    ]
+    assert labels == ["27 Feb", "28 Feb", "1 Mar", "2 Mar", "3 Mar", "4 Mar", "5 Mar"]
 
 
 def test_date_ticks_name_the_year_once_and_where_it_changes() -> None:

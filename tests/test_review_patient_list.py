@@ -48,6 +48,8 @@ from tests.store_support import DEVICE
 
 START = datetime(2025, 3, 17, tzinfo=UTC)  # two weeks before the European change to summer time
 DAYS = 30
+TODAY = date(2025, 4, 17)
+"""The day the review is made: the day after the generated month."""
 BERLIN = ZoneInfo("Europe/Berlin")
 ZONES: list[tzinfo] = [
     UTC,
@@ -282,7 +284,7 @@ def clinic(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
 def _full(
     store: Store, name: str, tz: tzinfo | None, period: tuple[date | None, date | None]
 ) -> Aggregates:
-    data = load_patient(store, name, period_from=period[0], period_to=period[1], tz=tz)
+    data = load_patient(store, name, period_from=period[0], period_to=period[1], tz=tz, today=TODAY)
     return aggregate(data, tz)
 
 
@@ -310,7 +312,9 @@ def test_the_sql_path_gives_the_aggregates_of_the_rows(
 ) -> None:
     path, names = clinic
     with Store.open(path, read_only=True) as store:
-        fast = load_aggregates(store, period_from=period[0], period_to=period[1], tz=tz)
+        fast = load_aggregates(
+            store, period_from=period[0], period_to=period[1], tz=tz, today=TODAY
+        )
         assert [a.patient.pseudonym for a in fast] == names
         for agg in fast:
             _assert_same(agg, _full(store, agg.patient.pseudonym, tz, period))
@@ -332,7 +336,7 @@ def test_the_local_zone_with_daylight_saving_time(clinic: tuple[Path, list[str]]
     assert datetime(2025, 3, 30, 12, tzinfo=UTC).astimezone().utcoffset() == timedelta(hours=2)
     with Store.open(path, read_only=True) as store:
         for period in PERIODS[:2]:
-            fast = load_aggregates(store, period_from=period[0], period_to=period[1])
+            fast = load_aggregates(store, period_from=period[0], period_to=period[1], today=TODAY)
             for agg in fast:
                 _assert_same(agg, _full(store, agg.patient.pseudonym, None, period))
 
@@ -340,11 +344,11 @@ def test_the_local_zone_with_daylight_saving_time(clinic: tuple[Path, list[str]]
 def test_one_patient_and_a_few(clinic: tuple[Path, list[str]]) -> None:
     path, _names = clinic
     with Store.open(path, read_only=True) as store:
-        (one,) = load_aggregates(store, ["TWINS"], tz=UTC)
+        (one,) = load_aggregates(store, ["TWINS"], tz=UTC, today=TODAY)
         _assert_same(one, _full(store, "TWINS", UTC, (None, None)))
-        some = load_summaries(store, ["FEW", "BUSY-2"], tz=UTC)
+        some = load_summaries(store, ["FEW", "BUSY-2"], tz=UTC, today=TODAY)
         assert [s.pseudonym for s in some] == ["BUSY-2", "FEW"]  # in the order they were added
-        assert load_summary(store, "FEW", tz=UTC) == some[1]
+        assert load_summary(store, "FEW", tz=UTC, today=TODAY) == some[1]
         assert some[0] == summarize(_full(store, "BUSY-2", UTC, (None, None)), with_daily=False)
 
 
@@ -352,19 +356,22 @@ def test_the_edge_cases_are_in_the_clinic(clinic: tuple[Path, list[str]]) -> Non
     """The generated data really holds what the agreement tests claim to cover."""
     path, _names = clinic
     with Store.open(path, read_only=True) as store:
-        s = {x.pseudonym: x for x in load_summaries(store, tz=UTC)}
-        busy = load_patient(store, "BUSY-1", tz=UTC)
+        s = {x.pseudonym: x for x in load_summaries(store, tz=UTC, today=TODAY)}
+        busy = load_patient(store, "BUSY-1", tz=UTC, today=TODAY)
     assert not s["EMPTY"].available
     assert s["EMPTY"].reason is not None
     assert "not enough data" in s["EMPTY"].reason
     assert s["RATINGS-ONLY"].sessions == 0
     assert not s["RATINGS-ONLY"].adherence.available
     assert s["RATINGS-ONLY"].primary is not None
-    assert s["RATINGS-ONLY"].primary.available
+    assert s["RATINGS-ONLY"].primary.rated_days == 12
+    assert s["RATINGS-ONLY"].primary.time_points == ()  # no session: no time point
     assert not s["FEW"].tolerance.available
     assert not s["FEW"].session_change[0].available
     assert s["SKIPPED"].ratings == s["SKIPPED"].ratings_missing == 20
-    assert s["SKIPPED"].primary is None
+    assert s["SKIPPED"].primary is not None  # the headline series, with no rated day
+    assert s["SKIPPED"].primary.rated_days == 0
+    assert s["SKIPPED"].primary.time_points[0].status == "no_baseline"
     # twins: a before goes to the first (same start: lower id), an after to the last ended
     # (same end: the later one), so no session of theirs is rated both ways
     assert s["TWINS"].sessions == 16
@@ -407,12 +414,14 @@ def test_the_review_patient_list_reads_the_sql_path(
     path, names = clinic
     with Store.open(path, read_only=True) as store:
         full = {n: summarize(_full(store, n, UTC, (None, None)), with_daily=False) for n in names}
-        source = review_data.ReviewSource(store, tz=UTC)
+        source = review_data.ReviewSource(store, tz=UTC, today=TODAY)
         batches: list[list[str]] = []
 
-        def counted(store: Store, pseudonyms: list[str], tz: tzinfo | None) -> object:
+        def counted(
+            store: Store, pseudonyms: list[str], tz: tzinfo | None, today: date | None
+        ) -> object:
             batches.append(list(pseudonyms))
-            return load_summaries(store, pseudonyms, tz=tz)
+            return load_summaries(store, pseudonyms, tz=tz, today=today)
 
         def refuse(*_args: object, **_kw: object) -> None:
             raise AssertionError("the patient list must not load every row")
@@ -435,5 +444,5 @@ def test_a_zone_with_a_fraction_of_a_second_is_read_from_rows(
     odd = timezone(timedelta(hours=1, microseconds=500))
     path, _names = clinic
     with Store.open(path, read_only=True) as store:
-        (agg,) = load_aggregates(store, ["BUSY-2"], tz=odd)
+        (agg,) = load_aggregates(store, ["BUSY-2"], tz=odd, today=TODAY)
         _assert_same(agg, _full(store, "BUSY-2", odd, (None, None)))

@@ -52,8 +52,8 @@ def test_html_leads_with_the_answer_and_has_four_charts() -> None:
     ids = re.findall(r'\bid="([^"]+)"', page)
     assert len(ids) == len(set(ids))
     assert "91 % of prescribed sessions" in page
-    assert "30 % responder: yes; 50 % responder: no" in page
-    assert "moderate" in page
+    assert "week 4: 30 % responder" in page
+    assert "IMMPACT moderate" in page
     assert "Tolerance" in page
     assert "skin redness" in page
     assert "electrode off" in page
@@ -70,8 +70,24 @@ def test_html_says_not_enough_data_with_the_rule() -> None:
     b = Builder().prescribe()
     b.session(0, before=6, after=4)
     page = render_html(build_report(b.build(), tz=UTC, generated=GENERATED))
-    assert "not enough data: needs ≥ 3 rated days in the baseline week" in page
+    assert (
+        "not enough data: needs ≥ 3 rated days in the run-in (the days before the first "
+        "session) or in the first week of use"
+    ) in page
     assert "not enough data: needs ≥ 3 sessions rated both before and after" in page
+
+
+def test_one_session_is_one_session_and_minutes_are_minutes() -> None:
+    """Issue 14: "1 sessions, 0 h of stimulation" for a 30-minute session."""
+    b = Builder().prescribe()
+    b.session(0, before=6, after=4)
+    line = build_report(b.build(), tz=UTC, generated=GENERATED).context_line()
+    assert "1 session, 30 min of stimulation" in line
+    b.session(1, minutes=95, rated=False)
+    line = build_report(b.build(), tz=UTC, generated=GENERATED).context_line()
+    assert "2 sessions, 2 h 5 min of stimulation" in line
+    text = _pdf_pages(b.build()).pages[0].extract_text()
+    assert "2 sessions, 2 h 5 min of stimulation" in " ".join(text.split())
 
 
 @pytest.mark.parametrize(
@@ -130,7 +146,7 @@ def test_pdf_charts_are_figures_with_their_text_alternative() -> None:
     assert figures[0].startswith("Pain before and after each session — phantom-limb pain at rest")
     assert "sessions rated before" in figures[0]
     assert figures[1].startswith("Weekly mean pain")
-    assert "week 0" in figures[1]
+    assert "baseline (run-in before the first session" in figures[1]
     assert figures[2].startswith("Amplitude")
     assert "Tolerance pattern shaded" in figures[2]
     assert figures[3].startswith("Pain and other treatments")
@@ -145,11 +161,17 @@ def test_a_year_of_warnings_still_fits_and_says_what_was_left_out() -> None:
     assert "and 37 earlier" in text
 
 
-def test_json_report_is_the_summary() -> None:
-    doc = json.loads(render(responder(8, 4), "json", tz=UTC, generated=GENERATED))
-    assert doc["primary"]["band"] == "substantial"
-    assert doc["primary"]["responder_50"] is True
-    assert doc["adherence"]["sessions_pct"] == 100.0
+def test_json_report_is_the_summary_and_the_notes() -> None:
+    doc = json.loads(render(sample_patient(), "json", tz=UTC, generated=GENERATED))
+    tp = doc["summary"]["primary"]["time_points"][0]
+    assert (tp["week"], tp["band"], tp["responder_30"], tp["responder_50"]) == (
+        4,
+        "moderate",
+        True,
+        False,
+    )
+    assert doc["summary"]["adherence"]["sessions_done"] == 115
+    assert [n["text"] for n in doc["session_notes"]] == ["felt relaxed afterwards"]
 
 
 def test_output_is_never_overwritten_without_force(tmp_path: Path) -> None:

@@ -48,7 +48,7 @@ def sample_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_store_gives_the_same_figures_as_the_rows(sample_db: Path) -> None:
     expected = summarize_data(sample_patient(), tz=UTC)
     with Store.open(sample_db, create=False, recover=False) as store:
-        data = load_patient(store, "P-014", tz=UTC)
+        data = load_patient(store, "P-014", tz=UTC, today=on(42))
     got = summarize_data(data, tz=UTC)
     assert got.pseudonym == "P-014"
     assert (got.period_start, got.period_end) == (expected.period_start, expected.period_end)
@@ -136,7 +136,7 @@ def test_report_command_writes_every_format(sample_db: Path, tmp_path: Path, fmt
         "html": lambda b: b.startswith(b"<!DOCTYPE html>") and b.count(b"<svg") == 4,
         "pdf": lambda b: len(PdfReader(out).pages) <= 2,
         "csv": lambda b: b.startswith(b"record,patient,session_id"),
-        "json": lambda b: json.loads(b)["pseudonym"] == "P-014",
+        "json": lambda b: json.loads(b)["summary"]["pseudonym"] == "P-014",
         "fhir": lambda b: json.loads(b)["resourceType"] == "Bundle",
     }
     assert checks[fmt](content)
@@ -150,7 +150,7 @@ def test_report_command_period_and_errors(sample_db: Path, tmp_path: Path) -> No
     out = tmp_path / "r.json"
     base = ["report", "--db", str(sample_db), "--format", "json", "-o", str(out)]
     assert _run(report_cmd, [*base, "--from", "2026-03-09", "--to", "2026-03-15"]) == 0
-    doc = json.loads(out.read_bytes())
+    doc = json.loads(out.read_bytes())["summary"]
     assert (doc["period_start"], doc["period_end"]) == ("2026-03-09", "2026-03-15")
     with pytest.raises(TensControlError, match="after --to"):
         _run(report_cmd, [*base, "--force", "--from", "2026-03-15", "--to", "2026-03-09"])
@@ -260,10 +260,14 @@ def clinic_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_patient_list_agrees_with_the_full_report(clinic_db: Path) -> None:
     with Store.open(clinic_db, create=False, recover=False) as store:
-        quick = {s.pseudonym: s for s in summarize_many(load_aggregates(store, tz=UTC))}
+        quick = {
+            s.pseudonym: s for s in summarize_many(load_aggregates(store, tz=UTC, today=on(42)))
+        }
         names = [p.pseudonym for p in list_patients(store)]
         full = {
-            name: summarize(aggregate(load_patient(store, name, tz=UTC), UTC), with_daily=False)
+            name: summarize(
+                aggregate(load_patient(store, name, tz=UTC, today=on(42)), UTC), with_daily=False
+            )
             for name in names
         }
     assert sorted(quick) == sorted(full) == sorted(["P-014", "R-50", "R-30", "N-00", "EMPTY"])
@@ -273,20 +277,24 @@ def test_the_patient_list_agrees_with_the_full_report(clinic_db: Path) -> None:
 
 def test_the_patient_list_checks_tolerance_over_the_whole_period(clinic_db: Path) -> None:
     with Store.open(clinic_db, create=False, recover=False) as store:
-        summaries = {s.pseudonym: s for s in load_summaries(store, tz=UTC)}
-        full = summarize_data(load_patient(store, "P-014", tz=UTC), tz=UTC)
+        summaries = {s.pseudonym: s for s in load_summaries(store, tz=UTC, today=on(42))}
+        full = summarize_data(load_patient(store, "P-014", tz=UTC, today=on(42)), tz=UTC)
     p = summaries["P-014"]
     assert p.tolerance.available
     assert p.tolerance.current
     assert p.tolerance == full.tolerance
     assert p.tolerance.windows_evaluated > 1
-    assert summaries["R-50"].primary is not None
-    assert summaries["R-50"].primary.responder_50
-    assert summaries["R-30"].primary is not None
-    assert summaries["R-30"].primary.band == "moderate"
-    assert summaries["N-00"].primary is not None
-    assert not summaries["N-00"].primary.responder_30
+    week4 = {
+        name: summaries[name].primary.time_point(4)  # type: ignore[union-attr]
+        for name in ("R-50", "R-30", "N-00")
+    }
+    assert week4["R-50"] is not None
+    assert week4["R-50"].responder_50
+    assert week4["R-30"] is not None
+    assert week4["R-30"].band == "moderate"
+    assert week4["N-00"] is not None
+    assert week4["N-00"].responder_30 is False
     assert not summaries["EMPTY"].available
     line = status_line(p)
-    assert line.startswith("P-014 · adherence 91 %")
+    assert line.startswith("P-014 · last session 12 Apr (yesterday) · adherence 91 %")
     assert "tolerance" in line

@@ -42,8 +42,10 @@ from tens_control.ui.review.screens.patients import PatientsScreen
 from tens_control.ui.review.screens.session import SessionScreen
 from tens_control.ui.review.widgets import LinesView, PlotView
 from tests.fixtures import review_ui_store
+from tests.fixtures.review_data import on
 
 SIZE = (80, 24)
+TODAY = on(review_ui_store.TODAY)
 SnapCompare = Callable[..., bool]
 
 
@@ -78,6 +80,7 @@ def app_for(clinic: Clinic, export_dir: Path | None = None) -> ReviewApp:
         tz=UTC,
         export_dir=export_dir if export_dir is not None else clinic.export_dir,
         cursor_blink=False,
+        today=TODAY,
     )
 
 
@@ -85,7 +88,7 @@ def expected_summary(db: Path, pseudonym: str) -> PatientSummary:
     """What the analytics say about a patient, computed apart from the UI."""
     store = Store.open(read_only=True, path=db)
     try:
-        return summarize_data(load_patient(store, pseudonym, tz=UTC), UTC)
+        return summarize_data(load_patient(store, pseudonym, tz=UTC, today=TODAY), UTC)
     finally:
         store.close()
 
@@ -135,27 +138,40 @@ async def test_patient_list_shows_each_status_as_the_analytics_compute_it(clinic
         for name in review_ui_store.PATIENTS:
             s = expected_summary(clinic.db, name)
             row = cells(table, name)
-            o = s.primary
             assert row[0] == name
-            assert row[1] == str(s.sessions)
+            assert s.last_session_day is not None
+            assert row[1] == (
+                f"{s.last_session_day.day} {s.last_session_day:%b} · {s.days_since_session} d"
+            )
             assert row[2] == f"{s.adherence.sessions_pct:.0f} %"
-            if o is not None and o.available:
-                assert o.pct_change is not None
-                assert row[3] == f"{'−' if o.pct_change < 0 else ''}{abs(o.pct_change):.0f} %"
-                assert row[4] == ("yes" if o.responder_30 else "no")
-                assert row[5] == ("yes" if o.responder_50 else "no")
-            else:
-                assert row[3:6] == ["–", "–", "–"]
-        # the fixture's known answers
-        assert cells(table, "P-030")[2:6] == ["75 %", "−38 %", "yes", "no"]
-        assert cells(table, "P-050")[2:6] == ["100 %", "−50 %", "yes", "yes"]
-        assert cells(table, "P-NR")[3:6] == ["0 %", "no", "no"]
-        assert cells(table, "P-NEW")[3:6] == ["–", "–", "–"]
-        assert cells(table, "P-AE")[6] == "⚠ 2 adverse events · 2 faults"
-        assert cells(table, "P-050")[6] == "none"
+            tp = None if s.primary is None else s.primary.endpoint
+            if tp is not None and tp.status == "rated":
+                assert tp.pct_change is not None
+                sign = "−" if tp.pct_change < 0 else ""
+                assert row[3] == f"{sign}{abs(tp.pct_change):.0f} % wk{tp.week}"
+                assert row[4:7] == [
+                    "yes" if x else "no"
+                    for x in (tp.responder_30, tp.responder_50, tp.responder_points)
+                ]
+            elif tp is None:
+                assert row[3:7] == ["–", "–", "–", "–"]
+        # the fixture's known answers: week 4 (days 21-27) against the run-in
+        assert cells(table, "P-030")[1:7] == [
+            "29 Mar · 1 d",
+            "75 %",
+            "−38 % wk4",
+            "yes",
+            "no",
+            "yes",
+        ]
+        assert cells(table, "P-050")[2:7] == ["100 %", "−50 % wk4", "yes", "yes", "yes"]
+        assert cells(table, "P-NR")[3:7] == ["0 % wk4", "no", "no", "no"]
+        assert cells(table, "P-NEW")[3:7] == ["–", "–", "–", "–"]
+        assert cells(table, "P-AE")[7] == "⚠ other treatment · 2 adverse events · 2 faults"
+        assert cells(table, "P-050")[7] == "none"
         text = screen_text(app)
         assert "5 of 5 patients" in text
-        assert "not enough data" in text  # the legend says what "–" means
+        assert "– = no time point yet" in text  # the legend says what "–" means
 
 
 async def test_patient_list_sorts_and_filters_by_keyboard(clinic: Clinic) -> None:
@@ -237,15 +253,17 @@ async def test_navigate_list_patient_session_and_export(clinic: Clinic) -> None:
         labels = [x.label for x in figures]
         assert "Tolerance" in labels
         assert "Faults" in labels
+        week4 = next(x.text for x in figures if x.label == "Week 4")
+        assert week4.startswith("6.0 (−1.0 points, −14 %), 23–29 Mar 2026")
+        assert "IMMPACT minimal" in week4
+        assert "ketamine infusion 7–9 Mar 2026" in week4  # beside the figure it may explain
         text = screen_text(app)
-        assert "7.0 → 6.0" in text
-        assert "−14 %" in text
-        assert "IMMPACT band: minimal" in text
-        treatments = screen.query_one("#treatments", LinesView).lines
-        assert [x.label for x in treatments] == [
+        assert "Baseline" in text
+        diary = screen.query_one("#treatments", LinesView).lines
+        assert [x.text.split(":")[0] for x in diary] == [
             "ketamine infusion",
-            "adverse event",
-            "adverse event",
+            "adverse event (mild)",
+            "adverse event (mild)",
         ]
 
         await press(pilot, "2")  # charts
@@ -263,6 +281,7 @@ async def test_navigate_list_patient_session_and_export(clinic: Clinic) -> None:
         assert "6.0" in weeks
         assert "baseline" in weeks
         assert "−14 %" in weeks
+        assert "wk 4 *" in weeks  # a time point
 
         await press(pilot, "4")  # sessions
         table = screen.query_one("#session-table", DataTable)
@@ -339,9 +358,9 @@ async def test_export_writes_each_format_with_the_report_functions(
         assert content.startswith(b"record,patient,")
         assert content.count(b"\r\n") > 28
     elif fmt == "json":
-        summary = json.loads(content)
+        summary = json.loads(content)["summary"]
         assert summary["pseudonym"] == "P-050"
-        assert summary["primary"]["responder_50"] is True
+        assert summary["primary"]["time_points"][0]["responder_50"] is True
     else:
         bundle = parse_bundle(content)
         assert bundle.type == "collection"
@@ -398,15 +417,16 @@ async def test_export_to_a_missing_folder_is_refused_in_the_dialog(clinic: Clini
 
 
 async def test_not_enough_data_is_shown_with_its_rule(clinic: Clinic) -> None:
-    app = make_review_app(clinic.db, tz=UTC, patient="P-NEW", cursor_blink=False)
+    app = make_review_app(clinic.db, tz=UTC, patient="P-NEW", cursor_blink=False, today=TODAY)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         screen = app.screen
         assert isinstance(screen, PatientScreen)
         figures = {x.label: x.text for x in screen.query_one("#figures", LinesView).lines}
         rule = f"not enough data: {RULES['baseline']}"
-        assert rule in figures["Pain change"]
-        assert figures["Responder"].endswith(rule)
+        assert rule in figures["Baseline"]  # two days of the first week so far
+        assert figures["Week 4"].startswith("due:")
+        assert figures["Responder"].endswith("no time point reached yet (week 4 ends 24 Apr 2026)")
         assert figures["Tolerance"] == f"not enough data: {RULES['tolerance']}"
         assert figures["Each session"] == f"not enough data: {RULES['session_change']}"
         await press(pilot, "3")

@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 import stat
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from tens_control.store import (
     DatabaseCorruptError,
     DatabaseMissingError,
     EndReason,
+    Fault,
     MigrationError,
     NewerSchemaError,
     NotATensControlDatabaseError,
@@ -36,6 +38,7 @@ from tens_control.store import (
     schema,
 )
 from tens_control.store.database import inspect_file
+from tens_control.store.records import CommsLost, LeadOff
 from tests.store_support import PLAN, open_virtual, raw, run_session
 
 
@@ -238,8 +241,8 @@ def _add_locale(conn: Connection) -> None:
 def _v1_database(path: Path) -> dict[str, tuple[float | None, float | None]]:
     """A schema version 1 database: two completed sessions with amplitude changes, one ended
     without any, and one left running (as after a crash). Written by this code, then taken
-    back to the version 1 layout (no amplitude columns, no partial index, none of version 3's
-    tables and columns, version 1).
+    back to the version 1 layout (no amplitude columns, no partial index, none of the tables and
+    columns of versions 3 and 4, version 1).
     Returns the figures each session should get, by uid."""
     clock = VirtualClock()
     with open_virtual(path, clock, recover=False) as store:
@@ -259,7 +262,8 @@ def _v1_database(path: Path) -> dict[str, tuple[float | None, float | None]]:
         store.append_event(running, StateChanged(from_state="running", to_state="paused"))
         store._active.discard(running)  # as if the process had died: recovery may close it
     with raw(path) as conn:
-        conn.execute("DROP TABLE enrolments")
+        conn.execute("DROP TABLE pgic_ratings")  # version 4
+        conn.execute("DROP TABLE enrolments")  # version 3
         conn.execute("DROP TABLE anchors")
         conn.execute("ALTER TABLE sessions DROP COLUMN odometer_sessions")
         conn.execute("ALTER TABLE sessions DROP COLUMN odometer_seconds")
@@ -289,12 +293,25 @@ V1_SESSION_COLUMNS = (
 )
 
 
+def _fresh_sql(tmp_path: Path, name: str) -> str:
+    """The SQL of table or index ``name`` in a database created by this version."""
+    path = tmp_path / "fresh" / "log.sqlite3"
+    if not path.exists():
+        path.parent.mkdir()
+        with Store.open(path):
+            pass
+    with raw(path) as conn:
+        return str(
+            conn.execute("SELECT sql FROM sqlite_master WHERE name = ?", (name,)).fetchone()[0]
+        )
+
+
 def test_a_version_1_database_is_migrated_with_a_backup_and_still_verifies(
     tmp_path: Path,
 ) -> None:
-    """The real steps 1 -> 2 -> 3: amplitude columns added and filled from the log, the partial
-    index created, the enrolment and anchor tables and the odometer columns added; nothing else
-    changed, every chain still verifies."""
+    """The real steps 1 -> 2 -> 3 -> 4: amplitude columns added and filled from the log, the
+    partial index created, the enrolment and anchor tables and the odometer columns added, the
+    PGIC table added; nothing else changed, every chain still verifies."""
     path = tmp_path / "log.sqlite3"
     expected = _v1_database(path)
     before = {
@@ -303,7 +320,7 @@ def test_a_version_1_database_is_migrated_with_a_backup_and_still_verifies(
     }
     sessions_before = _rows(path, "sessions", V1_SESSION_COLUMNS)
     with Store.open(path, recover=False) as store:
-        assert inspect_file(path) == schema.SCHEMA_VERSION == 3
+        assert inspect_file(path) == schema.SCHEMA_VERSION == 4
         for table, rows in before.items():
             assert _rows(path, table) == rows, table
         assert _rows(path, "sessions", V1_SESSION_COLUMNS) == sessions_before
@@ -321,15 +338,20 @@ def test_a_version_1_database_is_migrated_with_a_backup_and_still_verifies(
         index_sql = conn.execute(
             "SELECT sql FROM sqlite_master WHERE name = 'ix_events_review_kinds'"
         ).fetchone()[0]
-    assert [v for v, _ in versions] == [1, 2, 3]
+    assert [v for v, _ in versions] == [1, 2, 3, 4]
     assert versions[1][1] == migrations.STEPS[1][0]
     assert versions[2][1] == migrations.STEPS[2][0]
+    assert versions[3][1] == migrations.STEPS[3][0]
     with raw(path) as conn:
         columns = {row[1] for row in conn.execute("PRAGMA table_info(sessions)")}
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert {"odometer_sessions", "odometer_seconds"} <= columns
     assert {"enrolments", "anchors", "ix_enrolment_patient_at"} <= tables
-    assert "WHERE kind IN ('fault', 'rejected')" in index_sql
+    assert {"pgic_ratings", "ix_pgic_patient_at"} <= tables
+    assert index_sql == _fresh_sql(tmp_path, "ix_events_review_kinds")
+    assert "WHERE kind IN ('comms_lost', 'fault', 'lead_off', 'output_mismatch', 'rejected')" in (
+        index_sql
+    )
     assert len(figures) == 3  # the running session has no end, so no figures yet
     for uid, (mean_ma, max_ma) in figures.items():
         want_mean, want_max = expected[uid]
@@ -406,14 +428,68 @@ def test_a_failing_migration_leaves_the_database_as_it_was(
     assert inspect_file(path) == schema.SCHEMA_VERSION
 
 
+def test_a_version_3_database_gets_the_pgic_table_and_the_governor_faults_in_its_index(
+    tmp_path: Path,
+) -> None:
+    """The step 3 -> 4: an empty PGIC table, and the partial index recreated to hold the
+    governor's fault kinds beside the old ``fault`` records; nothing else changed. PGIC answers
+    stored afterwards are hash-chained like every record and verify."""
+    path = tmp_path / "log.sqlite3"
+    clock = VirtualClock()
+    _v1_database(path)
+    with open_virtual(path, clock, recover=False) as store:  # 1 -> 4
+        sid = store.begin_session(PLAN)
+        store.append_event(sid, Fault(fault="lead_off", channel=1))  # an old log's fault
+        clock.advance(1.0)
+        store.append_event(sid, LeadOff(time=1.0, channel=2, impedance_ohm=9000.0))
+        clock.advance(1.0)
+        store.append_event(sid, CommsLost(time=2.0))
+        store.end_session(sid, EndReason.COMMS_LOST)
+    with raw(path) as conn:  # back to version 3
+        conn.execute("DROP TABLE pgic_ratings")
+        conn.execute("DROP INDEX ix_events_review_kinds")
+        conn.execute(
+            "CREATE INDEX ix_events_review_kinds ON events (chain_id, wall_time) "
+            "WHERE kind IN ('fault', 'rejected')"
+        )
+        conn.execute("DELETE FROM schema_version WHERE version = 4")
+    assert inspect_file(path) == 3
+    before = {table: _rows(path, table) for table in ("events", "sessions", "pain_ratings")}
+    with Store.open(path, recover=False) as store:
+        assert inspect_file(path) == 4
+        for table, rows in before.items():
+            assert _rows(path, table) == rows, table
+        store.add_pgic(2, at=datetime(2026, 3, 1, 20, tzinfo=UTC))
+        store.add_pgic(None, at=datetime(2026, 3, 8, 20, tzinfo=UTC))
+        assert [r.value for r in store.pgic_ratings()] == [2, None]
+        assert store.verify().ok
+    with raw(path) as conn:
+        for name in ("ix_events_review_kinds", "pgic_ratings", "ix_pgic_patient_at"):
+            (sql,) = conn.execute(
+                "SELECT sql FROM sqlite_master WHERE name = ?", (name,)
+            ).fetchone()
+            if name != "pgic_ratings":  # the table's text differs in layout, not in meaning
+                assert sql == _fresh_sql(tmp_path, name), name
+        query = (
+            "SELECT e.kind FROM events AS e JOIN chains AS c ON c.id = e.chain_id "
+            f"WHERE c.patient_id = 1 AND {schema.review_kinds_sql('e')} ORDER BY e.wall_time"
+        )
+        kinds = [r[0] for r in conn.execute(query)]
+    assert kinds == ["fault", "lead_off", "comms_lost"]  # the old fault and the new kinds
+    with raw(path) as conn:
+        conn.execute("UPDATE pgic_ratings SET value = 1 WHERE value = 2")  # an edit
+    with Store.open(path, recover=False) as store:
+        assert not store.verify().ok
+
+
 def test_a_version_without_a_migration_step_is_refused_untouched(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "log.sqlite3"
     _v1_database(path)
     before = digest(path)
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 4)
-    with pytest.raises(MigrationError, match="no step from version 3"):
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 5)
+    with pytest.raises(MigrationError, match="no step from version 4"):
         Store.open(path)
     assert digest(path) == before
 

@@ -9,6 +9,7 @@ report. The README shows ``test_running_session.svg``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from tens_control.session import SessionState
 from tens_control.store.records import PainSite, RatingTime
 from tens_control.ui.screens import connect
 from tens_control.ui.screens.habituation import HabituationModal
-from tests.ui_support import PRESS_INTERVAL_S, UiRig, make_ui_rig, prescription, settle
+from tests.ui_support import PRESS_INTERVAL_S, START, UiRig, make_ui_rig, prescription, settle
 
 SnapCompare = Callable[..., bool]
 Steps = Callable[[Pilot[Any]], Awaitable[None]]
@@ -216,6 +217,27 @@ def test_post_session(snap_compare: SnapCompare, rig: UiRig) -> None:
 def test_history(snap_compare: SnapCompare, rig: UiRig) -> None:
     _past_sessions(rig, [(7, 5), (6, 4), (8, 4), (6, 3), (5, 3)])
     assert snap_compare(rig.app, terminal_size=(100, 32), run_before=_steps(rig, "h"))
+
+
+def test_history_pgic_question(snap_compare: SnapCompare, rig: UiRig) -> None:
+    _past_sessions(rig, [(7, 5), (6, 4)])
+    assert snap_compare(rig.app, terminal_size=(100, 32), run_before=_steps(rig, "h", "g"))
+
+
+def test_home_run_in(snap_compare: SnapCompare, tmp_path: Path) -> None:
+    """The run-in before the first session: two days rated, today not yet."""
+    rig = make_ui_rig(tmp_path, rx=prescription(run_in_days=7))
+    wall = rig.app.options.wall
+    assert wall is not None
+    rig.app.options.wall = lambda: wall() + timedelta(days=2)
+    for day in (0, 1):
+        rig.store.add_pain_rating(
+            5, RatingTime.DIARY, PainSite.PHANTOM, at=START + timedelta(days=day)
+        )
+    try:
+        assert snap_compare(rig.app, terminal_size=(100, 32), run_before=_steps(rig))
+    finally:
+        rig.close()
 
 
 def test_diary(snap_compare: SnapCompare, rig: UiRig) -> None:

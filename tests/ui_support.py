@@ -46,6 +46,7 @@ def prescription(**changes: Any) -> Prescription:
         "sessions_per_day": 4,
         "habituation_prompt": False,
         "rate_phantom_and_residual_separately": True,
+        "run_in_days": 0,
         "channels": [
             {"channel": 1, "site": "residual_limb", "side": "left", "pad": "5x5 cm"},
             {"channel": 2, "site": "transected_nerve", "side": "left", "pad": "5x5 cm"},

@@ -52,6 +52,7 @@ from drivers.engine import (
     Engine,
     Identify,
     InFlight,
+    LoadSignedCap,
     Ping,
     QueryStatus,
     SetAmplitude,
@@ -283,6 +284,10 @@ class ScienceMode2Engine(Engine):
             self._start(ticket)
         elif isinstance(command, StopOutput):
             self._stop(ticket)
+        elif isinstance(command, LoadSignedCap):
+            raise DriverRefusedError(
+                ErrorCode.UNKNOWN_COMMAND, "signed cap", "the RehaStim 2 cannot check signed caps"
+            )
         elif isinstance(command, QueryStatus | Ping):
             self._check_linked("status")
             found: list[int] = []

@@ -302,8 +302,46 @@ class Status:
         return ()
 
 
-Command = Hello | Configure | SetAmplitude | Start | Stop | Ping | Status
-COMMAND_VERBS: tuple[str, ...] = ("HELLO", "CFG", "AMP", "START", "STOP", "PING", "STATUS")
+_HEX128_RE = re.compile(r"[0-9a-f]{128}")
+
+
+@dataclass(frozen=True, slots=True)
+class SignedCap:
+    """``CAP <maxma> <issued> <signature>`` (optional, §16): a cap on every channel signed by
+    the clinic, which a device holding the clinic's key enforces whatever the host asks."""
+
+    max_ma: float
+    issued: int
+    """When the clinic signed it (UNIX seconds); a device refuses one older than it holds."""
+    signature: str
+    """Ed25519 over :func:`cap_message`, 128 lower-case hex digits."""
+    verb = "CAP"
+
+    def to_args(self) -> tuple[str, ...]:
+        if not _HEX128_RE.fullmatch(self.signature):
+            raise CommandValueError("a CAP signature is 128 lower-case hex digits")
+        if self.issued < 0:
+            raise CommandValueError("a CAP issue time is UNIX seconds (>= 0)")
+        return (format_number(self.max_ma, "cap"), str(self.issued), self.signature)
+
+
+def cap_message(serial_number: str, max_ma: float, issued: int) -> bytes:
+    """What the clinic signs for a device cap: bound to the device's serial number, so that a
+    cap signed for one unit cannot be loaded into another (§16)."""
+    return f"TSP-CAP {serial_number} {format_number(max_ma, 'cap')} {issued}".encode("ascii")
+
+
+Command = Hello | Configure | SetAmplitude | Start | Stop | Ping | Status | SignedCap
+COMMAND_VERBS: tuple[str, ...] = (
+    "HELLO",
+    "CFG",
+    "AMP",
+    "START",
+    "STOP",
+    "PING",
+    "STATUS",
+    "CAP",
+)
 
 
 def command_frame(seq: int, command: Command) -> Frame:
@@ -356,6 +394,13 @@ def decode_command(frame: Frame) -> Command:
     if verb == "AMP":
         ch, ma = _expect_args(frame, 2)
         return SetAmplitude(_parse_channel(ch), parse_number(ma, "amplitude"))
+    if verb == "CAP":
+        ma, issued, signature = _expect_args(frame, 3)
+        if not _HEX128_RE.fullmatch(signature):
+            raise MessageError(ErrorCode.PARAMETER, "CAP signature is not 128 hex digits")
+        if not re.fullmatch(r"[0-9]{1,12}", issued):
+            raise MessageError(ErrorCode.PARAMETER, "CAP issue time is not UNIX seconds")
+        return SignedCap(parse_number(ma, "cap"), int(issued), signature)
     simple: dict[str, Command] = {
         "START": Start(),
         "STOP": Stop(),
@@ -715,6 +760,11 @@ def hello_ack(
             f"sim={flag[info.reported_simulator]}",
             f"sessions={info.odometer_sessions}",
             f"stimsec={round(info.odometer_stimulation_s)}",
+            *(
+                ()
+                if info.cap_key_id is None
+                else (f"capkey={info.cap_key_id}", f"cap={format_number(info.signed_cap_ma or 0)}")
+            ),
         ),
     )
 
@@ -793,7 +843,17 @@ def parse_hello_ack(ack: Ack) -> HelloIdentity:
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "identity"
         raise MessageError(ErrorCode.PARAMETER, f"HELLO reply {where}: {first['msg']}") from None
-    extra = {k: v for k, v in fields.items() if k not in _HELLO_KEYS}
+    cap_key = fields.get("capkey")
+    if cap_key is not None:
+        if not re.fullmatch(r"[0-9a-f]{16}", cap_key):
+            raise MessageError(
+                ErrorCode.PARAMETER, f"HELLO field capkey={cap_key!r} is not a key id"
+            )
+        cap = fields.get("cap", "0")
+        info = info.model_copy(
+            update={"cap_key_id": cap_key, "signed_cap_ma": parse_number(cap, "cap")}
+        )
+    extra = {k: v for k, v in fields.items() if k not in (*_HELLO_KEYS, "capkey", "cap")}
     return HelloIdentity(major, minor, info, watchdog_ms, extra)
 
 

@@ -38,6 +38,7 @@ from drivers.engine import (
     Engine,
     Identify,
     InFlight,
+    LoadSignedCap,
     Ping,
     QueryStatus,
     SetAmplitude,
@@ -140,6 +141,8 @@ class TspEngine(Engine):
             message = codec.Status()
         elif isinstance(command, Ping):
             message = codec.Ping()
+        elif isinstance(command, LoadSignedCap):
+            message = codec.SignedCap(command.max_ma, command.issued, command.signature)
         else:  # pragma: no cover - DeviceCommand is closed
             raise TypeError(command)
         seq = self._seq()
@@ -308,8 +311,15 @@ class TspEngine(Engine):
                 f"speaks TSP/{PROTOCOL_MAJOR}"
             )
         self.watchdog_ms = identity.watchdog_ms
-        self.info = identity.info
-        return identity.info
+        info = identity.info
+        cap = info.signed_cap_ma
+        if cap is not None and info.limits is not None and cap < info.limits.max_amplitude_ma:
+            # a cap the device enforces itself is one more (narrower) limit of the device
+            info = info.model_copy(
+                update={"limits": info.limits.model_copy(update={"max_amplitude_ma": cap})}
+            )
+        self.info = info
+        return info
 
 
 def _parse_status(ack: Ack) -> codec.DeviceStatus | DriverError:

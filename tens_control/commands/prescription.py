@@ -73,6 +73,14 @@ def add_parser(sub: Any) -> None:
     )
     add_key_argument(sign, "the prescription")
     sign.add_argument(
+        "--device-serial",
+        action="append",
+        default=[],
+        metavar="SERIAL",
+        help="also sign the amplitude cap for this device, which then enforces it itself (a "
+        "TSP/2 unit holding the clinic's key; repeatable)",
+    )
+    sign.add_argument(
         "-o", "--output", metavar="OUT", help="the signed file (default: FILE.signed.toml)"
     )
     sign.add_argument("--force", action="store_true", help="replace OUT if it exists")
@@ -173,7 +181,7 @@ def _sign(args: argparse.Namespace) -> int:
         )
     _check_fits(rx, _profile_for(args, rx), f"prescription {path}")
     key = load_private_key(Path(args.key).expanduser(), read_passphrase("Key passphrase: "))
-    signed = sign_prescription(rx, key, patient)
+    signed = sign_prescription(rx, key, patient, device_serials=tuple(args.device_serial))
     output = Path(args.output) if args.output else path.with_name(f"{path.stem}.signed.toml")
     write_new_file(output, dump_prescription(signed), overwrite=bool(args.force))
     print(
@@ -374,6 +382,12 @@ def describe(rx: Prescription, profile: DeviceProfile | None = None) -> str:
     )
     moves = "at rest and on movement" if rx.rate_on_movement else "at rest"
     lines.append(f"Pain ratings: {ratings}; {moves}")
+    pain, on_movement = rx.headline_series
+    run_in = f"{rx.run_in_days} days of daily ratings" if rx.run_in_days else "none"
+    lines.append(
+        f"Review: headline {pain.value.replace('_', ' ')} pain "
+        f"{'on movement' if on_movement else 'at rest'}; run-in before the first session: {run_in}"
+    )
 
     lines.append("")
     if rx.channels:

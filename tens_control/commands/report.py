@@ -28,10 +28,12 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "report",
         help="write a patient's clinician report (html, pdf, csv, json or fhir)",
-        description="Summarise one patient's sessions and pain ratings for a clinician: "
-        "adherence, pain change from the baseline week, responder status, tolerance, adverse "
-        "events and faults (html/pdf: at most two A4 pages), or export them as CSV, JSON or "
-        "a FHIR R4B bundle. The rules of every figure are in docs/review.md. Read-only.",
+        description="Summarise one patient's log for a clinician, up to today: last use, "
+        "adherence, pain at weeks 4, 8 and 12 against the run-in baseline (responders by "
+        "intention to treat, in percent and in points), other treatments beside the figures, "
+        "PEG, PGIC, the diary and session notes, tolerance, adverse events and faults "
+        "(html/pdf: at most two A4 pages), or export them as CSV, JSON or a FHIR R4B bundle. "
+        "The rules of every figure are in docs/review.md. Read-only.",
     )
     add_db_argument(p)
     add_patient_argument(p)
@@ -40,7 +42,11 @@ def add_parser(sub: Any) -> None:
         "--from", dest="period_from", metavar="DATE", type=_day, help="first day (YYYY-MM-DD)"
     )
     p.add_argument(
-        "--to", dest="period_to", metavar="DATE", type=_day, help="last day (YYYY-MM-DD)"
+        "--to",
+        dest="period_to",
+        metavar="DATE",
+        type=_day,
+        help="last day (YYYY-MM-DD; default: today)",
     )
     p.add_argument(
         "-o", "--output", metavar="FILE", required=True, help="output file ('-': standard output)"

@@ -1,21 +1,38 @@
 """The clinician's figures (DESIGN.md §9), computed from plain rows; the rules are in
 docs/review.md, and each rule's wording is in :data:`RULES`.
 
+The definitions follow how pain trials report (IMMPACT: Dworkin et al. 2008; Farrar et al.
+2001):
+
+- the **period** runs to today (or to ``--to``), never only to the last day with data, and the
+  last session and the last rating are always given with the days since;
+- the **baseline** of each pain series is the **run-in**: the days before the first session
+  (as many as the prescription's ``run_in_days``) with ≥ 3 rated days; without one, the
+  **first week of use**, labelled so. A baseline under 4/10 is flagged;
+- the **endpoints** are fixed **time points**, weeks 4, 8 and 12 counted from the first session,
+  **intention to treat**: a time point that has passed without ≥ 3 rated days (or without a
+  baseline) counts as a non-responder, never as "no data";
+- **responders** in percent (≥ 30 %, ≥ 50 % less pain) and in points (≥ 2 NRS points less),
+  with the IMMPACT band;
+- the **headline series** is the one the prescription names (default phantom-limb pain at rest);
+  every series has its own figures;
+- another treatment (a ketamine infusion, a medication change, ...) inside a comparison window
+  is listed with the figure it may explain;
+- **adherence** counts a session on the local day it started, from the first session to the
+  last complete day (today counts once its prescribed sessions are done).
+
 Two steps, so that one patient (from rows) and a hundred patients (from SQL ``GROUP BY``) share
 the same rules:
 
 1. :func:`aggregate` reduces one patient's rows (:class:`~tens_control.review.model.PatientData`)
    to per-day sums (:class:`Aggregates`). The store adapter can build the same
    :class:`Aggregates` directly in SQL.
-2. :func:`summarize` turns :class:`Aggregates` into a :class:`PatientSummary`: adherence,
-   per-session change, weekly means and percent change from the baseline week, IMMPACT bands,
-   responder status, 7-day rolling means, the tolerance flag, faults, rejections, adverse events
-   and other treatments.
+2. :func:`summarize` turns :class:`Aggregates` into a :class:`PatientSummary`.
 
 A skipped rating (``value is None``) is counted as missing, never as 0. A figure without enough
 data is returned with ``available=False`` and ``reason`` = "not enough data: <rule>".
-Pain means are exact fractions until they are reported, so band boundaries (30 %, 50 %) are
-decided exactly.
+Pain means are exact fractions until they are reported, so thresholds (30 %, 50 %, 2 points,
+4/10) are decided exactly.
 """
 
 from __future__ import annotations
@@ -23,21 +40,28 @@ from __future__ import annotations
 import itertools
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from fractions import Fraction
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import TypeAdapter
 
+from tens_control.pain import PGIC_LABELS
 from tens_control.review.model import (
+    HEADLINE,
     PAIN_KINDS,
     POSTURES,
+    RUN_IN_DAYS,
     AdverseEventRow,
+    EpisodeRow,
+    NoteRow,
     PainKind,
     PatientData,
     PatientRow,
+    PegRow,
+    PgicRow,
     Posture,
     PrescriptionRow,
     SeriesKey,
@@ -55,20 +79,33 @@ TOLERANCE_MIN_SESSIONS = 3
 TOLERANCE_RISE = Fraction(1, 5)  # +20 % mean session amplitude
 RESPONDER_30 = Fraction(3, 10)
 RESPONDER_50 = Fraction(1, 2)
+RESPONDER_POINTS = 2
 MINIMAL = Fraction(1, 10)
+LOW_BASELINE = 4
+"""A baseline below 4/10 is flagged: percent changes from a low baseline mislead."""
+TIME_POINTS = (4, 8, 12)
+"""The endpoints: weeks counted from the first session (week 1 = its day and the 6 after)."""
+PGIC_IMPROVED = 2
+"""PGIC "much improved" or better (1-2): the benchmark Farrar et al. 2001 set ~30 % against."""
 
 BACKGROUND_WHENS = frozenset({"before", "diary"})
-"""Ratings that measure the pain the patient lives with (weekly means, bands, responders).
-Ratings during, just after and 30 min after a session measure the session's immediate effect
-and are used only for the per-session change."""
+"""Ratings that measure the pain the patient lives with (baseline, weekly means, time points,
+responders). Ratings during, just after and 30 min after a session measure the session's
+immediate effect and are used only for the per-session change."""
 
 RULES: dict[str, str] = {
-    "adherence": "needs a prescription in force on at least 1 day of the period",
+    "adherence": "needs a prescription in force on at least 1 day from the first session",
+    "no_session": "no session yet: adherence and the time points start at the first session",
+    "no_day": "no complete day of treatment yet (today counts once its sessions are done)",
     "session_change": "needs ≥ 3 sessions rated both before and after (same pain, same posture)",
-    "baseline": "needs ≥ 3 rated days in the baseline week",
+    "baseline": (
+        "needs ≥ 3 rated days in the run-in (the days before the first session) or in the "
+        "first week of use"
+    ),
     "week": "needs ≥ 3 rated days in the week",
-    "follow_up": "needs a week after the baseline week with ≥ 3 rated days",
-    "baseline_zero": "the baseline weekly mean is 0, so a percent change is undefined",
+    "missing": "fewer than 3 rated days in the week: counted as a non-responder",
+    "no_baseline": "no baseline: counted as a non-responder",
+    "baseline_zero": "the baseline is 0, so a percent change is undefined",
     "rolling": "needs ≥ 3 rated days in the 7-day window",
     "tolerance": (
         "needs two consecutive 5-day blocks, each with ≥ 3 sessions with a recorded amplitude "
@@ -156,6 +193,8 @@ class Aggregates:
     diary ratings of that pain series. ``change[key][day]`` is the (sum, count) of after − before
     over the sessions of that day rated both before and after (same pain, same posture);
     ``change_30`` the same for +30 min − before. Days are the patient's local calendar days.
+    ``last_session`` is the start of the latest session, ``last_rating`` the time of the latest
+    pain rating given (not skipped); ``today`` the day the review is made.
     """
 
     patient: PatientRow
@@ -171,10 +210,18 @@ class Aggregates:
     end_reasons: dict[str, int] = field(default_factory=dict)
     adverse_events: list[AdverseEventRow] = field(default_factory=list)
     treatments: list[TreatmentRow] = field(default_factory=list)
+    episodes: list[EpisodeRow] = field(default_factory=list)
+    pegs: list[PegRow] = field(default_factory=list)
+    pgics: list[PgicRow] = field(default_factory=list)
+    last_session: datetime | None = None
+    last_rating: datetime | None = None
     first_day: date | None = None
     last_day: date | None = None
     period_from: date | None = None
     period_to: date | None = None
+    today: date | None = None
+    zone: tzinfo | None = None
+    """The time zone of the days (``None``: this computer's local zone)."""
 
     def see_day(self, day: date) -> None:
         """Widen the data extent to include ``day``."""
@@ -182,6 +229,14 @@ class Aggregates:
             self.first_day = day
         if self.last_day is None or day > self.last_day:
             self.last_day = day
+
+    def see_session(self, start: datetime) -> None:
+        if self.last_session is None or start > self.last_session:
+            self.last_session = start
+
+    def see_rating(self, at: datetime) -> None:
+        if self.last_rating is None or at > self.last_rating:
+            self.last_rating = at
 
 
 Zone = tzinfo | None
@@ -195,6 +250,11 @@ def local_day(moment: datetime, tz: Zone) -> date:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(tz).date()
+
+
+def today_in(tz: Zone) -> date:
+    """Today's date in ``tz`` (``None``: local time)."""
+    return datetime.now(UTC).astimezone(tz).date()
 
 
 def _add(table: dict[SeriesKey, dict[date, SumCount]], key: SeriesKey, day: date, v: int) -> None:
@@ -212,7 +272,13 @@ def aggregate(data: PatientData, tz: Zone = None) -> Aggregates:
     def inside(day: date) -> bool:
         return (lo is None or day >= lo) and (hi is None or day <= hi)
 
-    agg = Aggregates(patient=data.patient, period_from=lo, period_to=hi)
+    agg = Aggregates(
+        patient=data.patient,
+        period_from=lo,
+        period_to=hi,
+        today=data.today if data.today is not None else today_in(zone),
+        zone=zone,
+    )
     agg.prescriptions = sorted(
         ((local_day(p.valid_from, zone), p) for p in data.prescriptions), key=lambda t: t[0]
     )
@@ -222,6 +288,7 @@ def aggregate(data: PatientData, tz: Zone = None) -> Aggregates:
         if not inside(day):
             continue
         agg.see_day(day)
+        agg.see_session(s.start)
         sd = agg.session_days.setdefault(day, SessionDay())
         sd.sessions += 1
         sd.stim_us += stim_us(s.stim_minutes)
@@ -242,6 +309,7 @@ def aggregate(data: PatientData, tz: Zone = None) -> Aggregates:
         if r.value is None:
             agg.ratings_missing += 1
             continue
+        agg.see_rating(r.at)
         key: SeriesKey = (r.pain, r.posture)
         if r.when in BACKGROUND_WHENS:
             _add(agg.background, key, day, r.value)
@@ -275,7 +343,21 @@ def aggregate(data: PatientData, tz: Zone = None) -> Aggregates:
         ),
         key=lambda t: t.start,
     )
+    agg.episodes = in_period_by_time(data.episodes, lambda x: x.start, inside, zone)
+    agg.pegs = in_period_by_time(data.pegs, lambda x: x.at, inside, zone)
+    agg.pgics = in_period_by_time(data.pgics, lambda x: x.at, inside, zone)
     return agg
+
+
+T = TypeVar("T")
+
+
+def in_period_by_time(
+    rows: Iterable[T], when: Callable[[T], datetime], inside: Callable[[date], bool], tz: Zone
+) -> list[T]:
+    """The rows whose time (``when(row)``) falls on a day ``inside`` the period, in time order
+    (ties in the order given)."""
+    return sorted((r for r in rows if inside(local_day(when(r), tz))), key=when)
 
 
 # --- results ---------------------------------------------------------------------------------
@@ -292,7 +374,9 @@ class AdherenceDay:
 
 @dataclass(frozen=True, slots=True)
 class Adherence:
-    """Sessions and minutes per day against the prescription in force that day.
+    """Sessions and minutes per day against the prescription in force that day, from the first
+    session (``first_day``) to the last complete day (``last_day``): yesterday when the period
+    runs to today, or today once its prescribed sessions are done (``today_counted``).
 
     ``sessions_pct`` = Σ min(done, prescribed) / Σ prescribed over the days with a prescription
     (so extra sessions one day do not hide missed days); ``minutes_pct`` likewise.
@@ -300,6 +384,8 @@ class Adherence:
 
     available: bool
     reason: str | None = None
+    first_day: date | None = None
+    last_day: date | None = None
     days: int = 0
     sessions_done: int = 0
     sessions_prescribed: int = 0
@@ -314,6 +400,10 @@ class Adherence:
     """Mean sessions per prescribed day."""
     minutes_per_day: float | None = None
     """Mean stimulation minutes per prescribed day."""
+    today_sessions: int = 0
+    """Sessions started today (when the period runs to today)."""
+    today_counted: bool = False
+    """Today is counted (its prescribed sessions are done); otherwise it is still in progress."""
     daily: tuple[AdherenceDay, ...] = ()
 
 
@@ -334,17 +424,17 @@ class SessionChange:
 
 @dataclass(frozen=True, slots=True)
 class WeekMean:
-    """One week (7 days from the baseline start): the mean of its daily means."""
+    """Week ``index`` of treatment (1 = the day of the first session and the 6 after it): the
+    mean of its daily means."""
 
     index: int
-    """0 = the baseline week."""
     start: date
     end: date
     rated_days: int
     mean: float | None
     """``None`` when the week has fewer than 3 rated days."""
     pct_change: float | None = None
-    """Percent change from the baseline week's mean (negative = less pain)."""
+    """Percent change from the baseline (negative = less pain)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,31 +444,117 @@ class RollingPoint:
     """Mean of daily means over the 7 days ending on ``day``; ``None`` with < 3 rated days."""
 
 
+BaselineKind = Literal["run_in", "first_week", "none"]
+BASELINE_LABELS: dict[BaselineKind, str] = {
+    "run_in": "run-in before the first session",
+    "first_week": "first week of use (no run-in baseline)",
+    "none": "no baseline",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """A series' baseline: the run-in (the ``run_in_days`` days before the first session) when
+    it has ≥ 3 rated days, else the first week of use; the mean of its daily means."""
+
+    kind: BaselineKind
+    start: date | None = None
+    end: date | None = None
+    rated_days: int = 0
+    mean: float | None = None
+    low: bool = False
+    """The baseline is below 4/10: percent changes from it mislead (read the points)."""
+    run_in_days: int = 0
+    """The run-in the prescription asked for (0: none)."""
+    run_in_rated_days: int = 0
+    """Rated days in the run-in, enough or not."""
+    reason: str | None = None
+
+    @property
+    def label(self) -> str:
+        return BASELINE_LABELS[self.kind]
+
+
+@dataclass(frozen=True, slots=True)
+class TreatmentItem:
+    start: date
+    end: date | None
+    kind: str
+    description: str
+
+
+TimePointStatus = Literal["due", "rated", "missing", "no_baseline"]
+
+
+@dataclass(frozen=True, slots=True)
+class TimePoint:
+    """One week of treatment compared with the baseline: an endpoint (weeks 4, 8, 12) or the
+    latest complete week (``endpoint=False``).
+
+    ``status``: ``due`` (the week has not ended yet: no verdict), ``rated`` (≥ 3 rated days),
+    ``missing`` (ended with fewer: a non-responder), ``no_baseline`` (the series has no
+    baseline: a non-responder). Intention to treat: once a week has ended, every responder
+    flag is ``True`` or ``False``, never ``None``.
+    """
+
+    week: int
+    start: date
+    end: date
+    status: TimePointStatus
+    endpoint: bool = True
+    rated_days: int = 0
+    mean: float | None = None
+    change_points: float | None = None
+    """Week mean − baseline (negative = less pain)."""
+    pct_change: float | None = None
+    reduction_pct: float | None = None
+    band: Band | None = None
+    responder_30: bool | None = None
+    responder_50: bool | None = None
+    responder_points: bool | None = None
+    """≥ 2 NRS points less than the baseline."""
+    concurrent: tuple[TreatmentItem, ...] = ()
+    """Other treatments between the start of the baseline and the end of this week."""
+    reason: str | None = None
+
+    @property
+    def reached(self) -> bool:
+        return self.status != "due"
+
+
 @dataclass(frozen=True, slots=True)
 class PainOutcome:
-    """Weekly means, percent change from the baseline week, IMMPACT band and responder status
-    of one pain series. The comparison week is the latest week with ≥ 3 rated days."""
+    """One pain series: its baseline, the fixed time points (weeks 4, 8, 12), the latest
+    complete week, weekly means and 7-day rolling means."""
 
     pain: PainKind
     posture: Posture
     label: str
-    available: bool
-    reason: str | None = None
-    baseline_start: date | None = None
-    baseline_mean: float | None = None
-    latest_week: int | None = None
-    latest_mean: float | None = None
-    change_points: float | None = None
-    pct_change: float | None = None
-    """(latest − baseline) / baseline × 100; negative = less pain."""
-    reduction_pct: float | None = None
-    """−pct_change: positive = less pain."""
-    band: Band | None = None
-    responder_30: bool | None = None
-    responder_50: bool | None = None
-    rated_days: int = 0
+    headline: bool
+    baseline: Baseline
+    time_points: tuple[TimePoint, ...] = ()
+    latest: TimePoint | None = None
+    """The latest complete week of treatment (not an endpoint)."""
     weeks: tuple[WeekMean, ...] = ()
     rolling: tuple[RollingPoint, ...] = ()
+    rated_days: int = 0
+
+    @property
+    def available(self) -> bool:
+        """The series has a baseline."""
+        return self.baseline.mean is not None
+
+    @property
+    def reason(self) -> str | None:
+        return self.baseline.reason
+
+    @property
+    def endpoint(self) -> TimePoint | None:
+        """The latest time point reached (week 12, else 8, else 4), or ``None``."""
+        return next((t for t in reversed(self.time_points) if t.reached), None)
+
+    def time_point(self, week: int) -> TimePoint | None:
+        return next((t for t in self.time_points if t.week == week), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,6 +590,8 @@ class Tolerance:
 @dataclass(frozen=True, slots=True)
 class AdverseEventItem:
     at: datetime
+    day: date
+    """The patient's local day."""
     kind: str
     severity: str | None
     note: str
@@ -421,11 +599,62 @@ class AdverseEventItem:
 
 
 @dataclass(frozen=True, slots=True)
-class TreatmentItem:
-    start: date
-    end: date | None
-    kind: str
-    description: str
+class EpisodeItem:
+    """A pain episode from the diary (``day``: the local day it started)."""
+
+    start: datetime
+    day: date
+    end: datetime | None
+    pain: PainKind
+    nrs: int | None
+    note: str
+
+    @property
+    def minutes(self) -> float | None:
+        return None if self.end is None else (self.end - self.start).total_seconds() / 60
+
+
+@dataclass(frozen=True, slots=True)
+class PegItem:
+    at: datetime
+    day: date
+    pain: int | None
+    enjoyment: int | None
+    activity: int | None
+    score: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class PegSummary:
+    """The PEG answers of the period; ``first`` is the last one before the first session
+    (``first_before_treatment``), else the first one."""
+
+    count: int = 0
+    first: PegItem | None = None
+    first_before_treatment: bool = False
+    latest: PegItem | None = None
+    change: float | None = None
+    """Latest − first PEG score (negative = better), when they are two answers with scores."""
+    items: tuple[PegItem, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PgicItem:
+    at: datetime
+    day: date
+    value: int | None
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class PgicSummary:
+    """The PGIC answers of the period and the latest one given."""
+
+    count: int = 0
+    latest: PgicItem | None = None
+    improved: bool | None = None
+    """The latest answer is "much improved" or "very much improved"."""
+    items: tuple[PgicItem, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -434,6 +663,7 @@ class PatientSummary:
 
     patient_id: str
     pseudonym: str
+    today: date | None
     period_start: date | None
     period_end: date | None
     available: bool
@@ -442,17 +672,31 @@ class PatientSummary:
     stim_minutes: float
     ratings: int
     ratings_missing: int
+    first_session: date | None
+    """The local day of the first session in the period: the start of treatment."""
+    last_session: datetime | None
+    last_session_day: date | None
+    days_since_session: int | None
+    last_rating: datetime | None
+    """The latest pain rating given (a skipped one does not count)."""
+    last_rating_day: date | None
+    days_since_rating: int | None
     adherence: Adherence
     session_change: tuple[SessionChange, ...]
+    headline: SeriesKey
+    """The series the prescription names (default phantom-limb pain at rest)."""
     outcomes: tuple[PainOutcome, ...]
     primary: PainOutcome | None
-    """The headline series: the one with most rated days in the baseline week."""
+    """The headline series' outcome (``None`` without any session or rating)."""
     tolerance: Tolerance
     faults: dict[str, int]
     rejections: dict[str, int]
     end_reasons: dict[str, int]
     adverse_events: tuple[AdverseEventItem, ...]
     treatments: tuple[TreatmentItem, ...]
+    episodes: tuple[EpisodeItem, ...] = ()
+    peg: PegSummary = field(default_factory=PegSummary)
+    pgic: PgicSummary = field(default_factory=PgicSummary)
 
     @property
     def fault_count(self) -> int:
@@ -472,9 +716,43 @@ class PatientSummary:
 SUMMARY_ADAPTER: TypeAdapter[PatientSummary] = TypeAdapter(PatientSummary)
 
 
+@dataclass(frozen=True, slots=True)
+class NoteItem:
+    at: datetime
+    text: str
+    session_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportDocument:
+    """The JSON report: every figure, and the patient's own notes on their sessions."""
+
+    summary: PatientSummary
+    session_notes: tuple[NoteItem, ...] = ()
+
+
+REPORT_ADAPTER: TypeAdapter[ReportDocument] = TypeAdapter(ReportDocument)
+
+
 def summary_json(summary: PatientSummary, indent: int | None = 2) -> bytes:
     """The summary as JSON (dates ISO 8601; ``null`` where a figure has no value)."""
     return SUMMARY_ADAPTER.dump_json(summary, indent=indent)
+
+
+def session_notes(data: PatientData, tz: Zone = None) -> tuple[NoteItem, ...]:
+    """The patient's session notes of the period, in time order."""
+    lo, hi = data.period_from, data.period_to
+
+    def inside(day: date) -> bool:
+        return (lo is None or day >= lo) and (hi is None or day <= hi)
+
+    rows: list[NoteRow] = in_period_by_time(data.notes, lambda n: n.at, inside, tz)
+    return tuple(NoteItem(n.at, n.text, n.session_id) for n in rows)
+
+
+def report_json(summary: PatientSummary, notes: Sequence[NoteItem], indent: int = 2) -> bytes:
+    """The JSON report: ``{"summary": {...every figure...}, "session_notes": [...]}``."""
+    return REPORT_ADAPTER.dump_json(ReportDocument(summary, tuple(notes)), indent=indent)
 
 
 # --- the figures -----------------------------------------------------------------------------
@@ -486,21 +764,49 @@ def _pct(part: Fraction | float, whole: Fraction | float) -> float | None:
     return float(Fraction(part) / Fraction(whole) * 100)
 
 
-def adherence(agg: Aggregates, start: date, end: date, with_daily: bool = True) -> Adherence:
-    """Sessions and minutes per day against the prescription in force each day
-    (``with_daily=False``: without the list of days)."""
+def in_force(agg: Aggregates, day: date) -> PrescriptionRow | None:
+    """The prescription in force on ``day`` (the latest written on or before it)."""
+    found = None
+    for first, p in agg.prescriptions:
+        if first <= day:
+            found = p
+    return found
+
+
+def adherence(
+    agg: Aggregates,
+    first_session: date | None,
+    end: date,
+    today: date,
+    with_daily: bool = True,
+) -> Adherence:
+    """Sessions and minutes per day against the prescription in force each day, from the first
+    session to the last complete day (``with_daily=False``: without the list of days)."""
+    if first_session is None:
+        return Adherence(available=False, reason=RULES["no_session"])
+    no_session = SessionDay()
+    last = min(end, today)
+    today_sd = agg.session_days.get(today, no_session) if end >= today else no_session
+    counted = False
+    if last == today:
+        rx_today = in_force(agg, today)
+        counted = rx_today is not None and today_sd.sessions >= rx_today.sessions_per_day
+        if not counted:
+            last = today - timedelta(days=1)
     rx = agg.prescriptions
     days: list[AdherenceDay] = []
     n_days = s_done = s_presc = s_capped = 0
     m_done = m_presc = m_capped = 0.0
     full = without = over = 0
-    no_session = SessionDay()
+    first_counted: date | None = None
     for i, (first, p) in enumerate(rx):
         # this prescription is in force from its day until the day before the next one's
-        until = rx[i + 1][0] - timedelta(days=1) if i + 1 < len(rx) else end
-        day, last = max(first, start), min(until, end)
+        until = rx[i + 1][0] - timedelta(days=1) if i + 1 < len(rx) else last
+        day, stop = max(first, first_session), min(until, last)
         p_sessions, p_minutes = p.sessions_per_day, p.daily_minutes
-        while day <= last:
+        while day <= stop:
+            if first_counted is None:
+                first_counted = day
             sd = agg.session_days.get(day, no_session)
             done, minutes = sd.sessions, sd.minutes
             n_days += 1
@@ -517,9 +823,15 @@ def adherence(agg: Aggregates, start: date, end: date, with_daily: bool = True) 
                 days.append(AdherenceDay(day, done, minutes, p_sessions, p_minutes))
             day += timedelta(days=1)
     if not n_days:
-        return Adherence(available=False, reason=not_enough("adherence"))
+        return Adherence(
+            available=False,
+            reason=RULES["no_day"] if last < first_session else not_enough("adherence"),
+            today_sessions=today_sd.sessions,
+        )
     return Adherence(
         available=True,
+        first_day=first_counted,
+        last_day=last,
         days=n_days,
         sessions_done=s_done,
         sessions_prescribed=s_presc,
@@ -532,6 +844,8 @@ def adherence(agg: Aggregates, start: date, end: date, with_daily: bool = True) 
         days_over_prescription=over,
         sessions_per_day=s_done / n_days,
         minutes_per_day=m_done / n_days,
+        today_sessions=today_sd.sessions,
+        today_counted=counted,
         daily=tuple(days),
     )
 
@@ -593,32 +907,167 @@ def mean_of_daily_means(days: Iterable[SumCount]) -> Fraction:
     return Fraction(total, common * k)
 
 
-def weekly_means(
-    days: Mapping[date, SumCount], anchor: date, end: date
-) -> list[tuple[WeekMean, Fraction | None]]:
-    """Weeks of 7 days from ``anchor`` to the week containing ``end``; each week's mean of its
-    daily means (of the rated days in ``days``), or ``None`` with fewer than 3 rated days.
-    Returns (week, exact mean) pairs."""
-    out: list[tuple[WeekMean, Fraction | None]] = []
-    n_weeks = (end - anchor).days // 7 + 1
+def _between(days: Mapping[date, SumCount], first: date, last: date) -> list[SumCount]:
+    """The rated days' (sum, count) from ``first`` to ``last`` (both included)."""
+    span = (last - first).days + 1
+    if span > len(days):
+        return [sc for d, sc in days.items() if first <= d <= last and sc[1]]
+    found = (days.get(first + timedelta(days=i)) for i in range(max(span, 0)))
+    return [sc for sc in found if sc is not None and sc[1]]
+
+
+def _pct_of(m: Fraction, base: Fraction) -> float:
+    """(m − base) / base × 100, rounded exactly as float(Fraction) would."""
+    num = (m.numerator * base.denominator - base.numerator * m.denominator) * 100
+    return num / (base.numerator * m.denominator)
+
+
+def baseline_of(
+    days: Mapping[date, SumCount], first_session: date | None, run_in: int, end: date
+) -> tuple[Baseline, Fraction | None]:
+    """A series' baseline (and its exact mean): the run-in when it has ≥ 3 rated days, else
+    the first week of use (so far, when it is still running)."""
+    if first_session is None:
+        return Baseline(kind="none", run_in_days=run_in, reason=RULES["no_session"]), None
+    run_in_rated = 0
+    if run_in > 0:
+        first = first_session - timedelta(days=run_in)
+        last = first_session - timedelta(days=1)
+        vals = _between(days, first, last)
+        run_in_rated = len(vals)
+        if run_in_rated >= MIN_RATED_DAYS_PER_WEEK:
+            exact = mean_of_daily_means(vals)
+            return (
+                Baseline(
+                    kind="run_in",
+                    start=first,
+                    end=last,
+                    rated_days=run_in_rated,
+                    mean=float(exact),
+                    low=exact < LOW_BASELINE,
+                    run_in_days=run_in,
+                    run_in_rated_days=run_in_rated,
+                ),
+                exact,
+            )
+    first, last = first_session, min(first_session + timedelta(days=6), end)
+    vals = _between(days, first, last)
+    if len(vals) < MIN_RATED_DAYS_PER_WEEK:
+        return (
+            Baseline(
+                kind="none",
+                rated_days=len(vals),
+                run_in_days=run_in,
+                run_in_rated_days=run_in_rated,
+                reason=not_enough("baseline"),
+            ),
+            None,
+        )
+    exact = mean_of_daily_means(vals)
+    return (
+        Baseline(
+            kind="first_week",
+            start=first,
+            end=first_session + timedelta(days=6),
+            rated_days=len(vals),
+            mean=float(exact),
+            low=exact < LOW_BASELINE,
+            run_in_days=run_in,
+            run_in_rated_days=run_in_rated,
+        ),
+        exact,
+    )
+
+
+def concurrent_treatments(
+    treatments: Iterable[TreatmentItem], first: date, last: date
+) -> tuple[TreatmentItem, ...]:
+    """The treatments on any day from ``first`` to ``last``."""
+    return tuple(t for t in treatments if t.start <= last and (t.end or t.start) >= first)
+
+
+def time_point(
+    days: Mapping[date, SumCount],
+    first_session: date,
+    week: int,
+    base: Fraction | None,
+    closed: date,
+    treatments: Sequence[TreatmentItem],
+    window_from: date,
+    endpoint: bool = True,
+) -> TimePoint:
+    """Week ``week`` of treatment against the baseline ``base``. The week has ended when its last
+    day is on or before ``closed`` (the last complete day); before that it is ``due``."""
+    start = first_session + timedelta(days=7 * (week - 1))
+    end = start + timedelta(days=6)
+    vals = _between(days, start, end)
+    exact = mean_of_daily_means(vals) if len(vals) >= MIN_RATED_DAYS_PER_WEEK else None
+    out = TimePoint(
+        week=week,
+        start=start,
+        end=end,
+        status="due",
+        endpoint=endpoint,
+        rated_days=len(vals),
+        mean=None if exact is None else float(exact),
+        concurrent=concurrent_treatments(treatments, window_from, end),
+    )
+    if end > closed:
+        return out
+    if base is None or exact is None:
+        status: TimePointStatus = "no_baseline" if base is None else "missing"
+        return replace(
+            out,
+            status=status,
+            reason=RULES[status],
+            responder_30=False,
+            responder_50=False,
+            responder_points=False,
+        )
+    change = exact - base
+    rated = replace(
+        out,
+        status="rated",
+        change_points=float(change),
+        responder_points=-change >= RESPONDER_POINTS,
+    )
+    if base == 0:
+        return replace(rated, responder_30=False, responder_50=False, reason=RULES["baseline_zero"])
+    reduction = -change / base
+    return replace(
+        rated,
+        pct_change=_pct_of(exact, base),
+        reduction_pct=float(reduction * 100),
+        band=immpact_band(reduction),
+        responder_30=reduction >= RESPONDER_30,
+        responder_50=reduction >= RESPONDER_50,
+    )
+
+
+def treatment_weeks(
+    days: Mapping[date, SumCount], first_session: date, end: date, base: Fraction | None
+) -> list[WeekMean]:
+    """Weeks 1, 2, ... of treatment up to the week containing ``end``: each week's mean of its
+    daily means (≥ 3 rated days) and its percent change from the baseline."""
+    out: list[WeekMean] = []
+    n_weeks = (end - first_session).days // 7 + 1
     buckets: list[list[SumCount]] = [[] for _ in range(max(n_weeks, 0))]
     for d, sc in days.items():
-        i = (d - anchor).days // 7
+        i = (d - first_session).days // 7
         if sc[1] and 0 <= i < n_weeks:
             buckets[i].append(sc)
     for i, vals in enumerate(buckets):
-        ws = anchor + timedelta(days=7 * i)
+        ws = first_session + timedelta(days=7 * i)
         exact = mean_of_daily_means(vals) if len(vals) >= MIN_RATED_DAYS_PER_WEEK else None
+        pct = None if exact is None or base is None or base == 0 else _pct_of(exact, base)
         out.append(
-            (
-                WeekMean(
-                    index=i,
-                    start=ws,
-                    end=ws + timedelta(days=6),
-                    rated_days=len(vals),
-                    mean=float(exact) if exact is not None else None,
-                ),
-                exact,
+            WeekMean(
+                index=i + 1,
+                start=ws,
+                end=ws + timedelta(days=6),
+                rated_days=len(vals),
+                mean=None if exact is None else float(exact),
+                pct_change=pct,
             )
         )
     return out
@@ -639,73 +1088,95 @@ def rolling_means(days: Mapping[date, SumCount], start: date, end: date) -> list
 
 
 def pain_outcome(
-    agg: Aggregates, key: SeriesKey, anchor: date, end: date, with_rolling: bool = True
+    agg: Aggregates,
+    key: SeriesKey,
+    *,
+    headline: bool,
+    first_session: date | None,
+    run_in: int,
+    start: date,
+    end: date,
+    closed: date,
+    treatments: Sequence[TreatmentItem],
+    with_rolling: bool = True,
 ) -> PainOutcome:
-    """Weekly means from ``anchor`` (the baseline week's first day), percent change of the latest
-    week with ≥ 3 rated days from the baseline week, IMMPACT band and responder status."""
+    """One series: baseline, time points (weeks 4, 8, 12), the latest complete week, weekly and
+    rolling means."""
     days = rated_only(agg.background.get(key, {}))
-    weeks = weekly_means(days, anchor, end)
-    rolling = tuple(rolling_means(days, anchor, end)) if with_rolling else ()
-    base_out = PainOutcome(
+    base, exact = baseline_of(days, first_session, run_in, end)
+    out = PainOutcome(
         pain=key[0],
         posture=key[1],
         label=series_label(key),
-        available=False,
-        baseline_start=anchor,
+        headline=headline,
+        baseline=base,
+        rolling=tuple(rolling_means(days, start, end)) if with_rolling else (),
         rated_days=len(days),
-        rolling=rolling,
-        weeks=tuple(w for w, _ in weeks),
     )
-    base = weeks[0][1] if weeks else None
-    if base is None:
-        return replace(base_out, reason=not_enough("baseline"))
-    # percent change on every week with a mean
-    out_weeks = tuple(_with_pct(w, m, base) for w, m in weeks)
-    latest = next(((w, m) for w, m in reversed(weeks[1:]) if m is not None), None)
-    if latest is None:
-        return replace(
-            base_out, reason=not_enough("follow_up"), baseline_mean=float(base), weeks=out_weeks
+    if first_session is None:
+        return out
+    window_from = base.start or first_session
+    points = tuple(
+        time_point(days, first_session, w, exact, closed, treatments, window_from)
+        for w in TIME_POINTS
+    )
+    complete = ((closed - first_session).days + 1) // 7
+    latest = (
+        time_point(
+            days, first_session, complete, exact, closed, treatments, window_from, endpoint=False
         )
-    week, last = latest
-    if base == 0:
-        return replace(
-            base_out,
-            reason=RULES["baseline_zero"],
-            baseline_mean=0.0,
-            latest_week=week.index,
-            latest_mean=float(last),
-            change_points=float(last),
-            weeks=out_weeks,
-        )
-    reduction = (base - last) / base
+        if complete >= 1
+        else None
+    )
     return replace(
-        base_out,
-        available=True,
-        baseline_mean=float(base),
-        latest_week=week.index,
-        latest_mean=float(last),
-        change_points=float(last - base),
-        pct_change=float(-reduction * 100),
-        reduction_pct=float(reduction * 100),
-        band=immpact_band(reduction),
-        responder_30=reduction >= RESPONDER_30,
-        responder_50=reduction >= RESPONDER_50,
-        weeks=out_weeks,
+        out,
+        time_points=points,
+        latest=latest,
+        weeks=tuple(treatment_weeks(days, first_session, end, exact)),
     )
 
 
-def _with_pct(w: WeekMean, m: Fraction | None, base: Fraction) -> WeekMean:
-    if m is None or base == 0:
-        return w
-    # (m - base) / base * 100 in integers; int / int rounds exactly as float(Fraction) does
-    num = (m.numerator * base.denominator - base.numerator * m.denominator) * 100
-    return WeekMean(
-        index=w.index,
-        start=w.start,
-        end=w.end,
-        rated_days=w.rated_days,
-        mean=w.mean,
-        pct_change=num / (base.numerator * m.denominator),
+def peg_summary(agg: Aggregates, first_session: date | None) -> PegSummary:
+    zone = agg.zone
+    items = tuple(
+        PegItem(p.at, local_day(p.at, zone), p.pain, p.enjoyment, p.activity, p.score)
+        for p in agg.pegs
+    )
+    if not items:
+        return PegSummary()
+    before = [p for p in items if first_session is not None and p.day < first_session]
+    first = before[-1] if before else items[0]
+    latest = items[-1]
+    change = None
+    if latest is not first and latest.score is not None and first.score is not None:
+        change = latest.score - first.score
+    return PegSummary(
+        count=len(items),
+        first=first,
+        first_before_treatment=bool(before),
+        latest=latest,
+        change=change,
+        items=items,
+    )
+
+
+def pgic_summary(agg: Aggregates) -> PgicSummary:
+    items = tuple(
+        PgicItem(
+            p.at,
+            local_day(p.at, agg.zone),
+            p.value,
+            "skipped" if p.value is None else PGIC_LABELS[p.value],
+        )
+        for p in agg.pgics
+    )
+    given = [p for p in items if p.value is not None]
+    latest = given[-1] if given else None
+    return PgicSummary(
+        count=len(items),
+        latest=latest,
+        improved=None if latest is None or latest.value is None else latest.value <= PGIC_IMPROVED,
+        items=items,
     )
 
 
@@ -808,24 +1279,20 @@ def _series_order(key: SeriesKey) -> tuple[int, int]:
     return PAIN_KINDS.index(key[0]), POSTURES.index(key[1])
 
 
-def choose_primary(agg: Aggregates, anchor: date | None) -> SeriesKey | None:
-    """The headline series: most rated days in the baseline week, then most rated days overall,
-    then phantom before residual limb before other, rest before movement."""
-    if anchor is None:
-        return None
-    week_end = anchor + timedelta(days=6)
-    best: tuple[int, int, tuple[int, int]] | None = None
-    chosen: SeriesKey | None = None
-    for key, days in agg.background.items():
-        rated = [d for d, (_s, n) in days.items() if n]
-        if not rated:
-            continue
-        in_base = sum(1 for d in rated if anchor <= d <= week_end)
-        order = _series_order(key)
-        score = (-in_base, -len(rated), order)
-        if best is None or score < best:
-            best, chosen = score, key
-    return chosen
+def headline_of(agg: Aggregates, end: date) -> SeriesKey:
+    """The headline series: the one the prescription in force at the end of the period names
+    (else the latest prescription's, else phantom-limb pain at rest)."""
+    rx = in_force(agg, end) or (agg.prescriptions[-1][1] if agg.prescriptions else None)
+    return HEADLINE if rx is None else rx.headline
+
+
+def run_in_of(agg: Aggregates, first_session: date | None) -> int:
+    """The run-in the prescription in force at the first session asks for (else the first
+    prescription's, else 7 days)."""
+    rx = None if first_session is None else in_force(agg, first_session)
+    if rx is None and agg.prescriptions:
+        rx = agg.prescriptions[0][1]
+    return RUN_IN_DAYS if rx is None else rx.run_in_days
 
 
 def summarize(
@@ -834,16 +1301,27 @@ def summarize(
     """Every figure of DESIGN.md §9 for one patient.
 
     The period runs from ``period_from`` (else the first day with data) to ``period_to`` (else
-    the last day with data). The baseline week starts on the first day in the period with a
-    before-session or diary rating. ``primary`` overrides the headline series.
+    today, or the last day with data if that is later). Treatment starts at the first session
+    in the period. ``primary`` overrides the prescription's headline series.
     ``with_daily=False`` leaves out the per-day lists (adherence days, rolling means) for a
     quick status of many patients.
     """
+    today = agg.today if agg.today is not None else today_in(agg.zone)
     start = agg.period_from or agg.first_day
-    end = agg.period_to or agg.last_day
+    if agg.period_to is not None:
+        end = agg.period_to
+    else:
+        end = today if agg.last_day is None else max(today, agg.last_day)
+    first_session = min(agg.session_days) if agg.session_days else None
+    zone = agg.zone
+    last_session_day = None if agg.last_session is None else local_day(agg.last_session, zone)
+    last_rating_day = None if agg.last_rating is None else local_day(agg.last_rating, zone)
+    treatments = tuple(TreatmentItem(t.start, t.end, t.kind, t.description) for t in agg.treatments)
+    key = primary if primary is not None else headline_of(agg, end)
     base = PatientSummary(
         patient_id=agg.patient.id,
         pseudonym=agg.patient.pseudonym,
+        today=today,
         period_start=start,
         period_end=end,
         available=False,
@@ -852,8 +1330,16 @@ def summarize(
         stim_minutes=sum(sd.stim_us for sd in agg.session_days.values()) / US_PER_MINUTE,
         ratings=agg.ratings_total,
         ratings_missing=agg.ratings_missing,
+        first_session=first_session,
+        last_session=agg.last_session,
+        last_session_day=last_session_day,
+        days_since_session=None if last_session_day is None else (today - last_session_day).days,
+        last_rating=agg.last_rating,
+        last_rating_day=last_rating_day,
+        days_since_rating=None if last_rating_day is None else (today - last_rating_day).days,
         adherence=Adherence(available=False, reason=not_enough("adherence")),
         session_change=(),
+        headline=key,
         outcomes=(),
         primary=None,
         tolerance=Tolerance(available=False, reason=not_enough("tolerance")),
@@ -861,39 +1347,47 @@ def summarize(
         rejections=dict(sorted(agg.rejections.items())),
         end_reasons=dict(sorted(agg.end_reasons.items())),
         adverse_events=tuple(
-            AdverseEventItem(a.at, a.kind, a.severity, a.note, a.session_id)
+            AdverseEventItem(a.at, local_day(a.at, zone), a.kind, a.severity, a.note, a.session_id)
             for a in agg.adverse_events
         ),
-        treatments=tuple(
-            TreatmentItem(t.start, t.end, t.kind, t.description) for t in agg.treatments
+        treatments=treatments,
+        episodes=tuple(
+            EpisodeItem(e.start, local_day(e.start, zone), e.end, e.pain, e.nrs, e.note)
+            for e in agg.episodes
         ),
+        peg=peg_summary(agg, first_session),
+        pgic=pgic_summary(agg),
     )
-    if start is None or end is None or start > end:
+    if start is None or start > end:
         return base
 
-    adh = adherence(agg, start, end, with_daily=with_daily)
-
-    rated_days = [
-        d for days in agg.background.values() for d, (_s, n) in days.items() if n and d >= start
+    # the last complete day: a week (or a day) that ends today is not over yet
+    closed = min(end, today - timedelta(days=1))
+    run_in = run_in_of(agg, first_session)
+    rated = sorted(set(agg.background) | set(agg.change) | set(agg.change_30), key=_series_order)
+    outcomes = [
+        pain_outcome(
+            agg,
+            k,
+            headline=k == key,
+            first_session=first_session,
+            run_in=run_in,
+            start=start,
+            end=end,
+            closed=closed,
+            treatments=treatments,
+            with_rolling=with_daily,
+        )
+        for k in sorted(set(agg.background) | {key}, key=_series_order)
     ]
-    anchor = min(rated_days) if rated_days else None
-    keys = sorted(set(agg.background) | set(agg.change) | set(agg.change_30), key=_series_order)
-    outcomes: list[PainOutcome] = []
-    if anchor is not None:
-        outcomes = [
-            pain_outcome(agg, k, anchor, end, with_rolling=with_daily)
-            for k in keys
-            if k in agg.background
-        ]
-    key = primary if primary is not None else choose_primary(agg, anchor)
     return replace(
         base,
         available=True,
         reason=None,
-        adherence=adh,
-        session_change=tuple(session_change(agg, k) for k in keys),
+        adherence=adherence(agg, first_session, end, today, with_daily=with_daily),
+        session_change=tuple(session_change(agg, k) for k in rated),
         outcomes=tuple(outcomes),
-        primary=next((o for o in outcomes if (o.pain, o.posture) == key), None),
+        primary=next(o for o in outcomes if o.headline),
         tolerance=tolerance(agg, key, start, end),
     )
 

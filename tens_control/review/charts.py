@@ -18,7 +18,7 @@ layout for every tick; bench/p4_report.py). Written directly, every series is on
 and the four charts of a year take about 30 ms.
 
 Nothing relies on colour alone: before/after use different markers (● ▼), the reference lines
-differ in style (solid, dashed, dotted), the baseline week is hatched, a week without a mean and
+differ in style (solid, dashed, dotted), the baseline (run-in) is hatched, a week without a mean and
 a tolerance window have dashed outlines, adverse events (✖) and faults (▲) have their own rows.
 
 Coordinates are points (1/72 in). Text is DejaVu Sans (the PDF embeds it), measured with its own
@@ -28,7 +28,7 @@ advance widths (:data:`_ADVANCE`), so labels are placed without a font library.
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -533,10 +533,29 @@ def empty(c: Canvas, box: Box, text: str) -> None:
     )
 
 
+MIN_AXIS_DAYS = 7
+"""A date axis covers at least this many days, the period centred on it, so that one day of
+data is drawn in the middle of a week, not stretched over (or crammed into) the whole width."""
+
+
 def period(s: PatientSummary) -> tuple[date, date] | None:
     if s.period_start is None or s.period_end is None:
         return None
     return s.period_start, s.period_end
+
+
+def axis_days(s: PatientSummary) -> tuple[date, date] | None:
+    """The days of the charts' shared date axis: the period, widened (centred) to at least
+    :data:`MIN_AXIS_DAYS` days."""
+    span = period(s)
+    if span is None:
+        return None
+    first, last = span
+    short = MIN_AXIS_DAYS - ((last - first).days + 1)
+    if short > 0:
+        first -= timedelta(days=short // 2)
+        last += timedelta(days=short - short // 2)
+    return first, last
 
 
 def _rolling_runs(
@@ -570,25 +589,60 @@ def _rolling_text(o: PainOutcome) -> str:
     )
 
 
-LEFT = 34.0  # room for value labels left of the plot
+LEFT = 34.0  # the least room for value labels left of the plot
 RIGHT = WIDTH - 4.0
 DATE_ROOM = 22.0  # below the plot: tick labels and the year
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """What the four charts share, so that their date axes line up: the plot's left and right
+    edges (points) and the days of the axis."""
+
+    left: float
+    right: float
+    days: tuple[date, date] | None
+
+    def axis(self, top: float, bottom: float) -> Days | None:
+        if self.days is None:
+            return None
+        return Days(self.days[0], self.days[1], Box(self.left, top, self.right, bottom))
+
+
+def treatment_rows(data: PatientData, s: PatientSummary, tz: Zone) -> list[str]:
+    """The timeline's row labels: each kind of other treatment, then adverse events, faults."""
+    rows = [k.replace("_", " ") for k in sorted({t.kind for t in s.treatments})]
+    span = period(s)
+    if span is not None:
+        if any(span[0] <= local_day(a.at, tz) <= span[1] for a in s.adverse_events):
+            rows.append("adverse event")
+        if any(
+            e.kind == "fault" and span[0] <= local_day(e.at, tz) <= span[1] for e in data.events
+        ):
+            rows.append("fault")
+    return rows
+
+
+def frame_of(data: PatientData, s: PatientSummary, tz: Zone) -> Frame:
+    """The shared frame: the left edge leaves room for the widest timeline row label."""
+    left = max([LEFT, *(text_width(r, FONT) + 8 for r in treatment_rows(data, s, tz))])
+    return Frame(left, RIGHT, axis_days(s))
 
 
 # --- the four charts --------------------------------------------------------------------------
 
 
-def pain_chart(data: PatientData, s: PatientSummary, tz: Zone) -> Chart:
+def pain_chart(
+    data: PatientData, s: PatientSummary, tz: Zone, frame: Frame, h: float = HEIGHTS["pain"]
+) -> Chart:
     """Pain before and after each session of the headline series, and its 7-day rolling mean."""
     c = Canvas()
-    h = HEIGHTS["pain"]
     o = s.primary
-    span = period(s)
-    if o is None or span is None:
+    if o is None or frame.days is None:
         title = "Pain before and after each session"
         reason = s.reason or "not enough data: no before-session or diary ratings"
         top = header(c, title)
-        empty(c, Box(LEFT, top, RIGHT, h - DATE_ROOM), reason)
+        empty(c, Box(frame.left, top, frame.right, h - DATE_ROOM), reason)
         return Chart("pain", title, f"{title}: {reason}.", WIDTH, h, c.body())
     key = (o.pain, o.posture)
     label = series_label(key)
@@ -602,8 +656,9 @@ def pain_chart(data: PatientData, s: PatientSummary, tz: Zone) -> Chart:
         ("7-day mean (before + diary)", swatch_line(INK)),
     ]
     top = header(c, title, legend)
-    box = Box(LEFT, top + 4, RIGHT, h - DATE_ROOM)
-    axis = Days(span[0], span[1], box)
+    axis = frame.axis(top + 4, h - DATE_ROOM)
+    assert axis is not None
+    box = axis.box
     y = Linear(-0.3, 10.3, box)
     draw_value_axis(c, y, [0, 2, 4, 6, 8, 10], "NRS")
     before: list[tuple[float, float]] = []
@@ -630,6 +685,7 @@ def pain_chart(data: PatientData, s: PatientSummary, tz: Zone) -> Chart:
     c.fill(triangles_down(after, size * 0.6), AFTER)
     c.stroke(polyline(_rolling_runs(o.rolling, axis, y)), INK, 1.4, cap="round")
     draw_date_axis(c, axis)
+    span = period(s) or frame.days
     desc = (
         f"{title}, {span_text(*span)}: {len(before)} sessions rated before, {len(after)} "
         f"after, {n_both} both (a grey line joins the two ratings of a session). "
@@ -640,83 +696,103 @@ def pain_chart(data: PatientData, s: PatientSummary, tz: Zone) -> Chart:
     return Chart("pain", title, desc, WIDTH, h, c.body())
 
 
-def weekly_chart(data: PatientData, s: PatientSummary, tz: Zone) -> Chart:
-    """Weekly means of the headline series against the baseline week."""
+def weekly_chart(
+    data: PatientData, s: PatientSummary, tz: Zone, frame: Frame, h: float = HEIGHTS["weekly"]
+) -> Chart:
+    """The headline series' baseline and weekly means on the shared date axis: one bar per week
+    of treatment over its 7 days, the baseline hatched over its days, the time points (weeks 4,
+    8, 12) labelled."""
     c = Canvas()
-    h = HEIGHTS["weekly"]
     o = s.primary
-    if o is None or not o.weeks:
+    if o is None or frame.days is None or (not o.weeks and o.baseline.mean is None):
         title = "Weekly mean pain"
-        reason = s.reason or "not enough data: no before-session or diary ratings"
+        reason = (
+            (o.reason if o is not None else None)
+            or s.reason
+            or "not enough data: no before-session or diary ratings"
+        )
         top = header(c, title)
-        empty(c, Box(LEFT, top, RIGHT, h - DATE_ROOM), reason)
+        empty(c, Box(frame.left, top, frame.right, h - DATE_ROOM), reason)
         return Chart("weekly", title, f"{title}: {reason}.", WIDTH, h, c.body())
     title = f"Weekly mean pain — {series_label((o.pain, o.posture))} (NRS 0–10)"
-    b = o.baseline_mean
-    legend: list[LegendItem] = [("baseline week", swatch_hatched(BASE_FILL))]
+    base = o.baseline
+    b = base.mean
+    legend: list[LegendItem] = [("baseline", swatch_hatched(BASE_FILL))]
     if b is not None and b > 0:
         legend += [
-            ("baseline", swatch_line(INK, 0.8)),
             ("30 % less", swatch_line(INK, 0.8, "3 2")),
             ("50 % less", swatch_line(INK, 0.8, "1 1.5")),
         ]
     top = header(c, title, legend)
-    box = Box(LEFT, top + 4, RIGHT, h - DATE_ROOM)
+    axis = frame.axis(top + 4, h - DATE_ROOM)
+    assert axis is not None
+    box = axis.box
     y = Linear(0, 10.5, box)
     draw_value_axis(c, y, [0, 2, 4, 6, 8, 10], "NRS", grid=False)
-    n = len(o.weeks)
-    band = box.width / n
-    bar = band * 0.8
-    labelled = n <= 16
+    points = {t.week: t for t in o.time_points}
     blue: list[str] = []
-    for i, w in enumerate(o.weeks):
-        x = box.left + i * band + (band - bar) / 2
+    said: list[str] = []
+
+    def span_x(first: date, last: date) -> tuple[float, float] | None:
+        a, z = max(first, axis.first), min(last, axis.last)
+        if a > z:
+            return None
+        x0, x1 = axis.at(a), axis.at(z + timedelta(days=1))
+        pad = min(1.5, (x1 - x0) * 0.1)
+        return x0 + pad, x1 - pad
+
+    if b is not None and base.start is not None and base.end is not None:
+        xs = span_x(base.start, base.end)
+        if xs is not None:
+            x0, x1 = xs
+            c.rect(x0, y(b), x1 - x0, y(0) - y(b), BASE_FILL, INK, 0.5)
+            c.stroke(hatch(x0, y(b), x1 - x0, y(0) - y(b)), INK, 0.3)
+            if x1 - x0 >= 12:
+                c.text((x0 + x1) / 2, y(b) - 2, f"{b:.1f}", size=SMALL_FONT, anchor="middle")
+        said.append(f"baseline ({base.label}, {span_text(base.start, base.end)}) {b:.1f}")
+    elif base.reason:
+        said.append(f"baseline: {base.reason}")
+    labelled = len(o.weeks) <= 16
+    for w in o.weeks:
+        xs = span_x(w.start, w.end)
+        tp = points.get(w.index)
+        ongoing = s.today is not None and w.end >= s.today
+        if xs is None or (ongoing and w.mean is None):
+            continue  # a week not over yet has no "n/a"
+        x0, x1 = xs
         if w.mean is None:
-            c.rect(x, y(0.3), bar, y(0) - y(0.3), "white", MUTED, 0.6, "1.5 1")
-            if labelled:
-                c.text(
-                    x + bar / 2,
-                    y(0.3) - 2,
-                    "n/a",
-                    size=SMALL_FONT,
-                    anchor="middle",
-                    color="#52606d",
-                )
-            continue
-        top_y = y(w.mean)
-        if w.index == 0:
-            c.rect(x, top_y, bar, y(0) - top_y, BASE_FILL, INK, 0.5)
-            c.stroke(hatch(x, top_y, bar, y(0) - top_y), INK, 0.3)
+            c.rect(x0, y(0.3), x1 - x0, y(0) - y(0.3), "white", MUTED, 0.6, "1.5 1")
+            if labelled or tp is not None:
+                c.text((x0 + x1) / 2, y(0.3) - 2, "n/a", size=SMALL_FONT, anchor="middle")
         else:
-            blue.append(f"M{_f(x)} {_f(y(0))}V{_f(top_y)}h{_f(bar)}V{_f(y(0))}z")
-        if labelled:
-            c.text(x + bar / 2, top_y - 2, f"{w.mean:.1f}", size=SMALL_FONT, anchor="middle")
+            top_y = y(w.mean)
+            blue.append(f"M{_f(x0)} {_f(y(0))}V{_f(top_y)}H{_f(x1)}V{_f(y(0))}z")
+            if labelled or tp is not None:
+                c.text((x0 + x1) / 2, top_y - 2, f"{w.mean:.1f}", size=SMALL_FONT, anchor="middle")
+        if tp is not None and tp.reached:
+            c.text(
+                (x0 + x1) / 2,
+                box.top + 7,
+                f"wk {w.index}",
+                size=SMALL_FONT,
+                anchor="middle",
+                bold=True,
+            )
+        said.append(
+            f"week {w.index} ({day_text(w.start)}) "
+            + (f"{w.mean:.1f}" if w.mean is not None else f"no mean ({w.rated_days} rated days)")
+        )
     c.fill("".join(blue), AFTER, INK, 0.4)
-    if b is not None and b > 0:
-        c.line(box.left, y(b), box.right, y(b), INK, 0.8)
-        c.line(box.left, y(0.7 * b), box.right, y(0.7 * b), INK, 0.8, "3 2")
-        c.line(box.left, y(0.5 * b), box.right, y(0.5 * b), INK, 0.8, "1 1.5")
-    c.line(box.left, box.bottom, box.right, box.bottom, INK, 0.6)
-    widest = max(
-        max(text_width(f"wk {w.index}", FONT), text_width(f"{w.start.day} {w.start:%b}", FONT))
-        for w in o.weeks
-    )
-    step = max(1, int(-(-(widest + 6) // band)))
-    for i, w in enumerate(o.weeks):
-        if i % step:
-            continue
-        x = min(box.left + (i + 0.5) * band, WIDTH - widest / 2)
-        c.text(x, box.bottom + 10, f"wk {w.index}", anchor="middle")
-        c.text(x, box.bottom + 18, f"{w.start.day} {w.start:%b}", anchor="middle", color="#52606d")
-    weeks = "; ".join(
-        f"week {w.index} ({day_text(w.start)}) "
-        + (f"{w.mean:.1f}" if w.mean is not None else f"no mean ({w.rated_days} rated days)")
-        for w in o.weeks
-    )
     lines = ""
     if b is not None and b > 0:
-        lines = f" Baseline {b:.1f}; 30 % less is {0.7 * b:.1f}, 50 % less is {0.5 * b:.1f}."
-    desc = f"{title}, one bar a week (week 0 is the baseline week): {weeks}.{lines}"
+        c.line(box.left, y(0.7 * b), box.right, y(0.7 * b), INK, 0.8, "3 2")
+        c.line(box.left, y(0.5 * b), box.right, y(0.5 * b), INK, 0.8, "1 1.5")
+        lines = f" 30 % less than the baseline is {0.7 * b:.1f}, 50 % less is {0.5 * b:.1f}."
+    draw_date_axis(c, axis)
+    desc = (
+        f"{title}, one bar a week of treatment on the days it covers (the time points weeks 4, "
+        f"8 and 12 are labelled): " + "; ".join(said) + f".{lines}"
+    )
     return Chart("weekly", title, desc, WIDTH, h, c.body())
 
 
@@ -732,10 +808,11 @@ def flagged_spans(s: PatientSummary) -> list[tuple[date, date]]:
     return spans
 
 
-def amplitude_chart(data: PatientData, s: PatientSummary, tz: Zone) -> Chart:
+def amplitude_chart(
+    data: PatientData, s: PatientSummary, tz: Zone, frame: Frame, h: float = HEIGHTS["amplitude"]
+) -> Chart:
     """Each session's mean amplitude and the daily mean; flagged tolerance windows shaded."""
     c = Canvas()
-    h = HEIGHTS["amplitude"]
     title = "Amplitude — mean set current per session (mA)"
     span = period(s)
     pts: list[tuple[datetime, date, float]] = []
@@ -746,10 +823,10 @@ def amplitude_chart(data: PatientData, s: PatientSummary, tz: Zone) -> Chart:
             local = to_local(x.start, tz)
             if span[0] <= local.date() <= span[1]:
                 pts.append((local, local.date(), x.mean_amplitude_ma))
-    if span is None or not pts:
+    if span is None or not pts or frame.days is None:
         reason = "no session with a recorded amplitude"
         top = header(c, title)
-        empty(c, Box(LEFT, top, RIGHT, h - DATE_ROOM), reason)
+        empty(c, Box(frame.left, top, frame.right, h - DATE_ROOM), reason)
         return Chart("amplitude", title, f"{title}: {reason}.", WIDTH, h, c.body())
     spans = flagged_spans(s)
     legend: list[LegendItem] = []
@@ -757,8 +834,9 @@ def amplitude_chart(data: PatientData, s: PatientSummary, tz: Zone) -> Chart:
         legend.append(("tolerance pattern", swatch_fill(SHADE)))
     legend += [("session", swatch_dot(MUTED)), ("daily mean", swatch_line(INK, 1.2))]
     top = header(c, title, legend)
-    box = Box(LEFT, top + 4, RIGHT, h - DATE_ROOM)
-    axis = Days(span[0], span[1], box)
+    axis = frame.axis(top + 4, h - DATE_ROOM)
+    assert axis is not None
+    box = axis.box
     ticks = nice_ticks(max(p[2] for p in pts) * 1.05)
     y = Linear(0, ticks[-1], box)
     for a, b in spans:
@@ -789,17 +867,18 @@ def amplitude_chart(data: PatientData, s: PatientSummary, tz: Zone) -> Chart:
     return Chart("amplitude", title, desc, WIDTH, h, c.body())
 
 
-def timeline_chart(data: PatientData, s: PatientSummary, tz: Zone) -> Chart:
+def timeline_chart(
+    data: PatientData, s: PatientSummary, tz: Zone, frame: Frame, h: float = HEIGHTS["timeline"]
+) -> Chart:
     """The 7-day mean pain (headline series) above other treatments, adverse events and
     faults, on the same days."""
     c = Canvas()
-    h = HEIGHTS["timeline"]
     title = "Pain and other treatments"
     span = period(s)
-    if span is None:
+    if span is None or frame.days is None:
         reason = s.reason or "needs at least one session or rating in the period"
         top = header(c, title)
-        empty(c, Box(LEFT, top, RIGHT, h - DATE_ROOM), reason)
+        empty(c, Box(frame.left, top, frame.right, h - DATE_ROOM), reason)
         return Chart("timeline", title, f"{title}: {reason}.", WIDTH, h, c.body())
     o = s.primary
     legend: list[LegendItem] = []
@@ -809,22 +888,18 @@ def timeline_chart(data: PatientData, s: PatientSummary, tz: Zone) -> Chart:
     faults = [e for e in data.events if e.kind == "fault"]
     faults = [e for e in faults if span[0] <= local_day(e.at, tz) <= span[1]]
     adverse = [a for a in s.adverse_events if span[0] <= local_day(a.at, tz) <= span[1]]
-    rows = [k.replace("_", " ") for k in treatments]
-    if adverse:
-        rows.append("adverse event")
-    if faults:
-        rows.append("fault")
-    left = max([LEFT, *(text_width(r, FONT) + 8 for r in rows)])
+    rows = treatment_rows(data, s, tz)
     top = header(c, title, legend)
     row_h = 9.0
     low_h = max(len(rows), 2) * row_h + 4
     bottom = h - DATE_ROOM
-    upper = Box(left, top + 4, RIGHT, bottom - low_h - 8)
-    lower = Box(left, bottom - low_h, RIGHT, bottom)
+    lower_axis = frame.axis(bottom - low_h, bottom)
+    assert lower_axis is not None
+    axis, lower = lower_axis, lower_axis.box
+    upper = Box(frame.left, top + 4, frame.right, bottom - low_h - 8)
     y = Linear(0, 10.3, upper)
     draw_value_axis(c, y, [0, 5, 10], "NRS")
     c.line(upper.left, upper.bottom, upper.right, upper.bottom, INK, 0.6)
-    axis = Days(span[0], span[1], lower)
     if o is not None:
         c.stroke(polyline(_rolling_runs(o.rolling, axis, y)), INK, 1.2, cap="round")
         pain = _rolling_text(o)
@@ -880,7 +955,8 @@ def timeline_chart(data: PatientData, s: PatientSummary, tz: Zone) -> Chart:
     return Chart("timeline", title, desc, WIDTH, h, c.body())
 
 
-BUILDERS: dict[str, Callable[[PatientData, PatientSummary, Zone], Chart]] = {
+Builder = Callable[[PatientData, PatientSummary, Zone, Frame, float], Chart]
+BUILDERS: dict[str, Builder] = {
     "pain": pain_chart,
     "weekly": weekly_chart,
     "amplitude": amplitude_chart,
@@ -888,6 +964,15 @@ BUILDERS: dict[str, Callable[[PatientData, PatientSummary, Zone], Chart]] = {
 }
 
 
-def build_charts(data: PatientData, summary: PatientSummary, tz: Zone) -> dict[str, Chart]:
-    """All four charts, by name (:data:`CHART_NAMES` order)."""
-    return {name: BUILDERS[name](data, summary, tz) for name in CHART_NAMES}
+def build_charts(
+    data: PatientData,
+    summary: PatientSummary,
+    tz: Zone,
+    heights: Mapping[str, float] | None = None,
+    names: Sequence[str] = CHART_NAMES,
+) -> dict[str, Chart]:
+    """The charts ``names`` (default all four), by name, on one date axis (the same days and
+    the same left and right edges); ``heights`` (points) overrides the natural ones."""
+    frame = frame_of(data, summary, tz)
+    wanted = {**HEIGHTS, **(heights or {})}
+    return {name: BUILDERS[name](data, summary, tz, frame, wanted[name]) for name in names}

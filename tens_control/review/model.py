@@ -70,18 +70,28 @@ class DeviceRow:
     simulated: bool = False
 
 
+RUN_IN_DAYS = 7
+"""The run-in when no prescription says otherwise (the prescription's default)."""
+HEADLINE: SeriesKey = ("phantom", "rest")
+"""The headline series when no prescription says otherwise."""
+
+
 @dataclass(frozen=True, slots=True)
 class PrescriptionRow:
     """The prescribed schedule in force from ``valid_from`` until the next prescription.
 
     ``minutes_per_day`` is the prescribed daily stimulation time; ``None`` means
-    ``sessions_per_day × session_minutes``.
+    ``sessions_per_day × session_minutes``. ``run_in_days``: the days before the first session
+    on which the patient is asked for a daily rating (the baseline); ``headline``: the pain
+    series the review leads with.
     """
 
     valid_from: datetime
     sessions_per_day: int
     session_minutes: float
     minutes_per_day: float | None = None
+    run_in_days: int = RUN_IN_DAYS
+    headline: SeriesKey = HEADLINE
 
     @property
     def daily_minutes(self) -> float:
@@ -165,6 +175,59 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, slots=True)
+class EpisodeRow:
+    """A pain episode from the diary: when it started (and ended), how bad it was at worst
+    (NRS 0–10, ``None`` if not given), which pain, and the patient's note."""
+
+    id: str
+    start: datetime
+    pain: PainKind
+    nrs: int | None = None
+    end: datetime | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class NoteRow:
+    """A note the patient wrote about a session (after it, or during it)."""
+
+    id: str
+    at: datetime
+    text: str
+    session_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PegRow:
+    """A PEG: average pain, interference with enjoyment of life and with general activity over
+    the last week, each 0–10 (``None``: that item was skipped)."""
+
+    id: str
+    at: datetime
+    pain: int | None
+    enjoyment: int | None
+    activity: int | None
+
+    @property
+    def score(self) -> float | None:
+        """The mean of the three items; ``None`` unless all three were answered."""
+        items = (self.pain, self.enjoyment, self.activity)
+        if any(v is None for v in items):
+            return None
+        return sum(v for v in items if v is not None) / 3
+
+
+@dataclass(frozen=True, slots=True)
+class PgicRow:
+    """A Patient Global Impression of Change: 1 very much improved … 4 no change … 7 very much
+    worse (``None``: asked and skipped)."""
+
+    id: str
+    at: datetime
+    value: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class PatientData:
     """Everything the review reads for one patient over one period."""
 
@@ -176,10 +239,16 @@ class PatientData:
     events: tuple[EventRow, ...] = ()
     adverse_events: tuple[AdverseEventRow, ...] = ()
     treatments: tuple[TreatmentRow, ...] = ()
+    episodes: tuple[EpisodeRow, ...] = ()
+    notes: tuple[NoteRow, ...] = ()
+    pegs: tuple[PegRow, ...] = ()
+    pgics: tuple[PgicRow, ...] = ()
+    today: date | None = None
+    """The day the review is made (the patient's local day); ``None``: today."""
     period_from: date | None = None
     """First day asked for (``--from``), or ``None`` for "from the first record"."""
     period_to: date | None = None
-    """Last day asked for (``--to``), or ``None`` for "to the last record"."""
+    """Last day asked for (``--to``), or ``None`` for "to today"."""
     extra: dict[str, str] = field(default_factory=dict)
     """Free-form context the adapter adds (e.g. the store file), shown in reports' footers."""
     integrity: str = ""

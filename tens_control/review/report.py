@@ -1,11 +1,16 @@
 """The clinician report: a summary readable in a minute, as HTML or PDF (at most two A4 pages),
 and the dispatch to the other formats (CSV, JSON, FHIR).
 
-Page 1 leads with the answer (adherence, pain change, responder status, per-session change) and
-the warnings (adverse events, tolerance, faults), then the pain charts. Page 2 has the amplitude
-trend, the treatments timeline, every pain series in a table and the latest sessions. The HTML is
-self-contained (inline CSS and SVG charts); the PDF draws the same SVG charts as vector graphics
-(fpdf2) and is laid out on fixed coordinates, so it never runs past two pages.
+Page 1 leads with the answer: when the patient last used TENS, adherence, the headline series'
+baseline, its time points (weeks 4, 8, 12: intention to treat, responders in percent and in
+points, other treatments in the comparison window beside the figure), the other pain series,
+the per-session change, PEG and PGIC and what else the patient logged; then the warnings and
+the pain charts. Page 2 has the amplitude trend, the treatments timeline, every pain series in
+a table, the diary (pain episodes, session notes, PEG, PGIC, other treatments, adverse events)
+and the latest sessions. All four charts share one date axis (the same days, the same left and
+right edges). The HTML is self-contained (inline CSS and SVG charts); the PDF draws the same SVG
+charts as vector graphics (fpdf2), full width, and is laid out on fixed coordinates, so it never
+runs past two pages.
 """
 
 from __future__ import annotations
@@ -26,20 +31,27 @@ from tens_control import __version__
 from tens_control.errors import TensControlError
 from tens_control.review import charts as charts_mod
 from tens_control.review.analytics import (
+    NoteItem,
+    PainOutcome,
     PatientSummary,
+    TimePoint,
     Zone,
     aggregate,
     local_day,
     per_session_changes,
+    report_json,
+    session_notes,
     summarize,
-    summary_json,
 )
-from tens_control.review.model import PatientData, SeriesKey, series_label
+from tens_control.review.model import PAIN_LABELS, PatientData, SeriesKey, series_label
 from tens_control.review.wording import (
     Line,
     answer_lines,
+    day_text,
+    duration_text,
     end_reason_text,
     num,
+    plural,
     signed,
     span_text,
     warning_lines,
@@ -52,6 +64,8 @@ Format = Literal["html", "pdf", "csv", "json", "fhir"]
 FORMATS: tuple[Format, ...] = ("html", "pdf", "csv", "json", "fhir")
 MAX_SESSION_ROWS = 22
 """The session table shows at most this many of the latest sessions (all are in the CSV)."""
+MAX_DIARY_ROWS = 30
+"""The diary table shows at most this many of the latest entries (all are in CSV and FHIR)."""
 
 
 class ReportError(TensControlError):
@@ -79,11 +93,50 @@ class SeriesLine:
 
     series: str
     baseline: str
-    latest: str
-    change: str
-    band: str
-    responder: str
+    week4: str
+    week8: str
+    week12: str
     per_session: str
+
+
+@dataclass(frozen=True, slots=True)
+class DiaryLine:
+    """One row of the diary table (pain episodes, notes, PEG, PGIC, treatments, adverse
+    events), in time order."""
+
+    day: str
+    what: str
+    detail: str
+
+
+def point_cell(tp: TimePoint | None) -> str:
+    """A time point in a table cell: ``3.5, −50 %: 30/50/2pt`` (the responder thresholds it
+    meets), ``non-resp.: 2 d rated``, ``due``; ``⚠`` when another treatment may explain it."""
+    if tp is None:
+        return "–"
+    if tp.status == "due":
+        return "due"
+    flag = " ⚠" if tp.concurrent else ""
+    if tp.status == "missing":
+        return f"non-resp.: {tp.rated_days} d rated{flag}"
+    if tp.status == "no_baseline":
+        return f"non-resp.: no baseline{flag}"
+    change = (
+        f"{signed(tp.pct_change, 0)} %"
+        if tp.pct_change is not None
+        else f"{signed(tp.change_points or 0)} pt"
+    )
+    thresholds = (("30", tp.responder_30), ("50", tp.responder_50), ("2pt", tp.responder_points))
+    hits = "/".join(n for n, hit in thresholds if hit)
+    return f"{num(tp.mean)}, {change}: {hits or 'no'}{flag}"
+
+
+def baseline_cell(o: PainOutcome) -> str:
+    b = o.baseline
+    if b.mean is None:
+        return "none"
+    kind = "run-in" if b.kind == "run_in" else "1st wk"
+    return f"{b.mean:.1f} {kind}{' ⚠ low' if b.low else ''}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +147,7 @@ class Report:
     summary: PatientSummary
     tz: Zone
     generated: datetime
+    notes: tuple[NoteItem, ...] = ()
 
     @property
     def title(self) -> str:
@@ -102,8 +156,8 @@ class Report:
     def context_line(self) -> str:
         s = self.summary
         parts = [
-            f"Period {span_text(s.period_start, s.period_end)}",
-            f"{s.sessions} sessions, {s.stim_minutes / 60:.0f} h of stimulation",
+            f"Period {span_text(s.period_start, s.period_end)} (made {day_text(s.today)})",
+            f"{plural(s.sessions, 'session')}, {duration_text(s.stim_minutes)} of stimulation",
         ]
         rx = prescription_text(self.data)
         if rx:
@@ -121,52 +175,38 @@ class Report:
         )
 
     def answers(self) -> list[Line]:
-        return answer_lines(self.summary)
+        return answer_lines(self.summary, notes=len(self.notes))
 
     def warnings(self) -> list[Line]:
         return warning_lines(self.summary)
 
     def series_lines(self) -> list[SeriesLine]:
         s = self.summary
-        rows: list[SeriesLine] = []
         changes = {(c.pain, c.posture): c for c in s.session_change}
-        keys: list[SeriesKey] = [(o.pain, o.posture) for o in s.outcomes]
-        keys += [k for k in changes if k not in keys]
-        outcomes = {(o.pain, o.posture): o for o in s.outcomes}
-        for key in keys:
-            o = outcomes.get(key)
+        rows: list[SeriesLine] = []
+        for o in s.outcomes:
+            key: SeriesKey = (o.pain, o.posture)
             c = changes.get(key)
             per = "–"
             if c is not None and c.available and c.mean_change is not None:
                 per = f"{signed(c.mean_change)} (n={c.sessions})"
             elif c is not None:
                 per = f"n={c.sessions}: too few"
-            if o is None:
-                rows.append(SeriesLine(series_label(key), "–", "–", "–", "–", "–", per))
-                continue
-            resp = "–"
-            if o.available:
-                resp = "≥ 50 %" if o.responder_50 else "≥ 30 %" if o.responder_30 else "no"
             rows.append(
                 SeriesLine(
-                    series=series_label(key),
-                    baseline=num(o.baseline_mean),
-                    latest=(
-                        f"{num(o.latest_mean)} (wk {o.latest_week})"
-                        if o.latest_mean is not None
-                        else "–"
-                    ),
-                    change=(
-                        f"{signed(o.pct_change, 0)} %"
-                        if o.pct_change is not None
-                        else "not enough data"
-                    ),
-                    band=o.band or "–",
-                    responder=resp,
+                    series=f"{PAIN_SHORT[o.pain]}, {o.posture}" + (" *" if o.headline else ""),
+                    baseline=baseline_cell(o),
+                    week4=point_cell(o.time_point(4)),
+                    week8=point_cell(o.time_point(8)),
+                    week12=point_cell(o.time_point(12)),
                     per_session=per,
                 )
             )
         return rows
+
+    def diary_lines(self, limit: int = MAX_DIARY_ROWS) -> tuple[list[DiaryLine], int]:
+        """The latest ``limit`` diary entries (oldest first) and how many are left out."""
+        return diary_rows(self.summary, self.notes, self.tz, limit)
 
     def session_lines(self, limit: int = MAX_SESSION_ROWS) -> tuple[list[SessionLine], int]:
         """The latest ``limit`` sessions in the period (oldest first), and how many are left
@@ -184,6 +224,10 @@ class Report:
             if e.session_id is not None:
                 faults.setdefault(e.session_id, Counter())[e.code.lower()] += 1
         adverse = {a.session_id for a in self.data.adverse_events if a.session_id}
+        written: dict[str, list[str]] = {}
+        for n in self.notes:
+            if n.session_id is not None:
+                written.setdefault(n.session_id, []).append(f"“{n.text}”")
         lines = []
         for x in shown:
             local = x.start.astimezone(tz) if x.start.tzinfo else x.start
@@ -196,6 +240,7 @@ class Report:
                 notes.insert(0, "adverse event")
             if x.id in self.data.damaged_sessions:
                 notes.insert(0, DAMAGED_MARK)
+            notes += written.get(x.id, [])
             lines.append(
                 SessionLine(
                     day=f"{local:%a} {local.day} {local:%b}",
@@ -212,6 +257,45 @@ class Report:
         return lines, len(inside) - len(shown)
 
 
+def diary_rows(
+    s: PatientSummary, notes: Sequence[NoteItem], tz: Zone, limit: int = MAX_DIARY_ROWS
+) -> tuple[list[DiaryLine], int]:
+    """What else the patient logged, in time order: pain episodes, session notes, PEG, PGIC,
+    other treatments and adverse events; the latest ``limit`` (oldest first) and how many are
+    left out."""
+    rows: list[tuple[datetime, DiaryLine]] = []
+
+    def day(moment: datetime) -> str:
+        return day_text(local_day(moment, tz))
+
+    for e in s.episodes:
+        how = "–" if e.nrs is None else f"{e.nrs}/10"
+        long = "" if e.minutes is None else f", {duration_text(e.minutes)}"
+        note = f": {e.note}" if e.note else ""
+        detail = f"{PAIN_LABELS[e.pain]}, worst {how}{long}{note}"
+        rows.append((e.start, DiaryLine(day(e.start), "pain episode", detail)))
+    for n in notes:
+        rows.append((n.at, DiaryLine(day(n.at), "session note", n.text)))
+    for g in s.peg.items:
+        items = f"pain {num(g.pain, 0)}, enjoyment {num(g.enjoyment, 0)}, "
+        items += f"activity {num(g.activity, 0)}"
+        rows.append((g.at, DiaryLine(day(g.at), "PEG", f"{num(g.score)} ({items})")))
+    for p in s.pgic.items:
+        value = "" if p.value is None else f" ({p.value} of 7)"
+        rows.append((p.at, DiaryLine(day(p.at), "PGIC", f"{p.label}{value}")))
+    for t in s.treatments:
+        when = span_text(t.start, t.end) if t.end and t.end != t.start else day_text(t.start)
+        moment = datetime.combine(t.start, datetime.min.time(), tzinfo=UTC)
+        rows.append((moment, DiaryLine(when, t.kind.replace("_", " "), t.description)))
+    for a in s.adverse_events:
+        sev = f" ({a.severity})" if a.severity else ""
+        detail = a.kind.replace("_", " ") + (f": {a.note}" if a.note else "")
+        rows.append((a.at, DiaryLine(day(a.at), f"adverse event{sev}", detail)))
+    rows.sort(key=lambda t: t[0])
+    shown = [line for _at, line in rows[-limit:]] if limit > 0 else []
+    return shown, len(rows) - len(shown)
+
+
 def prescription_text(data: PatientData) -> str:
     if not data.prescriptions:
         return "no prescription on record"
@@ -219,6 +303,7 @@ def prescription_text(data: PatientData) -> str:
     text = f"prescribed {p.sessions_per_day} × {p.session_minutes:.0f} min a day"
     if p.minutes_per_day is not None:
         text += f" (≤ {p.minutes_per_day:.0f} min a day)"
+    text += f"; run-in {plural(p.run_in_days, 'day')}" if p.run_in_days else "; no run-in"
     return text
 
 
@@ -244,6 +329,7 @@ def build_report(
         summary=summary,
         tz=zone,
         generated=generated if generated is not None else datetime.now(UTC),
+        notes=session_notes(data, zone),
     )
 
 
@@ -291,12 +377,19 @@ DAMAGED_MARK = "DAMAGED LOG"
 """The note on a session whose figures come from the damaged range of a log (``integrity``)."""
 
 
+def _table_html(cls: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table class='{cls}'><tr>{head}</tr>{body}</table>"
+
+
 def render_html(report: Report) -> str:
     """The report as one self-contained HTML page (inline CSS, charts as inline SVG)."""
     charts = charts_mod.build_charts(report.data, report.summary, report.tz)
     svg = {name: chart.svg() for name, chart in charts.items()}
     warnings = report.warnings()
     series = report.series_lines()
+    diary, earlier = report.diary_lines()
     rows, hidden = report.session_lines()
     parts = [
         "<!DOCTYPE html>",
@@ -319,6 +412,8 @@ def render_html(report: Report) -> str:
         f'<figure id="chart-timeline" class="chart">{svg["timeline"]}</figure>',
         "<h2>Pain series</h2>",
         _series_table_html(series),
+        "<h2>Diary, notes, PEG and PGIC</h2>",
+        _diary_table_html(diary, earlier),
         "<h2>Latest sessions</h2>",
         _session_table_html(rows, hidden, report),
         f'<p class="footer">{_e(report.footer_line())}</p>',
@@ -327,22 +422,34 @@ def render_html(report: Report) -> str:
     return "\n".join(parts)
 
 
+SERIES_HEADERS = ("Pain (* headline)", "Baseline", "Week 4", "Week 8", "Week 12", "Per session")
+SERIES_WIDTHS = (33.0, 21.0, 35.0, 35.0, 35.0, 27.0)
+PAIN_SHORT = {"phantom": "phantom", "residual_limb": "residual limb", "other": "other"}
+DIARY_HEADERS = ("Day", "What", "Detail")
+DIARY_WIDTHS = (24.0, 40.0, 122.0)
+SESSION_HEADERS = ("Day", "Start", "Program", "Min", "Ended", "mA", "Before", "After", "Notes")
+SESSION_WIDTHS = (20.0, 11.0, 26.0, 9.0, 30.0, 11.0, 12.0, 11.0, 56.0)
+
+
+def _series_rows(rows: Sequence[SeriesLine]) -> list[list[str]]:
+    return [[r.series, r.baseline, r.week4, r.week8, r.week12, r.per_session] for r in rows]
+
+
 def _series_table_html(rows: Sequence[SeriesLine]) -> str:
     if not rows:
         return '<p class="muted">No pain ratings in this period.</p>'
-    head = (
-        "<tr><th>Pain</th><th class='num'>Baseline</th><th class='num'>Latest week</th>"
-        "<th class='num'>Change</th><th>IMMPACT band</th><th>Responder</th>"
-        "<th class='num'>Per session</th></tr>"
+    return _table_html("series", SERIES_HEADERS, _series_rows(rows))
+
+
+def _diary_table_html(rows: Sequence[DiaryLine], earlier: int) -> str:
+    if not rows:
+        return '<p class="muted">Nothing in the diary in this period.</p>'
+    note = (
+        f'<p class="muted">{earlier} earlier entries are in the CSV and FHIR exports.</p>'
+        if earlier
+        else ""
     )
-    body = "".join(
-        f"<tr><td>{_e(r.series)}</td><td class='num'>{_e(r.baseline)}</td>"
-        f"<td class='num'>{_e(r.latest)}</td><td class='num'>{_e(r.change)}</td>"
-        f"<td>{_e(r.band)}</td><td>{_e(r.responder)}</td>"
-        f"<td class='num'>{_e(r.per_session)}</td></tr>"
-        for r in rows
-    )
-    return f"<table class='series'>{head}{body}</table>"
+    return _table_html("diary", DIARY_HEADERS, [[r.day, r.what, r.detail] for r in rows]) + note
 
 
 def _session_table_html(rows: Sequence[SessionLine], hidden: int, report: Report) -> str:
@@ -377,6 +484,10 @@ BODY_W = PAGE_W - 2 * MARGIN
 BOTTOM = PAGE_H - MARGIN - 6.0  # leaves room for the footer line
 FONT = "DejaVu Sans"
 """The PDF's font family; the charts' SVG names it first (charts.FONT_FAMILY)."""
+ROW_H = 3.9
+HEAD_H = 4.2
+MIN_CHART_PT = {"pain": 120.0, "weekly": 96.0}
+"""The least height (points) of the page-1 charts when the answer is long."""
 
 
 FONT_DIR = Path(__file__).resolve().parent / "fonts"
@@ -423,42 +534,40 @@ class _Pdf:
         pdf.line(MARGIN, pdf.get_y(), PAGE_W - MARGIN, pdf.get_y())
         pdf.set_y(pdf.get_y() + 1)
 
-    def lines(self, items: Sequence[Line], label_w: float = 34.0) -> None:
+    def lines(self, items: Sequence[Line], label_w: float = 30.0, size: float = 8.0) -> None:
         pdf = self.pdf
-        lh = 4.2
+        lh = size * 0.48
         for x in items:
             y = pdf.get_y()
             mark = "⚠ " if x.level == "warn" else "✓ " if x.level == "ok" else ""
-            pdf.set_font(FONT, "B", 8.5)
+            pdf.set_font(FONT, "B", size)
             n_label = self.count_lines(label_w - 2, lh, x.label)
             if x.level == "warn":
                 pdf.set_text_color(138, 75, 0)
             pdf.set_xy(MARGIN, y)
             pdf.multi_cell(label_w - 2, lh, x.label, align="L")
             pdf.set_text_color(31, 41, 51)
-            pdf.set_font(FONT, "", 8.5)
+            pdf.set_font(FONT, "", size)
             text = mark + x.text
             n_text = self.count_lines(BODY_W - label_w, lh, text)
             pdf.set_xy(MARGIN + label_w, y)
             pdf.multi_cell(BODY_W - label_w, lh, text, align="L")
-            pdf.set_xy(MARGIN, y + max(n_label, n_text) * lh + 0.8)
+            pdf.set_xy(MARGIN, y + max(n_label, n_text) * lh + 0.6)
 
     def count_lines(self, width: float, height: float, text: str) -> int:
         """How many lines ``text`` takes in a cell ``width`` wide, in the current font."""
         lines = self.pdf.multi_cell(width, height, text, dry_run=True, output="LINES")
         return len(lines) if isinstance(lines, list) else 1
 
-    def chart(self, chart: charts_mod.Chart, space: float | None = None) -> None:
-        """Draw a chart at full width (its natural height), shrunk to fit ``space`` (mm)."""
+    def chart(self, chart: charts_mod.Chart) -> None:
+        """Draw a chart at the full body width (its drawing keeps its proportions)."""
         pdf = self.pdf
-        height = chart_height(chart)
-        h = height if space is None else min(height, space)
-        w = BODY_W * h / height
+        h = chart_height(chart)
         pdf.image(
             io.BytesIO(chart.svg(accessible=False).encode("utf-8")),
-            x=MARGIN + (BODY_W - w) / 2,
+            x=MARGIN,
             y=pdf.get_y(),
-            w=w,
+            w=BODY_W,
             h=h,
             title=chart.title,
             alt_text=chart.description,
@@ -470,13 +579,17 @@ class _Pdf:
         pdf.set_font(FONT, "B", 7)
         pdf.set_fill_color(241, 243, 245)
         for h, w in zip(headers, widths, strict=True):
-            pdf.cell(w, 4.2, h, border="B", fill=True)
-        pdf.ln(4.2)
+            pdf.cell(w, HEAD_H, h, border="B", fill=True)
+        pdf.ln(HEAD_H)
         pdf.set_font(FONT, "", 7)
         for row in rows:
             for text, w in zip(row, widths, strict=True):
-                pdf.cell(w, 3.9, _fit(pdf, text, w - 1), border="B")
-            pdf.ln(3.9)
+                pdf.cell(w, ROW_H, _fit(pdf, text, w - 1), border="B")
+            pdf.ln(ROW_H)
+
+    def note(self, text: str) -> None:
+        self.pdf.set_font(FONT, "", 7)
+        self.pdf.cell(BODY_W, 4, text, new_x="LMARGIN", new_y="NEXT")
 
 
 def _fit(pdf: FPDF, text: str, width: float) -> str:
@@ -487,24 +600,22 @@ def _fit(pdf: FPDF, text: str, width: float) -> str:
     return text + "…"
 
 
-SERIES_HEADERS = ("Pain", "Baseline", "Latest week", "Change", "Band", "Responder", "Per session")
-SERIES_WIDTHS = (50.0, 16.0, 24.0, 26.0, 22.0, 20.0, 28.0)
-SESSION_HEADERS = ("Day", "Start", "Program", "Min", "Ended", "mA", "Before", "After", "Notes")
-SESSION_WIDTHS = (20.0, 11.0, 26.0, 9.0, 30.0, 11.0, 12.0, 11.0, 56.0)
-
-
 def chart_height(chart: charts_mod.Chart) -> float:
     """The height in mm of a chart drawn at the full body width."""
     return BODY_W * chart.height / chart.width
 
 
+def _points(mm: float) -> float:
+    """A height in mm on the page as chart points (charts are drawn at the full body width)."""
+    return mm * charts_mod.WIDTH / BODY_W
+
+
 def render_pdf(report: Report) -> bytes:
     """The report as a PDF of at most two A4 pages."""
-    charts = charts_mod.build_charts(report.data, report.summary, report.tz)
     doc = _Pdf(report)
     pdf = doc.pdf
 
-    # page 1: the answer, the warnings, the pain charts
+    # page 1: the answer, the warnings, the pain charts (full width, shorter if need be)
     doc.page()
     if report.data.integrity:
         pdf.set_font(FONT, "B", 8)
@@ -524,33 +635,52 @@ def render_pdf(report: Report) -> bytes:
     if warnings:
         doc.lines(warnings)
     else:
-        pdf.set_font(FONT, "", 8.5)
+        pdf.set_font(FONT, "", 8)
         pdf.cell(BODY_W, 4.5, "None.", new_x="LMARGIN", new_y="NEXT")
     pdf.set_y(pdf.get_y() + 1)
-    space = BOTTOM - pdf.get_y() - 3
-    total = chart_height(charts["pain"]) + chart_height(charts["weekly"])
-    scale = min(1.0, space / total)
-    doc.chart(charts["pain"], chart_height(charts["pain"]) * scale)
-    doc.chart(charts["weekly"], chart_height(charts["weekly"]) * scale)
+    space = _points(BOTTOM - pdf.get_y() - 3 - 2 * 1.5)
+    natural = charts_mod.HEIGHTS["pain"] + charts_mod.HEIGHTS["weekly"]
+    scale = min(1.0, space / natural)
+    heights = {
+        name: max(MIN_CHART_PT[name], charts_mod.HEIGHTS[name] * scale) for name in MIN_CHART_PT
+    }
+    first = charts_mod.build_charts(
+        report.data, report.summary, report.tz, heights, names=("pain", "weekly")
+    )
+    if pdf.get_y() + chart_height(first["pain"]) + chart_height(first["weekly"]) <= BOTTOM:
+        doc.chart(first["pain"])
+        doc.chart(first["weekly"])
+    else:  # an answer too long for the charts: they are on page 2 of the HTML too
+        doc.note("The pain charts did not fit on this page; see the HTML report.")
 
-    # page 2: amplitude, timeline, series table, latest sessions
+    # page 2: amplitude, timeline, series table, diary, latest sessions
     doc.page()
-    doc.chart(charts["amplitude"])
-    doc.chart(charts["timeline"])
+    second = charts_mod.build_charts(
+        report.data, report.summary, report.tz, names=("amplitude", "timeline")
+    )
+    doc.chart(second["amplitude"])
+    doc.chart(second["timeline"])
     series = report.series_lines()
-    doc.heading("Pain series")
+    doc.heading("Pain series (time points: weeks 4, 8, 12 from the first session)")
     if series:
-        series_rows = [
-            [r.series, r.baseline, r.latest, r.change, r.band, r.responder, r.per_session]
-            for r in series[:6]
-        ]
-        doc.table(SERIES_HEADERS, SERIES_WIDTHS, series_rows)
+        doc.table(SERIES_HEADERS, SERIES_WIDTHS, _series_rows(series[:6]))
     else:
-        pdf.set_font(FONT, "", 8)
-        pdf.cell(BODY_W, 4.5, "No pain ratings in this period.", new_x="LMARGIN", new_y="NEXT")
+        doc.note("No pain ratings in this period.")
+    sessions_all, _ = report.session_lines(limit=1)
+    room = BOTTOM - pdf.get_y()
+    # the diary takes up to half of what is left, the sessions the rest
+    diary_rows = int(((room / 2 if sessions_all else room) - 12) // ROW_H)
+    diary, earlier = report.diary_lines(limit=max(0, min(MAX_DIARY_ROWS, diary_rows)))
+    doc.heading("Diary, notes, PEG and PGIC")
+    if diary:
+        doc.table(DIARY_HEADERS, DIARY_WIDTHS, [[r.day, r.what, r.detail] for r in diary])
+        if earlier:
+            doc.note(f"{earlier} earlier entries are in the CSV and FHIR exports.")
+    else:
+        doc.note("Nothing in the diary in this period.")
     doc.heading("Latest sessions")
-    room = int((BOTTOM - pdf.get_y() - 4.2 - 5) // 3.9)
-    rows, hidden = report.session_lines(limit=max(0, min(MAX_SESSION_ROWS, room)))
+    room_rows = int((BOTTOM - pdf.get_y() - HEAD_H - 5) // ROW_H)
+    rows, hidden = report.session_lines(limit=max(0, min(MAX_SESSION_ROWS, room_rows)))
     if rows:
         doc.table(
             SESSION_HEADERS,
@@ -571,17 +701,9 @@ def render_pdf(report: Report) -> bytes:
             ],
         )
         if hidden:
-            pdf.set_font(FONT, "", 7)
-            pdf.cell(
-                BODY_W,
-                4,
-                f"{hidden} earlier sessions are in the CSV and FHIR exports.",
-                new_x="LMARGIN",
-                new_y="NEXT",
-            )
+            doc.note(f"{hidden} earlier sessions are in the CSV and FHIR exports.")
     else:
-        pdf.set_font(FONT, "", 8)
-        pdf.cell(BODY_W, 4.5, "No sessions in this period.", new_x="LMARGIN", new_y="NEXT")
+        doc.note("No sessions in this period.")
     return bytes(pdf.output())
 
 
@@ -609,14 +731,16 @@ def render(
                 "the damaged figures"
             )
 
-        return bundle_json(data, generated=generated).encode("utf-8")
+        return bundle_json(data, tz=tz, generated=generated).encode("utf-8")
     report = build_report(data, tz=tz, generated=generated)
     if fmt == "json":
+        document = report_json(report.summary, report.notes)
         if not data.integrity:
-            return summary_json(report.summary)
-        summary = json.loads(summary_json(report.summary))
+            return document
         marked = {"log_damaged": data.integrity, "damaged_sessions": sorted(data.damaged_sessions)}
-        return json.dumps(marked | summary, ensure_ascii=False, indent=2).encode("utf-8")
+        return json.dumps(marked | json.loads(document), ensure_ascii=False, indent=2).encode(
+            "utf-8"
+        )
     if fmt == "html":
         return render_html(report).encode("utf-8")
     if fmt == "pdf":

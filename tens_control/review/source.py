@@ -43,17 +43,22 @@ from tens_control.review.analytics import (
     amplitude_ua,
     local_day,
     summarize_many,
+    today_in,
 )
 from tens_control.review.model import (
     PAIN_KINDS,
     POSTURES,
     AdverseEventRow,
     DeviceRow,
+    EpisodeRow,
     EventKind,
     EventRow,
+    NoteRow,
     PainKind,
     PatientData,
     PatientRow,
+    PegRow,
+    PgicRow,
     Posture,
     PrescriptionRow,
     RatingRow,
@@ -64,14 +69,13 @@ from tens_control.review.model import (
 )
 from tens_control.store import Store, amplitude, schema
 from tens_control.store.canonical import iso_utc, parse_utc
+from tens_control.store.records import FAULT_KINDS
 
 log = logging.getLogger(__name__)
 
 BEFORE_LINK = timedelta(minutes=30)
 AFTER_LINK = timedelta(minutes=30)
 PLUS_30_LINK = timedelta(minutes=90)
-FAULT_KINDS = ("fault",)
-REJECTION_KINDS = ("rejected",)
 NOT_TREATMENTS = frozenset({"pain_episode"})
 """Diary kinds that are not other treatments."""
 
@@ -201,9 +205,11 @@ def load_patient(
     period_from: date | None = None,
     period_to: date | None = None,
     tz: Zone = None,
+    today: date | None = None,
 ) -> PatientData:
     """One patient's rows for the review over the local days ``period_from`` to ``period_to``
-    (``None``: unbounded). ``pseudonym`` defaults to the current patient."""
+    (``None``: unbounded). ``pseudonym`` defaults to the current patient; ``today`` (the day
+    the review is made) to today in ``tz``."""
     zone = tz
     patient = store.pick_patient(pseudonym)
     window = Window.of(period_from, period_to, zone)
@@ -268,7 +274,7 @@ def load_patient(
             )
         rating_rows = conn.execute(
             text(
-                "SELECT uid, session_id, at, nrs, timing, pain, context FROM pain_ratings "
+                "SELECT uid, session_id, at, nrs, timing, pain, context, note FROM pain_ratings "
                 f"WHERE patient_id = :pid AND {margin.sql('at')} ORDER BY at, id"
             ),
             {"pid": pid, **margin.params()},
@@ -292,8 +298,14 @@ def load_patient(
                 None if nrs is None else int(nrs),
                 None if sid is None else uid_of.get(int(sid)),
             )
-            for uid, sid, at, nrs, timing, pain, ctx in rating_rows
+            for uid, sid, at, nrs, timing, pain, ctx, _note in rating_rows
         ]
+        notes = [
+            NoteRow(f"r{uid}", _utc(at), str(note), None if sid is None else uid_of.get(int(sid)))
+            for uid, sid, at, _nrs, _timing, _pain, _ctx, note in rating_rows
+            if note and str(note).strip()
+        ]
+        notes += _session_notes(conn, pid, margin, uid_of)
         event_rows = conn.execute(
             text(
                 "SELECT e.id, e.session_id, e.wall_time, e.kind, e.payload "
@@ -330,6 +342,7 @@ def load_patient(
         )
         for a in store.adverse_events(patient.pseudonym)
     ]
+    diary = store.diary_entries(patient.pseudonym)
     treatments = [
         TreatmentRow(
             id=t.uid,
@@ -338,9 +351,21 @@ def load_patient(
             description=t.notes,
             end=None if t.end is None else local_day(t.end, zone),
         )
-        for t in store.diary_entries(patient.pseudonym)
+        for t in diary
         if t.kind.value not in NOT_TREATMENTS
     ]
+    episodes = [
+        EpisodeRow(
+            t.uid, t.start, _pain(t.pain.value if t.pain else "other"), t.nrs, t.end, t.notes
+        )
+        for t in diary
+        if t.kind.value in NOT_TREATMENTS
+    ]
+    pegs = [
+        PegRow(g.uid, g.at, g.pain, g.enjoyment, g.activity)
+        for g in store.peg_scores(patient.pseudonym)
+    ]
+    pgics = [PgicRow(g.uid, g.at, g.value) for g in store.pgic_ratings(patient.pseudonym)]
     prescriptions = []
     for rx in store.prescriptions(patient.pseudonym):
         row = prescription_row(rx.toml, rx.created_at, f"prescription version {rx.version}")
@@ -355,10 +380,46 @@ def load_patient(
         events=tuple(events),
         adverse_events=tuple(adverse),
         treatments=tuple(treatments),
+        episodes=tuple(episodes),
+        notes=tuple(sorted(notes, key=lambda n: n.at)),
+        pegs=tuple(pegs),
+        pgics=tuple(pgics),
+        today=today if today is not None else today_in(zone),
         period_from=period_from,
         period_to=period_to,
         extra={"database": str(store.path)},
     )
+
+
+NOTES_SQL = """
+SELECT e.id, e.session_id, e.wall_time, e.payload
+FROM sessions AS s JOIN events AS e ON e.session_id = s.id
+WHERE s.patient_id = :pid AND {margin} AND e.kind = 'note'
+ORDER BY e.wall_time, e.id
+"""
+"""The notes logged in the patient's sessions (through the per-session index)."""
+
+
+def _session_notes(
+    conn: Connection, pid: int, margin: Window, uid_of: dict[int, str]
+) -> list[NoteRow]:
+    """The patient's own notes on their sessions: the ``note`` events without data (the
+    program's own notes, about the governor, screening or defaults, carry data)."""
+    out: list[NoteRow] = []
+    rows = conn.execute(
+        text(NOTES_SQL.format(margin=margin.sql("s.started_at"))), {"pid": pid, **margin.params()}
+    ).all()
+    for eid, sid, wall_time, payload_json in rows:
+        try:
+            payload = json.loads(payload_json)
+        except ValueError:
+            continue
+        if not isinstance(payload, dict) or payload.get("data"):
+            continue
+        words = str(payload.get("text") or "").strip()
+        if words:
+            out.append(NoteRow(f"e{eid}", _utc(wall_time), words, uid_of.get(int(sid))))
+    return out
 
 
 def _minutes(start: datetime, end: datetime | None) -> float:
@@ -384,11 +445,14 @@ def prescription_row(toml: str, valid_from: datetime, source: str) -> Prescripti
         per_day = max(1, rx.minutes_per_day // rx.session_minutes)
     if per_day is None:
         return None
+    pain, on_movement = rx.headline_series
     return PrescriptionRow(
         valid_from=valid_from,
         sessions_per_day=int(per_day),
         session_minutes=float(rx.session_minutes),
         minutes_per_day=None if rx.minutes_per_day is None else float(rx.minutes_per_day),
+        run_in_days=rx.run_in_days,
+        headline=(_pain(pain.value), "movement" if on_movement else "rest"),
     )
 
 
@@ -401,15 +465,18 @@ def _manufacturer(info: str) -> str | None:
 
 
 def _event_code(kind: str, payload_json: str) -> tuple[EventKind, str, str]:
-    """A fault's or refused request's (kind, code, detail) from its logged payload."""
+    """A fault's or refused request's (kind, code, detail) from its logged payload. A fault's
+    code is its kind (``lead_off``, ``output_mismatch``, ``comms_lost``); an old log's ``fault``
+    record names it in its ``fault`` field."""
     try:
         payload = json.loads(payload_json)
     except ValueError:
         payload = {}
     if not isinstance(payload, dict):
         payload = {}
-    if kind == "fault":
-        return "fault", str(payload.get("fault") or "fault"), str(payload.get("detail") or "")
+    if kind in FAULT_KINDS:
+        code = str(payload.get("fault") or "fault") if kind == "fault" else kind
+        return "fault", code, str(payload.get("detail") or "")
     code = str(payload.get("parameter") or payload.get("command") or "rejected")
     return "rejection", code, str(payload.get("message") or "")
 
@@ -550,6 +617,7 @@ def _us_sql(start: str, end: str) -> str:
 
 SESSIONS_SQL = """
 SELECT patient_id, {day} AS d, COALESCE(end_reason, 'not ended') AS why, COUNT(*),
+       MAX(started_at),
        CAST(ROUND(SUM({days}) * 86400.0 - SUM({micros}) / 1e6) AS INTEGER) * 1000000
            + SUM({micros}),
        SUM(CASE WHEN ended_at IS NOT NULL
@@ -559,7 +627,8 @@ SELECT patient_id, {day} AS d, COALESCE(end_reason, 'not ended') AS why, COUNT(*
 FROM sessions WHERE {patients} AND {period}
 GROUP BY patient_id, d, why
 """
-"""Per patient, local day and end reason: sessions; their stimulation time in microseconds
+"""Per patient, local day and end reason: sessions; the latest start; their stimulation time
+in microseconds
 (start to end; 0 without an end or with an end before the start); the sum (µA) and count of the
 stored mean amplitudes of ended sessions; and the ids of sessions without an end (their
 amplitudes are computed from the log, as load_patient does).
@@ -579,14 +648,15 @@ STIM_MICROS_SQL = (
 RATINGS_SQL = """
 SELECT patient_id, COUNT(*), COUNT(nrs), MIN(d), MAX(d),
        COUNT(CASE WHEN session_id IS NULL AND nrs IS NOT NULL
-                   AND timing IN ('after', 'plus_30_min') THEN 1 END)
-FROM (SELECT patient_id, nrs, session_id, timing, {day} AS d
+                   AND timing IN ('after', 'plus_30_min') THEN 1 END),
+       MAX(CASE WHEN nrs IS NOT NULL THEN at END)
+FROM (SELECT patient_id, nrs, session_id, timing, at, {day} AS d
       FROM pain_ratings WHERE {patients} AND {period})
 GROUP BY patient_id
 """
-"""Per patient: ratings, rated (not skipped), first and last day, and the after/+30 min ratings
+"""Per patient: ratings, rated (not skipped), first and last day, the after/+30 min ratings
 saved without their session (only when there are some does the pairing look for sessions by
-their end)."""
+their end), and the time of the latest rating given."""
 
 BACKGROUND_SQL = """
 SELECT patient_id, {series} AS series, {day} AS d, SUM(nrs), COUNT(nrs)
@@ -693,8 +763,18 @@ WHERE {patients} ORDER BY a.patient_id, a.at, a.id
 """
 
 TREATMENTS_SQL = """
-SELECT patient_id, uid, kind, start, "end", notes FROM diary_entries
+SELECT patient_id, uid, kind, start, "end", notes, nrs, pain FROM diary_entries
 WHERE {patients} ORDER BY patient_id, start, id
+"""
+
+PEG_SQL = """
+SELECT patient_id, uid, at, pain, enjoyment, activity FROM peg_scores
+WHERE {patients} ORDER BY patient_id, at, id
+"""
+
+PGIC_SQL = """
+SELECT patient_id, uid, at, value FROM pgic_ratings
+WHERE {patients} ORDER BY patient_id, at, id
 """
 
 PRESCRIPTIONS_SQL = """
@@ -736,17 +816,19 @@ def load_aggregates(
     period_from: date | None = None,
     period_to: date | None = None,
     tz: Zone = None,
+    today: date | None = None,
 ) -> list[Aggregates]:
     """The :class:`~tens_control.review.analytics.Aggregates` of the given patients (``None``:
     every patient, in the order they were added), computed in SQL: per-day sums, no rows. Equal
     to ``aggregate(load_patient(store, name, ...), tz)`` for each of them."""
     uids = None if pseudonyms is None else [store.pick_patient(n).uid for n in pseudonyms]
+    day = today if today is not None else today_in(tz)
     with reading(store) as conn:
         chosen = _patients(conn, uids)
         if not chosen:
             return []
         try:
-            aggs = _aggregates(conn, chosen, pseudonyms is None, period_from, period_to, tz)
+            aggs = _aggregates(conn, chosen, pseudonyms is None, period_from, period_to, tz, day)
         except _ZoneNotSupported as why:
             log.info("patient list from rows: %s", why)
             aggs = None
@@ -754,7 +836,12 @@ def load_aggregates(
         return [
             aggregate(
                 load_patient(
-                    store, row.pseudonym, period_from=period_from, period_to=period_to, tz=tz
+                    store,
+                    row.pseudonym,
+                    period_from=period_from,
+                    period_to=period_to,
+                    tz=tz,
+                    today=day,
                 ),
                 tz,
             )
@@ -770,9 +857,12 @@ def _aggregates(
     period_from: date | None,
     period_to: date | None,
     tz: Zone,
+    today: date,
 ) -> list[Aggregates]:
     aggs = {
-        pid: Aggregates(patient=row, period_from=period_from, period_to=period_to)
+        pid: Aggregates(
+            patient=row, period_from=period_from, period_to=period_to, today=today, zone=tz
+        )
         for pid, row in chosen.items()
     }
     ids = ", ".join(str(pid) for pid in chosen)
@@ -844,10 +934,13 @@ def _aggregates(
         period=period("started_at"),
     )
     found = rows(sql, params)
-    for (pid, _d, why, n, stim_us, amp_ua, amp_n, no_end), on in zip(
+    last_started: dict[int, str] = {}  # stored text compares in time order
+    for (pid, _d, why, n, latest, stim_us, amp_ua, amp_n, no_end), on in zip(
         found, as_days(found, 1), strict=True
     ):
         agg = aggs[pid]
+        if latest > last_started.get(pid, ""):
+            last_started[pid] = latest
         sd = agg.session_days.get(on)
         if sd is None:
             sd = agg.session_days[on] = SessionDay()
@@ -861,6 +954,8 @@ def _aggregates(
         if no_end:
             for session_id in str(no_end).split(","):
                 running[int(session_id)] = sd
+    for pid, latest in last_started.items():
+        aggs[pid].last_session = _utc(latest)
     for sid, (mean_ma, _max) in amplitude.compute(conn, sorted(running)).items():
         if mean_ma is not None:
             running[sid].amp_ua += amplitude_ua(float(mean_ma))
@@ -869,8 +964,10 @@ def _aggregates(
     # ratings: counts and extent, then background sums by day
     unlinked_after = False
     sql = RATINGS_SQL.format(day=day("at"), patients=patients("patient_id"), period=period("at"))
-    for pid, n, rated, first, last, n_unlinked in rows(sql, params):
+    for pid, n, rated, first, last, n_unlinked, last_rated in rows(sql, params):
         agg = aggs[int(pid)]
+        if last_rated is not None:
+            agg.last_rating = _utc(last_rated)
         agg.ratings_total += int(n)
         agg.ratings_missing += int(n) - int(rated)
         if first is not None:
@@ -952,10 +1049,22 @@ def _aggregates(
                 AdverseEventRow(str(uid), moment, str(kind), str(notes), str(severity), suid)
             )
             agg.see_day(on)
-    for pid, uid, kind, start, end, notes in rows(
+    for pid, uid, kind, start, end, notes, nrs, pain in rows(
         TREATMENTS_SQL.format(patients=patients("patient_id"))
     ):
         if kind in NOT_TREATMENTS:
+            moment = _utc(start)
+            if inside(local_day(moment, tz)):
+                aggs[int(pid)].episodes.append(
+                    EpisodeRow(
+                        str(uid),
+                        moment,
+                        _pain(pain or "other"),
+                        None if nrs is None else int(nrs),
+                        None if end is None else _utc(end),
+                        str(notes),
+                    )
+                )
             continue
         first = local_day(parse_utc(start), tz)
         last = None if end is None else local_day(parse_utc(end), tz)
@@ -971,6 +1080,16 @@ def _aggregates(
         row = prescription_row(toml, parse_utc(created), f"prescription version {version}")
         if row is not None:
             aggs[int(pid)].prescriptions.append((local_day(row.valid_from, tz), row))
+    for pid, uid, at, pain, enjoyment, activity in rows(
+        PEG_SQL.format(patients=patients("patient_id"))
+    ):
+        moment = _utc(at)
+        if inside(local_day(moment, tz)):
+            aggs[int(pid)].pegs.append(PegRow(str(uid), moment, pain, enjoyment, activity))
+    for pid, uid, at, value in rows(PGIC_SQL.format(patients=patients("patient_id"))):
+        moment = _utc(at)
+        if inside(local_day(moment, tz)):
+            aggs[int(pid)].pgics.append(PgicRow(str(uid), moment, value))
     for agg in aggs.values():
         agg.treatments.sort(key=lambda t: t.start)
         agg.prescriptions.sort(key=lambda t: t[0])
@@ -984,12 +1103,15 @@ def load_summaries(
     period_from: date | None = None,
     period_to: date | None = None,
     tz: Zone = None,
+    today: date | None = None,
 ) -> list[PatientSummary]:
     """Every figure of the given patients (``None``: everyone) without the per-day lists, for a
     patient list: :func:`load_aggregates` then
     :func:`~tens_control.review.analytics.summarize_many`. The same figures as a full report."""
     return summarize_many(
-        load_aggregates(store, pseudonyms, period_from=period_from, period_to=period_to, tz=tz)
+        load_aggregates(
+            store, pseudonyms, period_from=period_from, period_to=period_to, tz=tz, today=today
+        )
     )
 
 
@@ -1000,9 +1122,12 @@ def load_summary(
     period_from: date | None = None,
     period_to: date | None = None,
     tz: Zone = None,
+    today: date | None = None,
 ) -> PatientSummary:
     """One patient's line in a patient list (default: the current patient), from SQL; see
     :func:`load_summaries`."""
     name = store.pick_patient(pseudonym).pseudonym
-    (summary,) = load_summaries(store, [name], period_from=period_from, period_to=period_to, tz=tz)
+    (summary,) = load_summaries(
+        store, [name], period_from=period_from, period_to=period_to, tz=tz, today=today
+    )
     return summary

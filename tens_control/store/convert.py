@@ -16,17 +16,26 @@ from tens_control.store.records import (
     Enrolment,
     PainRating,
     PegScore,
+    PgicRating,
     Prescription,
     Screening,
 )
 
 ClinicalRecord = (
-    PainRating | PegScore | DiaryEntry | AdverseEvent | Prescription | Screening | Enrolment
+    PainRating
+    | PegScore
+    | PgicRating
+    | DiaryEntry
+    | AdverseEvent
+    | Prescription
+    | Screening
+    | Enrolment
 )
 
 TABLE_OF: dict[type[Any], Table] = {
     PainRating: schema.pain_ratings,
     PegScore: schema.peg_scores,
+    PgicRating: schema.pgic_ratings,
     DiaryEntry: schema.diary_entries,
     AdverseEvent: schema.adverse_events,
     Prescription: schema.prescriptions,
@@ -63,6 +72,8 @@ def to_row(record: ClinicalRecord, patient_id: int, session_id: int | None) -> d
             "enjoyment": record.enjoyment,
             "activity": record.activity,
         }
+    if isinstance(record, PgicRating):
+        return base | {"at": iso_utc(record.at), "value": record.value}
     if isinstance(record, DiaryEntry):
         return base | {
             "kind": record.kind.value,
@@ -123,6 +134,8 @@ def record_data(table: str, row: Mapping[Any, Any], session_uid: str | None) -> 
     if table == "peg_scores":
         keys: tuple[str, ...] = ("uid", "at", "pain", "enjoyment", "activity")
         return {k: row[k] for k in keys}
+    if table == "pgic_ratings":
+        return {k: row[k] for k in ("uid", "at", "value")}
     if table == "diary_entries":
         keys = ("uid", "kind", "start", "end", "nrs", "pain", "notes")
         return {k: row[k] for k in keys}

@@ -8,6 +8,9 @@ Steps:
 - 2 -> 3: the ``enrolments`` and ``anchors`` tables are created, and
   ``sessions.odometer_sessions`` / ``odometer_seconds`` are added (NULL: the device reported
   no odometer).
+- 3 -> 4: the table ``pgic_ratings`` (Patient Global Impression of Change) is created, empty,
+  and ``ix_events_review_kinds`` is recreated to hold the safety governor's fault kinds
+  (``lead_off``, ``output_mismatch``, ``comms_lost``) beside the old ``fault`` records.
 
 When the schema changes: bump ``schema.SCHEMA_VERSION``, change the tables in ``schema.py``, and
 register here the step from the previous version, written in plain SQL against the *old* layout
@@ -46,7 +49,7 @@ def _v1_to_v2(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE sessions ADD COLUMN max_amplitude_ma FLOAT")
     conn.exec_driver_sql(
         "CREATE INDEX ix_events_review_kinds ON events (chain_id, wall_time) "
-        f"WHERE {schema.REVIEW_KINDS_SQL}"
+        "WHERE kind IN ('fault', 'rejected')"
     )
     filled = amplitude.backfill(conn)
     log.info("schema 2: amplitude figures stored for %d ended session(s)", filled)
@@ -74,9 +77,30 @@ def _v2_to_v3(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX ix_anchor_patient_chain ON anchors (patient_id, chain_uid)")
 
 
+def _v3_to_v4(conn: Connection) -> None:
+    """Add the PGIC table (a new record type: nothing to fill in), and let the review's partial
+    index hold the safety governor's fault kinds too (the old ``fault`` records stay in it)."""
+    conn.exec_driver_sql(
+        "CREATE TABLE pgic_ratings (id INTEGER NOT NULL PRIMARY KEY, uid VARCHAR(32) NOT NULL "
+        "UNIQUE, patient_id INTEGER NOT NULL REFERENCES patients (id), at VARCHAR(32) NOT NULL, "
+        "value INTEGER, CONSTRAINT ck_pgic_value CHECK (value IS NULL OR value BETWEEN 1 AND 7))"
+    )
+    conn.exec_driver_sql("CREATE INDEX ix_pgic_patient_at ON pgic_ratings (patient_id, at)")
+    conn.exec_driver_sql("DROP INDEX ix_events_review_kinds")
+    conn.exec_driver_sql(
+        "CREATE INDEX ix_events_review_kinds ON events (chain_id, wall_time) "
+        "WHERE kind IN ('comms_lost', 'fault', 'lead_off', 'output_mismatch', 'rejected')"
+    )
+
+
 STEPS: dict[int, tuple[str, Step]] = {
     1: ("session amplitude figures stored; partial index on fault/rejection events", _v1_to_v2),
     2: ("clinic enrolments, clinic anchors, device odometer of each session", _v2_to_v3),
+    3: (
+        "PGIC ratings (Patient Global Impression of Change); the governor's fault kinds in the "
+        "partial index",
+        _v3_to_v4,
+    ),
 }
 """from_version -> (description, step upgrading a database from that version to the next)."""
 

@@ -2,8 +2,9 @@
 
 Two families:
 
-* **Clinical records** (:class:`PainRating`, :class:`PegScore`, :class:`DiaryEntry`,
-  :class:`AdverseEvent`, :class:`Prescription`, :class:`Screening`, :class:`Enrolment`) and the
+* **Clinical records** (:class:`PainRating`, :class:`PegScore`, :class:`PgicRating`,
+  :class:`DiaryEntry`, :class:`AdverseEvent`, :class:`Prescription`, :class:`Screening`,
+  :class:`Enrolment`) and the
   :class:`SessionPlan` of a session. Each has a ``uid`` that identifies it in every database it
   is ever copied to.
 * **Log records** (:data:`LogRecord`): the payloads of hash-chained events, a discriminated union
@@ -136,6 +137,15 @@ class PegScore(_Frozen):
         if any(item is None for item in items):
             return None
         return sum(item for item in items if item is not None) / 3
+
+
+class PgicRating(_Frozen):
+    """A Patient Global Impression of Change, 1 (very much improved) to 7 (very much worse);
+    ``value=None``: asked and skipped."""
+
+    uid: Uid = Field(default_factory=new_uid)
+    at: UtcDatetime
+    value: Annotated[int, Field(ge=1, le=7, strict=True)] | None
 
 
 class DiaryEntry(_Frozen):
@@ -389,6 +399,11 @@ class PegRecorded(_Frozen):
     record: PegScore
 
 
+class PgicRecorded(_Frozen):
+    kind: Literal["pgic_recorded"] = "pgic_recorded"
+    record: PgicRating
+
+
 class DiaryAdded(_Frozen):
     kind: Literal["diary_added"] = "diary_added"
     record: DiaryEntry
@@ -451,6 +466,7 @@ LogRecord = Annotated[
     | TelemetrySealed
     | PainRated
     | PegRecorded
+    | PgicRecorded
     | DiaryAdded
     | AdverseEventRecorded
     | PrescriptionSaved
@@ -479,6 +495,7 @@ ZEROING_KINDS: frozenset[str] = frozenset({"stopped", "paused", "emergency_stop"
 RECORD_KINDS: dict[str, str] = {
     "pain_rated": "pain_ratings",
     "peg_recorded": "peg_scores",
+    "pgic_recorded": "pgic_ratings",
     "diary_added": "diary_entries",
     "adverse_event": "adverse_events",
     "prescription_saved": "prescriptions",

@@ -24,12 +24,15 @@ from sqlalchemy import (
     text,
 )
 
-SCHEMA_VERSION = 3
+from tens_control.store.records import FAULT_KINDS
+
+SCHEMA_VERSION = 4
 """The schema this code writes. Older databases are migrated; newer ones are refused.
 Version 2 added ``sessions.mean_amplitude_ma`` / ``max_amplitude_ma`` (derived from the log, see
 ``amplitude.py``) and the partial index ``ix_events_review_kinds``. Version 3 added the
 ``enrolments`` and ``anchors`` tables and the sessions' device odometer
-(``odometer_sessions``, ``odometer_seconds``)."""
+(``odometer_sessions``, ``odometer_seconds``). Version 4 added the ``pgic_ratings`` table and
+the governor's fault kinds to ``ix_events_review_kinds``."""
 
 APP_ID = "tens-control"
 """Value of ``meta.app``: how a tens-control database is recognised."""
@@ -123,9 +126,10 @@ NULL while the session has no end; ``verify`` recomputes them from the log and r
 differ. ``odometer_*`` (version 3): the device's session counter and total stimulation seconds
 as it reported them at the start (NULL when it reports none), mirrored by ``session_started``."""
 
-REVIEW_EVENT_KINDS: tuple[str, ...] = ("fault", "rejected")
-"""The event kinds the review counts (faults, refused requests): the only ones in the partial
-index ``ix_events_review_kinds``."""
+REVIEW_EVENT_KINDS: tuple[str, ...] = (*sorted(FAULT_KINDS), "rejected")
+"""The event kinds the review counts (faults of old and new logs, refused requests): the only
+ones in the partial index ``ix_events_review_kinds`` (version 4: the governor's ``lead_off``,
+``output_mismatch`` and ``comms_lost`` beside the old ``fault``)."""
 
 REVIEW_KINDS_SQL = "kind IN (" + ", ".join(f"'{k}'" for k in REVIEW_EVENT_KINDS) + ")"
 """The partial index's condition. SQLite uses the index only for a query whose WHERE contains
@@ -162,9 +166,10 @@ events = Table(
         postgresql_where=text(REVIEW_KINDS_SQL),
     ),
 )
-"""``ix_events_review_kinds`` (version 2) is partial: only faults and refused requests, so that
-the review finds them without scanning every event, and SQLite never picks it for other kinds
-(a plain index on ``kind`` made it choose that index for ``amplitude_changed``: 30x slower)."""
+"""``ix_events_review_kinds`` (version 2, its kinds widened in version 4) is partial: only faults
+and refused requests, so that the review finds them without scanning every event, and SQLite
+never picks it for other kinds (a plain index on ``kind`` made it choose that index for
+``amplitude_changed``: 30x slower)."""
 
 telemetry = Table(
     "telemetry",
@@ -214,6 +219,19 @@ peg_scores = Table(
     Column("activity", Integer, nullable=True),
     Index("ix_peg_patient_at", "patient_id", "at"),
 )
+
+pgic_ratings = Table(
+    "pgic_ratings",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("uid", String(32), nullable=False, unique=True),
+    Column("patient_id", Integer, ForeignKey("patients.id"), nullable=False),
+    Column("at", String(32), nullable=False),
+    Column("value", Integer, nullable=True),
+    CheckConstraint("value IS NULL OR value BETWEEN 1 AND 7", name="ck_pgic_value"),
+    Index("ix_pgic_patient_at", "patient_id", "at"),
+)
+"""Version 4: the Patient Global Impression of Change (1-7; NULL = asked and skipped)."""
 
 diary_entries = Table(
     "diary_entries",
@@ -309,6 +327,7 @@ the importing database about what it received; never exported."""
 RECORD_TABLES: tuple[Table, ...] = (
     pain_ratings,
     peg_scores,
+    pgic_ratings,
     diary_entries,
     adverse_events,
     prescriptions,

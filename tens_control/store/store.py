@@ -87,6 +87,8 @@ from tens_control.store.records import (
     PainSite,
     PegRecorded,
     PegScore,
+    PgicRating,
+    PgicRecorded,
     Prescription,
     PrescriptionSaved,
     RatingTime,
@@ -1084,6 +1086,8 @@ class Store:
             event = PainRated(record=record)
         elif isinstance(record, PegScore):
             event = PegRecorded(record=record)
+        elif isinstance(record, PgicRating):
+            event = PgicRecorded(record=record)
         elif isinstance(record, DiaryEntry):
             event = DiaryAdded(record=record)
         elif isinstance(record, AdverseEvent):
@@ -1163,6 +1167,15 @@ class Store:
         record = self._build(
             PegScore, at=at or self._wall(), pain=pain, enjoyment=enjoyment, activity=activity
         )
+        self._add_record(record, patient)
+        return record  # type: ignore[no-any-return]
+
+    def add_pgic(
+        self, value: int | None, *, at: datetime | None = None, patient: str | None = None
+    ) -> PgicRating:
+        """Store a PGIC answer, 1 (very much improved) to 7 (very much worse); ``None``: asked
+        and skipped."""
+        record = self._build(PgicRating, at=at or self._wall(), value=value)
         self._add_record(record, patient)
         return record  # type: ignore[no-any-return]
 
@@ -1322,6 +1335,7 @@ class Store:
         time_col = {
             "pain_ratings": "at",
             "peg_scores": "at",
+            "pgic_ratings": "at",
             "adverse_events": "at",
             "screenings": "at",
             "diary_entries": "start",
@@ -1379,6 +1393,16 @@ class Store:
     ) -> list[PegScore]:
         rows = self._records(schema.peg_scores, patient, since=since, until=until)
         return [r for r in rows if isinstance(r, PegScore)]
+
+    def pgic_ratings(
+        self,
+        patient: str | None = None,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[PgicRating]:
+        rows = self._records(schema.pgic_ratings, patient, since=since, until=until)
+        return [r for r in rows if isinstance(r, PgicRating)]
 
     def diary_entries(
         self,

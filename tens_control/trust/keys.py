@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from drivers.tsp.codec import cap_message
 from tens_control import toml_out
 from tens_control.errors import TensControlError
 from tens_control.store.canonical import canonical_json, iso_utc
@@ -211,6 +212,11 @@ class ClinicianKey:
             key_id=self.key_id,
             public_key=encode_public(self.private.public_key()),
         )
+
+    def sign_device_cap(self, serial: str, max_ma: float, issued: int) -> str:
+        """The signature a device holding this key checks before it enforces ``max_ma``
+        (TSP/2 §16), as 128 hex digits."""
+        return self.private.sign(cap_message(serial, max_ma, issued)).hex()
 
     def sign(
         self,

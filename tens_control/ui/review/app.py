@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from datetime import tzinfo
+from datetime import date, tzinfo
 from pathlib import Path
 from typing import ClassVar
 
@@ -131,12 +131,14 @@ def make_review_app(
     export_dir: Path | None = None,
     patient: str | None = None,
     cursor_blink: bool = True,
+    today: date | None = None,
 ) -> ReviewApp:
     """The review app on the database ``db`` (``None``: ``$TENS_CONTROL_DB`` or the user data
-    directory), opened read-only. Raises a :class:`~tens_control.store.StoreError` with one
-    clear message when it cannot be opened."""
+    directory), opened read-only; ``today`` (the day the figures run to) defaults to today.
+    Raises a :class:`~tens_control.store.StoreError` with one clear message when it cannot be
+    opened."""
     store = Store.open(db, read_only=True)
-    source = ReviewSource(store, tz)
+    source = ReviewSource(store, tz, today=today)
     if patient is not None and patient not in source.pseudonyms():
         source.close()
         raise TensControlError(

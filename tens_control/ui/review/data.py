@@ -22,6 +22,7 @@ from typing import Any, Literal, get_args
 
 from tens_control.review.analytics import (
     PatientSummary,
+    TimePoint,
     local_day,
     per_session_changes,
     summarize_data,
@@ -35,8 +36,18 @@ from tens_control.review.model import (
     SessionRow,
 )
 from tens_control.review.source import list_patients, load_patient, load_summaries
-from tens_control.review.wording import code_text, end_reason_text, num
+from tens_control.review.wording import (
+    STOPPED_DAYS,
+    ago_text,
+    code_text,
+    end_reason_text,
+    endpoint_status,
+    num,
+    responder_text,
+    short_day,
+)
 from tens_control.store import SessionInfo, Store, StoredEvent, VerifyReport
+from tens_control.store.records import FAULT_KINDS, ZEROING_KINDS
 
 ExportFormat = Literal["html", "pdf", "csv", "json", "fhir"]
 EXPORT_FORMATS: tuple[ExportFormat, ...] = get_args(ExportFormat)
@@ -50,7 +61,7 @@ EXPORT_SUFFIX: dict[ExportFormat, str] = {
 EXPORT_LABELS: dict[ExportFormat, str] = {
     "html": "HTML summary (2 pages)",
     "pdf": "PDF summary (2 pages)",
-    "csv": "CSV: sessions and ratings",
+    "csv": "CSV: sessions, ratings, diary",
     "json": "JSON: every figure",
     "fhir": "FHIR R4B bundle",
 }
@@ -79,35 +90,76 @@ class PatientStatus:
         return a.sessions_pct if a.available else None
 
     @property
-    def pain_pct(self) -> float | None:
-        """Percent change of the headline series' weekly mean from the baseline week."""
+    def endpoint(self) -> TimePoint | None:
+        """The headline series' latest time point reached (weeks 12, 8, 4), if any."""
         o = self.summary.primary
-        return o.pct_change if o is not None and o.available else None
+        return None if o is None else o.endpoint
+
+    @property
+    def pain_pct(self) -> float | None:
+        """Percent change of the headline series at its latest time point reached."""
+        tp = self.endpoint
+        return None if tp is None else tp.pct_change
 
     @property
     def responder_30(self) -> bool | None:
-        o = self.summary.primary
-        return o.responder_30 if o is not None and o.available else None
+        """≥ 30 % less pain at the latest time point (intention to treat: a time point without
+        enough ratings is ``False``); ``None`` before week 4 has ended."""
+        tp = self.endpoint
+        return None if tp is None else tp.responder_30
 
     @property
     def responder_50(self) -> bool | None:
-        o = self.summary.primary
-        return o.responder_50 if o is not None and o.available else None
+        tp = self.endpoint
+        return None if tp is None else tp.responder_50
+
+    @property
+    def responder_points(self) -> bool | None:
+        tp = self.endpoint
+        return None if tp is None else tp.responder_points
 
     @property
     def enough_data(self) -> bool:
-        """True when the pain change (and so the responder status) has a value."""
-        return self.pain_pct is not None
+        """True when a time point has been reached (so the responder status is yes or no)."""
+        return self.endpoint is not None
+
+    @property
+    def pain_text(self) -> str:
+        """The headline endpoint in a few words (``week 4: −50 % (...)``)."""
+        return endpoint_status(self.summary.primary)
+
+    @property
+    def last_use_text(self) -> str:
+        s = self.summary
+        if s.last_session_day is None:
+            return "no session"
+        return f"{short_day(s.last_session_day)} ({ago_text(s.days_since_session)})"
 
     @property
     def pain_reason(self) -> str:
-        """Why the pain change has no value ("" when it has one)."""
+        """Why there is no verdict yet ("" when there is one)."""
         if self.enough_data:
             return ""
         o = self.summary.primary
-        if o is not None and o.reason:
-            return o.reason
+        if o is not None:
+            return responder_text(o)
         return self.summary.reason or "not enough data: no before-session or diary ratings"
+
+    @property
+    def stopped(self) -> bool:
+        d = self.summary.days_since_session
+        return d is not None and d >= STOPPED_DAYS
+
+    @property
+    def low_baseline(self) -> bool:
+        o = self.summary.primary
+        return o is not None and o.baseline.low
+
+    @property
+    def concurrent(self) -> bool:
+        o = self.summary.primary
+        tp = None if o is None else (o.endpoint or o.latest)
+        return tp is not None and bool(tp.concurrent)
 
     @property
     def tolerance(self) -> bool:
@@ -124,11 +176,19 @@ class PatientStatus:
 
     @property
     def warning_count(self) -> int:
-        return int(self.tolerance) + self.adverse_events + self.faults
+        flags = int(self.tolerance) + int(self.stopped) + int(self.low_baseline)
+        return flags + int(self.concurrent) + self.adverse_events + self.faults
 
     def warnings_text(self) -> str:
-        """``⚠ tolerance · 1 adverse event · 2 faults``, or ``none``."""
+        """``⚠ stopped? · low baseline · other treatment · tolerance · 1 adverse event ·
+        2 faults``, or ``none``."""
         parts = []
+        if self.stopped:
+            parts.append("stopped?")
+        if self.low_baseline:
+            parts.append("low baseline")
+        if self.concurrent:
+            parts.append("other treatment")
         if self.tolerance:
             parts.append("tolerance")
         elif self.summary.tolerance.flagged:
@@ -343,6 +403,122 @@ def _fmt_value(value: Any) -> str:
     return str(value)
 
 
+STOP_REASONS: dict[str, str] = {
+    "emergency": "emergency stop",
+    "duration": "session time reached",
+    "lead_off": "electrode off",
+    "comms_lost": "connection lost",
+    "device_fault": "device fault",
+    "device_reset": "the device restarted",
+    "emergency_switch": "the device's emergency switch",
+    "watchdog": "device watchdog tripped",
+    "output_mismatch": "output mismatch",
+    "limit": "the device refused a level as over its limit",
+    "closed": "the program closed the connection",
+}
+"""The safety governor's stop and pause reasons (``drivers.safety.StopReason``) in words."""
+
+
+def _halted(verb: str, p: dict[str, Any]) -> str:
+    """``output stopped by the user``, ``output paused: electrode off`` ..."""
+    reason = str(p.get("reason") or "")
+    if reason in ("", "user"):
+        return f"output {verb} by the user"
+    return f"output {verb}: {STOP_REASONS.get(reason, reason.replace('_', ' '))}"
+
+
+def _ch(p: dict[str, Any]) -> str:
+    return f" ch{p['channel']}" if p.get("channel") is not None else ""
+
+
+def _change(p: dict[str, Any], what: str = "") -> str:
+    """``ch1 0.0 → 6.0 mA (patient, target set)`` (with ``what`` before the levels)."""
+    why = f", {p['why']}" if p.get("why") else ""
+    return (
+        f"ch{p.get('channel')} {what}{num(p.get('from_ma'))} → {num(p.get('to_ma'))} mA "
+        f"({p.get('who') or ''}{why})"
+    )
+
+
+def _ohm(p: dict[str, Any]) -> str:
+    value = p.get("impedance_ohm")
+    return "" if value is None else f" ({num(value, 0)} Ω)"
+
+
+def _governor_line(kind: str, p: dict[str, Any]) -> tuple[str, str, bool] | None:
+    """(kind label, text, important) of one of the safety governor's events (the logs written
+    since its events are typed; older logs have ``fault`` and ``command`` records instead);
+    None for any other kind."""
+    detail = f": {p['detail']}" if p.get("detail") else ""
+    if kind == "lead_off":
+        return "FAULT", f"electrode off{_ch(p)}{_ohm(p)}{detail}", True
+    if kind == "output_mismatch":
+        measured = p.get("measured_ma")
+        got = "nothing measured" if measured is None else f"measured {num(measured)} mA"
+        return (
+            "FAULT",
+            f"output mismatch{_ch(p)}: set {num(p.get('set_ma'))} mA, {got}{detail}",
+            True,
+        )
+    if kind == "comms_lost":
+        return "FAULT", f"connection lost{detail}", True
+    if kind == "emergency_stop":
+        sent = "" if p.get("sent", True) else " (the stop could not be sent to the port)"
+        return "E-STOP", f"emergency stop: every output to 0{sent}", True
+    if kind == "stopped":
+        return "stop", _halted("stopped", p), False
+    if kind == "paused":
+        return "pause", f"{_halted('paused', p)} (every channel at 0)", False
+    if kind == "resumed":
+        left = p.get("remaining_s")
+        rest = "" if left is None else f", {num(float(left) / 60.0)} min left"
+        return "resume", f"resumed from 0 mA{rest}", False
+    if kind == "started":
+        minutes = p.get("duration_s")
+        length = "" if minutes is None else f" for {num(float(minutes) / 60.0)} min"
+        return "start", f"output started at 0 mA{length}", False
+    if kind == "target_changed":
+        return "target", _change(p, "target "), False
+    if kind == "configured":
+        settings = p.get("settings") or {}
+        return (
+            "configure",
+            f"ch{p.get('channel')} {num(settings.get('frequency_hz'))} Hz, "
+            f"{settings.get('pulse_width_us')} µs, {settings.get('pattern') or 'continuous'}; "
+            f"cap {num(p.get('max_ma'))} mA ({str(p.get('max_source') or '').replace('_', ' ')})",
+            False,
+        )
+    if kind == "device_rejected":
+        return (
+            "FAILED",
+            f"{p.get('command')}{_ch(p)}: the device refused it ({p.get('code')})",
+            True,
+        )
+    if kind == "lead_on":
+        return "lead-on", f"electrode contact restored{_ch(p)}{_ohm(p)}", False
+    if kind == "connected":
+        sim = ", simulator" if p.get("simulator") else ""
+        return (
+            "device",
+            f"connected: {p.get('model')} {p.get('serial')} fw {p.get('firmware')} "
+            f"({p.get('protocol')}, profile {p.get('profile')}{sim})",
+            False,
+        )
+    if kind == "caps_changed":
+        caps = ", ".join(
+            f"ch{c.get('channel')} ≤ {num(c.get('max_ma'))} mA" for c in p.get("caps") or ()
+        )
+        session = num(p.get("max_session_min"), 0)
+        return "caps", f"caps now {caps or 'unchanged'}, session ≤ {session} min{detail}", False
+    if kind == "no_lead_off_detection":
+        return "device", "this device cannot detect electrode lead-off", False
+    if kind == "no_readback":
+        return "device", "this device does not report measured current (no read-back)", False
+    if kind == "closed":
+        return "device", f"connection closed{detail}", False
+    return None
+
+
 def describe_event(e: StoredEvent) -> tuple[str, str, bool]:
     """(kind label, text, important) of one stored event."""
     p = e.payload
@@ -359,7 +535,7 @@ def describe_event(e: StoredEvent) -> tuple[str, str, bool]:
         why = f" ({p['reason']})" if p.get("reason") else ""
         return "state", f"{p.get('from_state')} → {p.get('to_state')}{why}", False
     if kind == "command":
-        ch = f" ch{p['channel']}" if p.get("channel") is not None else ""
+        ch = _ch(p)
         args = p.get("args") or {}
         shown = " ".join(f"{k}={_fmt_value(v)}" for k, v in args.items())
         text = f"{p.get('command')}{ch}{' ' + shown if shown else ''}"
@@ -367,13 +543,7 @@ def describe_event(e: StoredEvent) -> tuple[str, str, bool]:
             return "FAILED", f"{text}: {p.get('error') or 'the device refused it'}", True
         return "command", text, False
     if kind == "amplitude_changed":
-        who = p.get("who") or ""
-        why = f", {p['why']}" if p.get("why") else ""
-        return (
-            "amplitude",
-            f"ch{p.get('channel')} {num(p.get('from_ma'))} → {num(p.get('to_ma'))} mA ({who}{why})",
-            False,
-        )
+        return "amplitude", _change(p), False
     if kind == "rejected":
         value = p.get("value")
         limit = p.get("limit")
@@ -383,13 +553,14 @@ def describe_event(e: StoredEvent) -> tuple[str, str, bool]:
         source = f" [{p['source']}]" if p.get("source") else ""
         return "REFUSED", f"{p.get('parameter')}{vs}{source}: {p.get('message')}", True
     if kind == "fault":
-        ch = f" ch{p['channel']}" if p.get("channel") is not None else ""
         detail = f": {p['detail']}" if p.get("detail") else ""
-        return "FAULT", f"{code_text(str(p.get('fault')))}{ch}{detail}", True
+        return "FAULT", f"{code_text(str(p.get('fault')))}{_ch(p)}{detail}", True
+    governor = _governor_line(kind, p)
+    if governor is not None:
+        return governor
     if kind == "device_event":
-        ch = f" ch{p['channel']}" if p.get("channel") is not None else ""
         detail = f": {p['detail']}" if p.get("detail") else ""
-        return "device", f"{code_text(str(p.get('event')))}{ch}{detail}", False
+        return "device", f"{code_text(str(p.get('event')))}{_ch(p)}{detail}", False
     if kind == "habituation_prompt":
         return "prompt", f"still strong but comfortable? {p.get('response') or ''}".strip(), False
     if kind == "note":
@@ -407,7 +578,8 @@ def describe_event(e: StoredEvent) -> tuple[str, str, bool]:
 
 
 ZEROING_COMMANDS = frozenset({"stop", "emergency_stop", "pause"})
-"""Logged commands after which every output is 0 (S1, S10)."""
+"""Commands of older logs (``command`` records) after which every output is 0 (S1, S10); the
+governor's events since are :data:`ZEROING_KINDS`."""
 
 
 def trajectory_of(
@@ -416,7 +588,8 @@ def trajectory_of(
     """Channel -> (seconds from ``start``, set mA) at each change, from the log: every logged
     amplitude change; a channel starts at 0 mA (S1); a stop, pause or emergency stop sets every
     channel to 0, a fault its channel (or every channel); the session's ``end`` sets every
-    channel to 0."""
+    channel to 0. Reads old logs (``command`` and ``fault`` records) and new ones (the
+    governor's ``stopped``, ``paused``, ``emergency_stop``, ``lead_off`` ... events) alike."""
     points: dict[int, list[tuple[float, float]]] = {}
 
     def zero(t: float, channel: int | None) -> None:
@@ -430,9 +603,11 @@ def trajectory_of(
         if e.kind == "amplitude_changed":
             ch = int(p.get("channel") or 0)
             points.setdefault(ch, [(0.0, 0.0)]).append((t, float(p.get("to_ma") or 0.0)))
-        elif e.kind == "command" and p.get("command") in ZEROING_COMMANDS and p.get("ok", True):
+        elif e.kind in ZEROING_KINDS or (
+            e.kind == "command" and p.get("command") in ZEROING_COMMANDS and p.get("ok", True)
+        ):
             zero(t, None)
-        elif e.kind == "fault":
+        elif e.kind in FAULT_KINDS:
             fault_ch = p.get("channel")
             zero(t, None if fault_ch is None else int(fault_ch))
     if end is not None:
@@ -451,9 +626,11 @@ class ReviewSource:
     """Patient list lines read together (one SQL pass for several patients is cheaper than one
     per patient, and the list still fills in as it reads)."""
 
-    def __init__(self, store: Store, tz: tzinfo | None = None) -> None:
+    def __init__(self, store: Store, tz: tzinfo | None = None, today: date | None = None) -> None:
         self.store = store
         self.tz = tz
+        self.today = today
+        """The day the figures run to (``None``: today)."""
         self._lock = threading.Lock()
         self._patients: dict[str, PatientView] = {}
         self._summaries: dict[str, PatientSummary] = {}
@@ -482,7 +659,7 @@ class ReviewSource:
             cached = self._patients.get(pseudonym)
         if cached is not None:
             return cached
-        data = load_patient(self.store, pseudonym, tz=self.tz)
+        data = load_patient(self.store, pseudonym, tz=self.tz, today=self.today)
         data = data.with_damage(self.store.damage(self.verified(), pseudonym))
         view = PatientView(data=data, summary=summarize_data(data, self.tz), tz=self.tz)
         with self._lock:
@@ -503,7 +680,9 @@ class ReviewSource:
             after = names[names.index(pseudonym) + 1 :] if pseudonym in names else []
             with self._lock:
                 batch = [pseudonym] + [n for n in after if n not in self._summaries]
-            found = load_summaries(self.store, batch[: self.STATUS_BATCH], tz=self.tz)
+            found = load_summaries(
+                self.store, batch[: self.STATUS_BATCH], tz=self.tz, today=self.today
+            )
             with self._lock:
                 self._summaries.update((s.pseudonym, s) for s in found)
                 summary = self._summaries[pseudonym]

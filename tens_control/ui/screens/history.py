@@ -46,6 +46,8 @@ class HistoryData:
     before: list[float] = field(default_factory=list)
     after: list[float] = field(default_factory=list)
     summary: str = ""
+    pgic: str = ""
+    """The latest impression of change (or that there is none yet)."""
 
 
 def _pair(info: SessionInfo, site: str) -> tuple[str, int | None, int | None, bool]:
@@ -103,13 +105,20 @@ def load_history(store: Store, patient: str, tz: tzinfo | None) -> HistoryData:
             f" Over the last {len(recent)} rated session(s), {SITE_HEADINGS[site].lower()} pain "
             f"after a session was on average {abs(mean):.1f} point(s) {direction} than before."
         )
-    return HistoryData(rows, columns, site, before, after, summary)
+    from tens_control.ui.screens.pgic import last_pgic_text
+
+    answers = store.pgic_ratings(patient)
+    last = answers[-1] if answers else None
+    when = "" if last is None else last.at.astimezone(tz).strftime("%d %b")
+    pgic = last_pgic_text(last, when)
+    return HistoryData(rows, columns, site, before, after, summary, pgic)
 
 
 class HistoryScreen(TensScreen):
     TITLE_TEXT = "History"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("b,h", "back", "Back", key_display="B"),
+        Binding("g", "pgic", "Change since start", key_display="G"),
     ]
 
     def __init__(self) -> None:
@@ -119,6 +128,7 @@ class HistoryScreen(TensScreen):
     def compose_body(self) -> ComposeResult:
         with VerticalScroll(id="history-body", can_focus=False):
             yield Static("", id="history-summary", classes="hint", markup=False)
+            yield Static("", id="history-pgic", classes="hint", markup=False)
             with Vertical(id="history-trend", classes="card"):
                 yield Static("", id="trend-before-label", classes="trend-label", markup=False)
                 yield ScaleChart(id="trend-before")
@@ -163,6 +173,7 @@ class HistoryScreen(TensScreen):
             )
         else:
             self.query_one("#history-summary", Static).update(data.summary)
+        self.query_one("#history-pgic", Static).update(data.pgic)
         name = SITE_HEADINGS[data.site].lower()
         for which, values in (("before", data.before), ("after", data.after)):
             last = " ".join(str(int(v)) for v in values[-10:]) or "none yet"
@@ -170,6 +181,15 @@ class HistoryScreen(TensScreen):
                 f"{name} pain {which} sessions — latest: {last}"
             )
             self.query_one(f"#trend-{which}", ScaleChart).set_values(values)
+
+    def action_pgic(self) -> None:
+        from tens_control.ui.screens.pgic import ask_pgic
+
+        ask_pgic(self.tapp)
+
+    def task_done(self, message: object) -> None:
+        if getattr(message, "task", "") == "pgic":
+            self._load()
 
     def action_back(self) -> None:
         self.app.pop_screen()

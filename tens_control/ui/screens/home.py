@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, ClassVar
 
 from textual import work
@@ -43,10 +44,37 @@ class HomeData:
     screening: str = "none"
     """none, clear, blocked, overridden."""
     screening_labels: tuple[str, ...] = field(default_factory=tuple)
+    run_in_days: int = 0
+    """The run-in the prescription asks for (daily ratings before the first session); 0 when
+    there is none or the first session has happened."""
+    run_in_rated: int = 0
+    """Days with a pain rating in the last ``run_in_days`` days (today included)."""
+    rated_today: bool = False
+    run_in_complete: bool = False
+    """Every one of the ``run_in_days`` days before today has a rating."""
+    pgic_due: bool = False
+    """A week of sessions and no impression of change in the last week: offer the question."""
 
 
-def load_home_data(store: Store, controller: SessionController) -> HomeData:
-    """Read everything the home screen shows (any thread)."""
+def run_in_progress(rated_days: set[date], today: date, run_in_days: int) -> tuple[int, bool, bool]:
+    """(days rated in the last ``run_in_days`` days, today included; rated today; run-in
+    complete: every one of the ``run_in_days`` days before today rated). The review's run-in
+    is the days before the first session, so a session today counts on a complete run-in only
+    when the days before today are rated."""
+    first = today - timedelta(days=run_in_days - 1)
+    rated = sum(1 for d in rated_days if first <= d <= today)
+    before = sum(1 for d in rated_days if first - timedelta(days=1) <= d < today)
+    return rated, today in rated_days, before >= run_in_days
+
+
+def load_home_data(
+    store: Store,
+    controller: SessionController,
+    now: datetime | None = None,
+    tz: tzinfo | None = None,
+) -> HomeData:
+    """Read everything the home screen shows (any thread); ``now`` and ``tz`` place the
+    run-in days (the machine's zone by default)."""
     from tens_control.screening import SHORT_LABELS, Question
 
     patient = controller.patient
@@ -68,7 +96,21 @@ def load_home_data(store: Store, controller: SessionController) -> HomeData:
             "residual_limb": "residual-limb pain",
             "other": "pain",
         }.get(primary[-1].pain.value, "pain")
+    from tens_control.ui.screens.pgic import pgic_due
+
     last = store.last_session(patient)
+    now = now or datetime.now().astimezone()
+    run_in = rx.run_in_days if last is None else 0
+    run_in_rated, rated_today, complete = 0, False, False
+    if run_in:
+        today = now.astimezone(tz).date()
+        days = {r.at.astimezone(tz).date() for r in ratings}
+        run_in_rated, rated_today, complete = run_in_progress(days, today, run_in)
+    due = False
+    if last is not None:
+        first = store.sessions(patient, with_ratings=False)[0].started_at
+        answers = store.pgic_ratings(patient)
+        due = pgic_due(first, answers[-1] if answers else None, now)
     last_text = ""
     if last is not None:
         ended = "still open" if last.end_reason is None else last.end_reason.value.replace("_", " ")
@@ -96,6 +138,11 @@ def load_home_data(store: Store, controller: SessionController) -> HomeData:
         last_session=last_text,
         screening=state,
         screening_labels=labels,
+        run_in_days=run_in,
+        run_in_rated=run_in_rated,
+        rated_today=rated_today,
+        run_in_complete=complete,
+        pgic_due=due,
     )
 
 
@@ -106,6 +153,8 @@ class HomeScreen(TensScreen):
         Binding("c", "connect", "Connect"),
         Binding("h", "history", "History"),
         Binding("d", "diary", "Diary"),
+        Binding("r", "rate_today", "Rate pain", show=False),
+        Binding("g", "pgic", "Change since start", show=False),
         Binding("s", "screening", "Safety questions", show=False),
         Binding("q", "app.quit", "Quit"),
     ]
@@ -162,7 +211,7 @@ class HomeScreen(TensScreen):
         if store is None or controller is None:
             return
         try:
-            data = load_home_data(store, controller)
+            data = load_home_data(store, controller, self.tapp.now(), self.tapp.options.tz)
         except Exception:
             import logging
 
@@ -175,7 +224,7 @@ class HomeScreen(TensScreen):
         self.refresh_view()
 
     def task_done(self, message: object) -> None:
-        if getattr(message, "task", "") in ("connect", "quiet-finish"):
+        if getattr(message, "task", "") in ("connect", "quiet-finish", "rating", "pgic"):
             self.reload()
 
     def refresh_body(self) -> None:
@@ -249,6 +298,10 @@ class HomeScreen(TensScreen):
             ]
         if data is not None and data.screening == "none":
             out.append("S  answer the safety questions (needed before the first session)")
+        if data is not None and data.run_in_days:
+            out.append(run_in_text(data))
+        if data is not None and data.pgic_due:
+            out.append("G  how has your pain changed since you started TENS? (once a week)")
         if data is not None and data.screening == "blocked":
             labels = ", ".join(data.screening_labels)
             if (
@@ -311,6 +364,18 @@ class HomeScreen(TensScreen):
         if not self._still_loading():
             self.app.push_screen(HistoryScreen())
 
+    def action_rate_today(self) -> None:
+        from tens_control.ui.screens.rating import RatingScreen
+
+        if not self._still_loading():
+            self.app.push_screen(RatingScreen.daily(self.tapp))
+
+    def action_pgic(self) -> None:
+        from tens_control.ui.screens.pgic import ask_pgic
+
+        if not self._still_loading():
+            ask_pgic(self.tapp)
+
     def action_diary(self) -> None:
         from tens_control.ui.screens.diary import DiaryScreen
 
@@ -320,6 +385,22 @@ class HomeScreen(TensScreen):
     def action_screening(self) -> None:
         if not self._still_loading():
             self.tapp.show_screening()
+
+
+def run_in_text(data: HomeData) -> str:
+    """What the home screen says during the run-in (before the first session). It asks; it
+    never blocks a session."""
+    n, k = data.run_in_days, min(data.run_in_rated, data.run_in_days)
+    if data.run_in_complete:
+        return f"Run-in done ({n} days rated): you can start your sessions."
+    if data.rated_today and k >= n:
+        return f"Today's pain rating is done ({n} of {n} days): start your sessions tomorrow."
+    if data.rated_today:
+        return f"Today's pain rating is done ({k} of {n} days of the run-in). Rate again tomorrow."
+    return (
+        f"R  rate today's pain: one rating a day for {n} days before your first session "
+        f"({k} of {n} done)"
+    )
 
 
 def card(id: str, title: str) -> Vertical:

@@ -123,6 +123,17 @@ class RatingScreen(TensScreen):
             end_message,
         )
 
+    @classmethod
+    def daily(cls, app: TensApp) -> RatingScreen:
+        """Today's pain on a day without a session (the run-in before the first session):
+        stored as diary ratings, linked to no session."""
+
+        def done(answers: list[tuple[RatingQuestion, int | None]]) -> None:
+            record_daily_ratings(app, answers)
+            app.go_home()
+
+        return cls(questions_for(app, "diary"), "Today's pain: how is your pain right now?", done)
+
     def hidden_banner_texts(self) -> frozenset[str]:
         return frozenset({self.end_message})
 
@@ -195,3 +206,27 @@ def record_ratings(app: TensApp, answers: list[tuple[RatingQuestion, int | None]
             controller.record_pain(value, when=when, pain=pain, context=context)
 
         app.queue_call("rating", call)
+
+
+def record_daily_ratings(app: TensApp, answers: list[tuple[RatingQuestion, int | None]]) -> None:
+    """Store day ratings straight in the log (off the UI thread): a rating given at home
+    while a device is connected must not become the next session's "before" rating."""
+    store, controller = app.store, app.controller
+    if store is None or controller is None:
+        return
+    from tens_control.store.records import PainContext, PainSite, RatingTime
+
+    patient, at = controller.patient, app.now()
+
+    def call() -> None:
+        for question, value in answers:
+            store.add_pain_rating(
+                value,
+                RatingTime.DIARY,
+                PainSite(question.pain),
+                context=PainContext(question.context),
+                at=at,
+                patient=patient,
+            )
+
+    app.queue_call("rating", call)

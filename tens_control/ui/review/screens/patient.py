@@ -18,15 +18,15 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
-from tens_control.review.analytics import BAND_LABELS, PainOutcome, local_day
+from tens_control.review.analytics import BAND_LABELS, PainOutcome, local_day, session_notes
 from tens_control.review.model import series_label
 from tens_control.review.wording import (
     Line,
     answer_lines,
-    counts_text,
-    day_text,
+    duration_text,
     end_reason_text,
     num,
+    plural,
     signed,
     span_text,
     warning_lines,
@@ -55,7 +55,8 @@ def figure_lines(view: PatientView) -> list[Line]:
     """Every figure in words, each with its "not enough data" rule where it has no value: the
     report's answer lines, then tolerance, faults, refused requests, end reasons, treatments."""
     s = view.summary
-    lines = answer_lines(s)
+    lines = answer_lines(s, notes=len(session_notes(view.data, view.tz)))
+    lines += warning_lines(s, limit=99)
     a = s.adherence
     if a.available:
         lines.append(
@@ -69,11 +70,7 @@ def figure_lines(view: PatientView) -> list[Line]:
     t = s.tolerance
     if not t.available:
         lines.append(Line("Tolerance", t.reason or "not enough data"))
-    elif t.flagged and t.flagged_windows:
-        lines.append(
-            next(x for x in warning_lines(s, limit=99) if x.label == "Tolerance"),
-        )
-    else:
+    elif not t.flagged:
         lines.append(
             Line(
                 "Tolerance",
@@ -81,10 +78,10 @@ def figure_lines(view: PatientView) -> list[Line]:
                 "ok",
             )
         )
-    lines.append(
-        Line("Faults", counts_text(s.faults) if s.faults else "none", "warn" if s.faults else "ok")
-    )
-    lines.append(Line("Refused", counts_text(s.rejections) if s.rejections else "none"))
+    if not s.faults:
+        lines.append(Line("Faults", "none", "ok"))
+    if not s.rejections:
+        lines.append(Line("Refused", "none"))
     if s.end_reasons:
         lines.append(
             Line(
@@ -92,75 +89,59 @@ def figure_lines(view: PatientView) -> list[Line]:
                 ", ".join(f"{end_reason_text(k)} ×{n}" for k, n in s.end_reasons.items()),
             )
         )
-    if s.ratings:
-        lines.append(
-            Line(
-                "Ratings",
-                f"{s.ratings} ({s.ratings_missing} skipped: left out of every mean, never 0)",
-            )
-        )
     return lines
 
 
-def treatment_lines(view: PatientView) -> list[Line]:
-    out = []
-    for t in view.summary.treatments:
-        when = day_text(t.start) if t.end is None else span_text(t.start, t.end)
-        out.append(Line(t.kind.replace("_", " "), f"{when}: {t.description}"))
-    for a in view.summary.adverse_events:
-        sev = f" ({a.severity})" if a.severity else ""
-        note = f": {a.note}" if a.note else ""
-        out.append(
-            Line(
-                "adverse event",
-                f"{day_text(local_day(a.at, view.tz))} {a.kind.replace('_', ' ')}{sev}{note}",
-                "warn",
-            )
-        )
-    return out
-
-
 def series_table(view: PatientView) -> Table | Text:
-    """Every pain series: baseline, latest week, change, band, responder, per-session change."""
+    """Every pain series: baseline, the time points (weeks 4, 8, 12), the latest week, the
+    per-session change (the report's table of pain series)."""
+    from tens_control.review.report import baseline_cell, point_cell
+
     s = view.summary
-    changes = {(c.pain, c.posture): c for c in s.session_change}
-    outcomes = {(o.pain, o.posture): o for o in s.outcomes}
-    keys = list(outcomes) + [k for k in changes if k not in outcomes]
-    if not keys:
+    if not s.outcomes:
         return Text("No pain ratings in this period.")
+    changes = {(c.pain, c.posture): c for c in s.session_change}
     table = Table(box=None, padding=(0, 1), show_edge=False, expand=True)
     for name, justify in (
         ("Pain series", "left"),
-        ("Base", "right"),
-        ("Latest", "right"),
-        ("Change", "right"),
-        ("Responder", "left"),
+        ("Baseline", "right"),
+        ("Week 4", "right"),
+        ("Week 8", "right"),
+        ("Week 12", "right"),
         ("Per session", "right"),
     ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for key in keys:
-        o = outcomes.get(key)
-        c = changes.get(key)
+    for o in s.outcomes:
+        c = changes.get((o.pain, o.posture))
         per = "–"
         if c is not None and c.available and c.mean_change is not None:
             per = f"{signed(c.mean_change)} (n={c.sessions})"
         elif c is not None:
             per = f"n={c.sessions}: too few"
-        if o is None:
-            table.add_row(series_label(key), "–", "–", "–", "–", per)
-            continue
-        resp = "–"
-        if o.available:
-            resp = "≥ 50 %" if o.responder_50 else "≥ 30 %" if o.responder_30 else "no"
         table.add_row(
-            series_label(key),
-            num(o.baseline_mean),
-            "–" if o.latest_mean is None else f"{num(o.latest_mean)} wk{o.latest_week}",
-            "n.e.d." if o.pct_change is None else f"{signed(o.pct_change, 0)} %",
-            resp,
+            series_label((o.pain, o.posture)) + (" *" if o.headline else ""),
+            baseline_cell(o),
+            point_cell(o.time_point(4)),
+            point_cell(o.time_point(8)),
+            point_cell(o.time_point(12)),
             per,
         )
     return table
+
+
+def diary_lines(view: PatientView) -> list[Line]:
+    """What else the patient logged, oldest first: pain episodes, session notes, PEG, PGIC,
+    other treatments and adverse events (the report's diary table)."""
+    from tens_control.review.report import diary_rows
+
+    rows, earlier = diary_rows(view.summary, session_notes(view.data, view.tz), view.tz, 200)
+    out = [
+        Line(r.day, f"{r.what}: {r.detail}", "warn" if r.what.startswith("adverse") else "info")
+        for r in rows
+    ]
+    if earlier:
+        out.insert(0, Line("Earlier", f"{earlier} earlier entries are in the CSV and FHIR exports"))
+    return out
 
 
 # --- charts --------------------------------------------------------------------------------------
@@ -249,33 +230,43 @@ def timeline_lanes(view: PatientView, axis: plot.DayAxis) -> list[str]:
 
 
 def weeks_drawer(o: PainOutcome | None, reason: str) -> Drawer:
-    """The weekly means of the headline series as horizontal bars on 0–10, each with its
-    percent change from the baseline week, and where the 30 % and 50 % lines fall."""
+    """The headline series' baseline and weekly means as horizontal bars on 0–10, each week
+    with its percent change from the baseline, the time points marked, and where the 30 % and
+    50 % lines fall."""
 
     def draw(width: int) -> list[str]:
         if o is None:
             return [reason]
         out = [f"Weekly mean pain: {series_label((o.pain, o.posture))} (NRS, mean of daily means)"]
-        bar_w = max(10, width - 40)
-        base = o.baseline_mean
+        bar_w = max(10, width - 44)
+        b = o.baseline
+        base = b.mean
+        if base is not None:
+            label = f"base  {span_text(b.start, b.end)[:14]:<14}"
+            kind = "run-in" if b.kind == "run_in" else "first week"
+            out.append(f"{label} {base:4.1f} {plot.hbar(base, 10.0, bar_w):<{bar_w}} {kind}")
+        else:
+            out.append(f"baseline: {b.reason or 'none'}")
+        points = {t.week: t for t in o.time_points}
         for w in o.weeks:
-            label = f"wk {w.index:<2} {span_text(w.start, w.end)[:14]:<14}"
+            tp = points.get(w.index)
+            mark = "*" if tp is not None else " "
+            label = f"wk {w.index:<2}{mark}{span_text(w.start, w.end)[:14]:<14}"
             if w.mean is None:
-                out.append(f"{label}   –  not enough data: {w.rated_days} rated days (needs ≥ 3)")
+                verdict = "non-responder" if tp is not None and tp.reached else "no mean"
+                out.append(f"{label}   –  {w.rated_days} rated days (needs ≥ 3): {verdict}")
                 continue
             bar = plot.hbar(w.mean, 10.0, bar_w)
-            note = (
-                "baseline"
-                if w.index == 0
-                else (f"{signed(w.pct_change, 0)} %" if w.pct_change is not None else "")
-            )
+            note = f"{signed(w.pct_change, 0)} %" if w.pct_change is not None else ""
             out.append(f"{label} {w.mean:4.1f} {bar:<{bar_w}} {note}")
         if base is not None and base > 0:
             out.append(
                 f"30 % less than the baseline: ≤ {0.7 * base:.1f} · 50 % less: ≤ {0.5 * base:.1f}"
+                " · * a time point (weeks 4, 8, 12)"
             )
-        if o.available and o.band is not None:
-            out.append(f"Latest week vs baseline: IMMPACT band {BAND_LABELS[o.band]}")
+        tp = o.endpoint
+        if tp is not None and tp.band is not None:
+            out.append(f"Week {tp.week} vs baseline: IMMPACT band {BAND_LABELS[tp.band]}")
         elif o.reason:
             out.append(o.reason)
         return out
@@ -377,17 +368,19 @@ class PatientScreen(Screen[None]):
         self.view = view
         s = view.summary
         title = (
-            f"{s.pseudonym} · {span_text(s.period_start, s.period_end)} · {s.sessions} sessions, "
-            f"{s.stim_minutes / 60:.0f} h · {view.prescription_text()} · {view.device_text()}"
+            f"{s.pseudonym} · {span_text(s.period_start, s.period_end)} · "
+            f"{plural(s.sessions, 'session')}, {duration_text(s.stim_minutes)} · "
+            f"{view.prescription_text()} · {view.device_text()}"
         )
         if view.data.integrity:  # a damaged log: the first line says so (docs/data.md)
             title = f"[b red]⚠ {escape(view.data.integrity)}[/]\n{title}"
         self.query_one("#patient-title", Static).update(title)
         self.query_one("#figures", LinesView).show(figure_lines(view))
         self.query_one("#series", Static).update(Group(Text(""), series_table(view)))
-        treatments = treatment_lines(view)
         self.query_one("#treatments", LinesView).show(
-            treatments, empty="No other treatments or adverse events recorded."
+            diary_lines(view),
+            empty="Nothing in the diary: no pain episodes, notes, PEG, PGIC, other treatments "
+            "or adverse events.",
         )
         charts = self.query_one("#charts-scroll", VerticalScroll)
         await charts.remove_children()

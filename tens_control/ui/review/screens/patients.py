@@ -32,12 +32,13 @@ if TYPE_CHECKING:
 
 COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("patient", "Patient", 10),
-    ("sessions", "Sess.", 5),
+    ("last", "Last session", 13),
     ("adherence", "Adher.", 6),
-    ("pain", "Pain", 6),
-    ("r30", "≥30 %", 5),
-    ("r50", "≥50 %", 5),
-    ("warnings", "Warnings", 28),
+    ("pain", "Pain", 10),
+    ("r30", "≥30%", 4),
+    ("r50", "≥50%", 4),
+    ("r2", "≥2pt", 4),
+    ("warnings", "Warnings", 18),
 )
 NOT_ENOUGH = "–"
 PROGRESS_EVERY = 10
@@ -55,17 +56,40 @@ def yes_no(value: bool | None) -> str:
     return NOT_ENOUGH if value is None else "yes" if value else "no"
 
 
+def pain_cell(r: PatientStatus) -> str:
+    """The headline endpoint: ``−50 % wk4``, ``n/r wk12`` (a non-responder for want of
+    ratings or of a baseline), ``–`` before week 4 has ended."""
+    tp = r.endpoint
+    if tp is None:
+        return NOT_ENOUGH
+    if tp.status != "rated":
+        return f"n/r wk{tp.week}"
+    change = (
+        f"{signed(tp.pct_change, 0)} %"
+        if tp.pct_change is not None
+        else f"{signed(tp.change_points or 0)}pt"
+    )
+    return f"{change} wk{tp.week}"
+
+
+def last_cell(r: PatientStatus) -> str:
+    s = r.summary
+    if s.last_session_day is None:
+        return "none"
+    return f"{s.last_session_day.day} {s.last_session_day:%b} · {s.days_since_session} d"
+
+
 def row_cells(r: PatientStatus) -> list[Text]:
     """The cells of one patient's line (numbers right-aligned; ``–`` = not enough data)."""
-    pain = NOT_ENOUGH if r.pain_pct is None else f"{signed(r.pain_pct, 0)} %"
     adherence = NOT_ENOUGH if r.adherence_pct is None else pct(r.adherence_pct)
     return [
         Text(r.pseudonym),
-        Text(str(r.sessions), justify="right"),
+        Text(last_cell(r), style="bold" if r.stopped else ""),
         Text(adherence, justify="right"),
-        Text(pain, justify="right"),
+        Text(pain_cell(r), justify="right"),
         Text(yes_no(r.responder_30), justify="center"),
         Text(yes_no(r.responder_50), justify="center"),
+        Text(yes_no(r.responder_points), justify="center"),
         Text(r.warnings_text(), style="bold" if r.warning_count else ""),
     ]
 
@@ -112,8 +136,9 @@ class PatientsScreen(Screen[None]):
             table = RowTable(id="patients")
             yield table
             yield Static(
-                "– = not enough data (open the patient for the rule) · Adher.: % of "
-                "prescribed sessions · Pain: weekly mean vs the baseline week",
+                "– = no time point yet (open the patient for why) · Pain: the headline "
+                "series at the latest time point (weeks 4, 8, 12) vs the baseline; n/r = "
+                "non-responder (no ratings or no baseline) · Adher.: % of prescribed sessions",
                 id="legend",
             )
         yield Static("", id="export-state")
