@@ -43,8 +43,8 @@ from drivers.clock import Clock, VirtualClock
 from drivers.limits import CapLayer, CapSource, DeviceProfile, get_profile, max_amplitude_for_dose
 from drivers.safety import (
     READBACK_ABSOLUTE_MA,
-    AmplitudeChanged,
     READBACK_RELATIVE,
+    AmplitudeChanged,
     GovernorEvent,
     GovernorState,
     GovernorStateError,
