@@ -14,7 +14,8 @@ not exported; the store writes them when a session ends (``end_session``), on cr
 on import, when an amplitude event is logged for a session that has already ended, and when a
 version 1 database is migrated. The SQL is SQLite's (``json_extract``, ``julianday``, window
 functions); ``+e.kind`` keeps SQLite on the per-session index even where an index on ``kind``
-exists (which would be far slower here).
+exists (which would be far slower here). An event whose payload is not JSON (an edited
+log) is left out here; ``verify`` names it.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ WITH amp AS (
                ORDER BY e.wall_time, e.id
            ) AS t_next
     FROM events AS e JOIN sessions AS s ON s.id = e.session_id
-    WHERE +e.kind = 'amplitude_changed' AND {where}
+    WHERE +e.kind = 'amplitude_changed' AND json_valid(e.payload) AND {where}
 ),
 spans AS (
     SELECT a.sid, a.ch, a.ma,
