@@ -6,25 +6,29 @@ DELIVERED (its record) and on the stored log, never on what the host believes:
 0. **Single fault.** The matrix of ``simulator/fault_matrix.py`` (DESIGN.md S14): one frame
    dropped, garbled, duplicated or delayed, either way, before / in flight / while the
    acknowledgement is in flight, at each safety command (emergency stop, stop, pause, a channel
-   to 0), both protocols, a 5 ms line: every zeroed channel at 0 mA within 50 ms and staying
-   there, no rise above one ramp step.
+   to 0), every protocol (TSP, ScienceMode2, ScienceMode4), a 5 ms line: every zeroed channel
+   at 0 mA within 50 ms and staying there, no rise above one ramp step.
 1. **Faults.** Every fault kind of the simulator (``simulator.faults.FaultKind``) x random
-   injection moments x both protocols (``sim://tsp`` and ``sim://sciencemode2``), each run in
-   virtual time through the ``SafetyGovernor`` on the real driver, and again through the whole
-   ``SessionController`` with its SQLite store. A running session ramps channel 1 to 10 mA and
-   channel 2 to 8 mA under a 40 mA prescription cap; the fault comes at a random moment. Each
-   scenario must end with every output at 0 within the fault's deadline (S7 100 ms, S8
+   injection moments x every protocol (``sim://tsp``, ``sim://sciencemode2`` and
+   ``sim://sciencemode4``), each run in virtual time through the ``SafetyGovernor`` on the real
+   driver, and again through the whole ``SessionController`` with its SQLite store. A running
+   session ramps channel 1 to 10 mA and channel 2 to 8 mA (on the P24, which sees an electrode
+   come off only from 15 mA, to 20 and 16 mA) under a 40 mA prescription cap; the fault comes at
+   a random moment. Each scenario must end with every output at 0 within the fault's deadline
+   (S7 100 ms, S8
    1-2.5 s, S9 350 ms, device faults at once), stay at 0 afterwards, never exceed the cap
    (a device's own amplitude jump may last until read-back stops it), and end with the right
    reason in the log (see :data:`EXPECT`).
 2. **Crashes.** ``tens-control run`` against ``tens-sim --pty`` in real time, SIGKILLed at a
-   random moment mid-session: the device must zero its output within its 1 s watchdog (plus
-   scheduling slack), the database must pass ``PRAGMA integrity_check``, the next start must
-   close the session as host crash, and every safety event the run reported as committed
+   random moment mid-session: the device must zero its output within its watchdog (1 s; the
+   emulated P24's 2 s keep-alive timeout, the documented S17 exception) plus scheduling slack,
+   the database must pass ``PRAGMA integrity_check``, the next start must close the session as
+   host crash, and every safety event the run reported as committed
    (``--print-log``) must still be in the database.
 3. **Bad input.** Random and mutated bytes into every decoder (TSP frames and messages,
-   ScienceMode2 frames and payloads) and into every file format the program reads (device
-   profiles, prescriptions, the settings file, exported bundles): only each reader's own clear
+   ScienceMode2 and ScienceMode4 frames and payloads) and into every file format the program
+   reads (device profiles, prescriptions, the settings file, exported bundles): only each
+   reader's own clear
    error type may come out, and random bytes sent to the simulated device never make it
    deliver current.
 
@@ -75,9 +79,13 @@ from tens_control.store.records import EndReason
 from tens_control.store.store import virtual_wall_clock
 from tens_control.trust.demo import enrol_and_prescribe
 
-PROTOCOLS = ("tsp", "sciencemode2")
+PROTOCOLS = ("tsp", "sciencemode2", "sciencemode4")
 CAP_MA = 40.0
 TARGETS = {1: 10.0, 2: 8.0}
+TARGETS_FOR = {"sciencemode4": {1: 20.0, 2: 16.0}}
+"""Where a device sees a lead-off only above a current (the P24: 15 mA), the session goes
+there, so that detection is exercised; LEAD_OFF_MIN_MA says which must then pause."""
+LEAD_OFF_MIN_MA = {"sciencemode4": 15.0}
 SESSION_S = 90.0
 CONVENTIONAL = ChannelSettings(frequency_hz=80, pulse_width_us=200)
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -148,6 +156,25 @@ _SM2.update(
 )
 EXPECT["sciencemode2"] = _SM2
 
+_SM4 = dict(EXPECT["tsp"])
+_SM4.update(
+    {
+        # the P24 reports no measured current either (flagged "no read-back" at connect)
+        FaultKind.STUCK: _e(0.05, COMPLETED),
+        FaultKind.JUMP: _e(0.05, COMPLETED),
+        # an electrode is seen off only from 15 mA: earlier in the ramp it goes unnoticed (no
+        # current flows while it is off; LEAD_OFF_MIN_MA checks that a visible one pauses)
+        FaultKind.LEAD_OFF: _e(0.1, PAUSED_LEAD_OFF, COMPLETED),
+        FaultKind.DRIFT: _e(DRIFT_S + 0.2, PAUSED_LEAD_OFF, COMPLETED),
+        # ScienceMode4 has no emergency-switch message: the emulator sends General_Error
+        FaultKind.EMERGENCY: _e(0.05, StopReason.DEVICE_FAULT.value),
+        FaultKind.RESET: _e(0.1, StopReason.DEVICE_RESET.value),
+        # unplugged: only the device's own 2 s keep-alive timeout can stop it
+        FaultKind.DISCONNECT: _e(2.1, StopReason.COMMS_LOST.value),
+    }
+)
+EXPECT["sciencemode4"] = _SM4
+
 
 @dataclass
 class Tally:
@@ -175,7 +202,7 @@ class Tally:
 
 def run_single_fault(seed: int, seeds: int) -> Tally:
     """The single-fault matrix (``simulator/fault_matrix.py``, S14): every link fault x both
-    directions x every safety command x three moments x both protocols, ``seeds`` times."""
+    directions x every safety command x three moments x every protocol, ``seeds`` times."""
     tally = Tally("single fault (S14)")
     started = time.perf_counter()
     worst = 0.0
@@ -312,7 +339,7 @@ def governor_scenario(sc: Scenario) -> list[str]:
             gov.configure(ch, CONVENTIONAL)
         gov.start(SESSION_S)
         began = clock.now()
-        for ch, ma in TARGETS.items():
+        for ch, ma in TARGETS_FOR.get(sc.protocol, TARGETS).items():
             gov.set_target(ch, ma)
         clock.run_until(began + sc.moment)
         injected = clock.now()
@@ -337,9 +364,24 @@ def governor_scenario(sc: Scenario) -> list[str]:
             gov.stop()
         end = clock.now() + 0.1
         clock.run_until(end)
-        return check_record(sc, device.record, outcome, injected, reacted, end)
+        return check_record(sc, device.record, outcome, injected, reacted, end) + _visible(
+            sc, device, outcome
+        )
     finally:
         gov.close()
+
+
+def _visible(sc: Scenario, device: SimDevice, outcome: str) -> list[str]:
+    """On a device that sees a lead-off only above a current: one it could see must pause."""
+    limit = LEAD_OFF_MIN_MA.get(sc.protocol)
+    if limit is None or sc.kind not in (FaultKind.LEAD_OFF, FaultKind.DRIFT):
+        return []
+    for event in device.firmware.events:
+        if event.kind.value == "lead_off":
+            level = device.record.level_at(event.channel or 1, event.time - EPS)
+            if level >= limit and outcome != PAUSED_LEAD_OFF:
+                return [f"a lead-off at {level} mA (visible from {limit} mA) ended as {outcome}"]
+    return []
 
 
 def _prescription() -> Prescription:
@@ -395,7 +437,7 @@ def controller_scenario(sc: Scenario, workdir: Path) -> tuple[list[str], int]:
             session = controller.snapshot().session_id
             assert session is not None
             began = clock.now()
-            for ch, ma in TARGETS.items():
+            for ch, ma in TARGETS_FOR.get(sc.protocol, TARGETS).items():
                 controller.set_target(ch, ma)
             clock.run_until(began + sc.moment)
             injected = clock.now()
@@ -471,6 +513,8 @@ def run_faults(
 # ============================================================================ 2. crashes
 
 WATCHDOG_S = 1.0
+WATCHDOG_S_FOR = {"sciencemode4": 2.0}
+"""The emulated P24 stops 2 s after its last keep-alive (the S17 exception, docs/safety.md)."""
 KILL_SLACK_S = 1.0
 """Scheduling slack of two busy processes on a loaded machine, beyond the 1 s watchdog."""
 
@@ -496,7 +540,11 @@ def _stimulating(line: str) -> bool:
 
 
 def kill_scenario(
-    index: int, rng: random.Random, sim: benchlib.SimProcess, workdir: Path
+    index: int,
+    rng: random.Random,
+    sim: benchlib.SimProcess,
+    workdir: Path,
+    protocol: str = "tsp",
 ) -> tuple[list[str], int]:
     """SIGKILL one ``tens-control run`` mid-session; returns (problems, events lost)."""
     import os
@@ -505,9 +553,10 @@ def kill_scenario(
 
     from simulator.cli import load_record
 
-    db = workdir / f"kill-{index}.sqlite3"
+    db = workdir / f"kill-{protocol}-{index}.sqlite3"
+    watchdog = WATCHDOG_S_FOR.get(protocol, WATCHDOG_S)
     env = dict(os.environ)
-    env["TENS_CONTROL_CONFIG"] = str(workdir / f"config-{index}.toml")
+    env["TENS_CONTROL_CONFIG"] = str(workdir / f"config-{protocol}-{index}.toml")
     env.pop("TENS_CONTROL_DB", None)
     env.pop("TENS_CONTROL_PATIENT", None)
     # a simulator on a pty is a real device to the host (S17): the patient screens first
@@ -528,6 +577,8 @@ def kill_scenario(
             str(db),
             "--device",
             sim.url,
+            "--protocol",
+            protocol,
             "--program",
             "conventional",
             "--minutes",
@@ -574,13 +625,13 @@ def kill_scenario(
         problems.append(f"kill {index}: the run exited with {process.returncode} before the kill")
     # the device zeroes its own output within its watchdog
     zero = None
-    until = time.monotonic() + WATCHDOG_S + 10.0
+    until = time.monotonic() + watchdog + 10.0
     while time.monotonic() < until:
-        zero = load_record(sim.record, 2).all_zero_at(killed)
+        zero = load_record(sim.record, 8).all_zero_at(killed)
         if zero is not None:
             break
         time.sleep(0.05)
-    if zero is None or zero - killed > WATCHDOG_S + KILL_SLACK_S:
+    if zero is None or zero - killed > watchdog + KILL_SLACK_S:
         late = "never" if zero is None else f"after {zero - killed:.3f} s"
         problems.append(f"kill {index}: the device did not zero within its watchdog ({late})")
     committed = {
@@ -621,16 +672,18 @@ def kill_scenario(
     return problems, lost
 
 
-def run_kills(count: int, seed: int, workdir: Path) -> Tally:
-    tally = Tally("crashes: SIGKILL tens-control run (pty)")
+def run_kills(count: int, seed: int, workdir: Path, protocol: str = "tsp") -> Tally:
+    where = "pty" if protocol == "tsp" else f"{protocol} pty"
+    tally = Tally(f"crashes: SIGKILL tens-control run ({where})")
     if count <= 0:
         return tally
     started = time.perf_counter()
-    rng = random.Random(f"{seed}:campaign:kills")
-    with benchlib.SimProcess(workdir, "--pty", "--seed", str(seed), name="kills") as sim:
+    rng = random.Random(f"{seed}:campaign:kills:{protocol}")
+    args = ("--pty", "--seed", str(seed), "--protocol", protocol)
+    with benchlib.SimProcess(workdir, *args, name=f"kills-{protocol}") as sim:
         for index in range(count):
             try:
-                problems, lost = kill_scenario(index, rng, sim, workdir)
+                problems, lost = kill_scenario(index, rng, sim, workdir, protocol)
             except Exception as error:
                 problems, lost = [f"kill {index}: raised {type(error).__name__}: {error}"], 0
             tally.scenarios += 1
@@ -687,17 +740,22 @@ def _try(
 
 TSP_ALPHABET = b"0123456789 ACKERTSTOPHELLOCFGAMPINGSTATUSEVTLEADOFF.-*ABCDEF\n\r"
 SM2_ALPHABET = bytes((0xF0, 0x0F, 0x81, 0x55, 0x00, 0x01, 0x02, 0x11, 0x12, 0x05))
+SM4_ALPHABET = bytes((0xF0, 0x0F, 0x81, 0x55, 0x00, 0x04, 0x20, 0x22, 0x24, 0x1E, 0x59, 0x75))
 
 
 def fuzz_decoders(tally: Tally, rng: random.Random, rounds: int) -> None:
     from drivers.sciencemode2 import codec as sm2_codec
     from drivers.sciencemode2.frame import FrameDecoder as Sm2Decoder
     from drivers.sciencemode2.frame import RawFrame
+    from drivers.sciencemode4 import codec as sm4_codec
+    from drivers.sciencemode4.frame import FrameDecoder as Sm4Decoder
+    from drivers.sciencemode4.frame import RawFrame as Sm4Frame
     from drivers.tsp.codec import decode_command, decode_device_message
     from drivers.tsp.frame import Frame, FrameDecoder
 
     tsp = FrameDecoder()
     sm2 = Sm2Decoder()
+    sm4 = Sm4Decoder()
 
     def tsp_round(data: bytes) -> None:
         for item in tsp.feed(data):
@@ -717,7 +775,22 @@ def fuzz_decoders(tally: Tally, rng: random.Random, rounds: int) -> None:
             elif not isinstance(item, FramingError):
                 raise TypeError(f"decoder produced {type(item).__name__}")
 
+    def sm4_round(data: bytes) -> None:
+        for item in sm4.feed(data):
+            if isinstance(item, Sm4Frame):
+                with contextlib.suppress(FramingError):
+                    sm4_codec.from_frame(item)
+            elif not isinstance(item, FramingError):
+                raise TypeError(f"decoder produced {type(item).__name__}")
+
     for _ in range(rounds):
+        data = _noise(rng, SM4_ALPHABET)
+        _try(
+            tally,
+            f"ScienceMode4 decoder on {data[:40].hex()}",
+            (FramingError,),
+            partial(sm4_round, data),
+        )
         data = _noise(rng, TSP_ALPHABET)
         _try(tally, f"TSP decoder on {data[:40]!r}", (FramingError,), partial(tsp_round, data))
         data = _noise(rng, SM2_ALPHABET)
@@ -733,7 +806,11 @@ def fuzz_device(tally: Tally, rng: random.Random, rounds: int) -> None:
     """Random bytes written to the simulated device never make it deliver current."""
     import serial
 
-    for protocol, alphabet in (("tsp", TSP_ALPHABET), ("sciencemode2", SM2_ALPHABET)):
+    for protocol, alphabet in (
+        ("tsp", TSP_ALPHABET),
+        ("sciencemode2", SM2_ALPHABET),
+        ("sciencemode4", SM4_ALPHABET),
+    ):
         clock = VirtualClock()
         port = serial.serial_for_url(
             f"sim://{protocol}?seed={rng.randrange(1 << 30)}", do_not_open=True
@@ -933,6 +1010,7 @@ def main(argv: list[str] | None = None) -> int:
         tallies = [run_single_fault(args.seed, 1 if args.quick else 3)]
         tallies += run_faults(args.seed, moments, QUICK_CONTROLLER if args.quick else None, workdir)
         tallies.append(run_kills(kills, args.seed, workdir))
+        tallies.append(run_kills(max(1, kills // 2), args.seed, workdir, "sciencemode4"))
         tallies += run_fuzz(args.seed, rounds, bundle_rounds, workdir)
     print(f"reliability campaign, seed {args.seed}, {time.perf_counter() - started:.0f} s")
     print(table(tallies))

@@ -18,6 +18,10 @@ that call to the moment the *device* delivered 0 mA, read from the device's own 
   before each call). The host sends every zeroing command twice at once and again every 20 ms
   until answered, so the second copy stops the output.
 
+The same trials run on the emulated Hasomed P24 (``sim://sciencemode4``, the ScienceMode4
+driver; ``P1.p24`` in-process with the 1 ms modelled line, ``P1.p24pty`` over a pty to
+``tens-sim --protocol sciencemode4``): the P24 zeroes its output when the Ml_Stop arrives.
+
 Targets: p99 <= 2 ms in-process, <= 5 ms over a pty, <= 50 ms with one frame lost. Run:
 ``python bench/p1_estop.py``.
 """
@@ -38,7 +42,9 @@ import simulator  # noqa: F401 - registers sim://
 from drivers.base import ChannelSettings
 from drivers.clock import RealClock
 from drivers.limits import get_profile
+from drivers.runtime import DeviceRuntime
 from drivers.safety import AmplitudeChanged, GovernorEvent, SafetyGovernor
+from drivers.sciencemode4.driver import ScienceMode4Driver
 from drivers.transport import open_port
 from drivers.tsp.driver import TspDriver
 from simulator.firmware import Delivery
@@ -50,17 +56,25 @@ TRIALS = 1000
 QUICK_TRIALS = 20
 
 
-class Trials:
-    """A governor on a TSP driver on a RealClock, ready to run emergency-stop trials."""
+DRIVERS: dict[str, tuple[type[DeviceRuntime], str]] = {
+    "tsp": (TspDriver, "tens-sim"),
+    "sciencemode4": (ScienceMode4Driver, "p24"),
+}
+"""Protocol -> (driver, profile) of the trials."""
 
-    def __init__(self, url: str) -> None:
+
+class Trials:
+    """A governor on a driver on a RealClock, ready to run emergency-stop trials."""
+
+    def __init__(self, url: str, protocol: str = "tsp") -> None:
+        driver, profile = DRIVERS[protocol]
         self.clock = RealClock()
-        self.port = open_port(url, clock=self.clock)
-        self.driver = TspDriver.connect(self.port, self.clock, url=url)
+        self.port = open_port(url, clock=self.clock, baudrate=driver.baudrate)
+        self.driver = driver.connect(self.port, self.clock, url=url)
         self.raised = threading.Event()
         self.governor = SafetyGovernor(
             self.driver,
-            get_profile("tens-sim"),
+            get_profile(profile),
             self.clock,
             on_event=self._on_event,
             electrode_areas_cm2=AREAS,
@@ -88,8 +102,8 @@ class Trials:
         return requested, time.monotonic()
 
     def confirm(self) -> None:
-        """Wait until the device has processed everything sent so far (PING acknowledged)."""
-        self.driver.wait(self.driver.request_ping())
+        """Wait until the device has processed everything sent so far (a status answered)."""
+        self.driver.wait(self.driver.request_status())
 
     def close(self) -> None:
         self.governor.close()
@@ -97,11 +111,11 @@ class Trials:
 
 
 def in_process(
-    trials: int, latency_ms: float, lose_one: bool = False
+    trials: int, latency_ms: float, lose_one: bool = False, protocol: str = "tsp"
 ) -> tuple[list[float], list[float]]:
     """Device-side and host-side (call returned) delays in seconds. ``lose_one``: the first
     frame the host sends after the stop is requested is lost on the line (S14)."""
-    rig = Trials(f"sim://tsp?latency_ms={latency_ms:g}")
+    rig = Trials(f"sim://{protocol}?latency_ms={latency_ms:g}", protocol)
     assert isinstance(rig.port, SimSerial)
     zero = threading.Event()
     zero_time = [0.0]
@@ -134,9 +148,10 @@ def in_process(
     return device, host
 
 
-def over_pty(trials: int, workdir: Path) -> tuple[list[float], list[float]]:
-    with SimProcess(workdir, "--pty", "--latency-ms", "0") as sim:
-        rig = Trials(sim.url)
+def over_pty(trials: int, workdir: Path, protocol: str = "tsp") -> tuple[list[float], list[float]]:
+    where = ("--pty", "--latency-ms", "0", "--protocol", protocol)
+    with SimProcess(workdir, *where, name=f"delivered-{protocol}") as sim:
+        rig = Trials(sim.url, protocol)
         device: list[float] = []
         host: list[float] = []
         try:
@@ -164,10 +179,16 @@ def figures(trials: int, workdir: Path, progress: Callable[[str], None]) -> list
     lost_dev, _ = in_process(trials, 1.0, lose_one=True)
     progress(f"tens-sim --pty, {trials} trials")
     pty_dev, pty_host = over_pty(trials, workdir)
+    progress(f"in-process sim://sciencemode4 (the P24), 1 ms line latency, {trials} trials")
+    p24_dev, p24_host = in_process(trials, 1.0, protocol="sciencemode4")
+    progress(f"tens-sim --protocol sciencemode4 --pty, {trials} trials")
+    p24_pty_dev, p24_pty_host = over_pty(trials, workdir, "sciencemode4")
     s_lost = Stats.of(lost_dev).scaled(1000.0)
     s_sim = Stats.of(sim_dev).scaled(1000.0)
     s_raw = Stats.of(raw_dev).scaled(1000.0)
     s_pty = Stats.of(pty_dev).scaled(1000.0)
+    s_p24 = Stats.of(p24_dev).scaled(1000.0)
+    s_p24_pty = Stats.of(p24_pty_dev).scaled(1000.0)
     progress("timer wake-up noise of this machine (1 ms timed waits)")
     s_timer = Stats.of(benchlib.timer_overshoot(trials)).scaled(1000.0)
     return [
@@ -210,6 +231,26 @@ def figures(trials: int, workdir: Path, progress: Callable[[str], None]) -> list
             "<=",
             s_pty,
             {"host_call_p99_ms": ms(Stats.of(pty_host).p99)},
+        ),
+        Figure(
+            "P1.p24",
+            "e-stop -> device 0 mA, the emulated P24 in-process (1 ms modelled line), p99",
+            s_p24.p99,
+            "ms",
+            2.0,
+            "<=",
+            s_p24,
+            {"host_call_p99_ms": ms(Stats.of(p24_host).p99), "latency_ms": 1.0},
+        ),
+        Figure(
+            "P1.p24pty",
+            "e-stop -> device 0 mA, the emulated P24 over a pty, p99",
+            s_p24_pty.p99,
+            "ms",
+            5.0,
+            "<=",
+            s_p24_pty,
+            {"host_call_p99_ms": ms(Stats.of(p24_pty_host).p99)},
         ),
         Figure(
             "P1.timer",

@@ -16,6 +16,10 @@ The safety governor is not in this path on purpose: it ramps increases at 2 mA/s
 through it a patient can never send more than a few amplitude commands per second; this figure
 is the capacity of the driver and the line. Each run sends ``COMMANDS`` commands; the figure
 is the median rate over ``RUNS`` runs. Target: >= 2,000 /s. Run: ``python bench/p2_throughput.py``.
+
+``P2.p24pipelined`` and ``P2.p24blocking`` are the same on the emulated Hasomed P24
+(``tens-sim --protocol sciencemode4``, the ScienceMode4 driver): every amplitude command is an
+Ml_Update describing both configured channels, and a decrease goes out twice (S14).
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ from pathlib import Path
 import benchlib
 from benchlib import Figure, SimProcess, Stats
 
-from drivers.base import ChannelSettings, Pending
+from drivers.base import ChannelSettings, Pending, TensDriver
 from drivers.clock import RealClock
+from drivers.runtime import DeviceRuntime
+from drivers.sciencemode4.driver import ScienceMode4Driver
 from drivers.tsp.driver import TspDriver
 
 CONVENTIONAL = ChannelSettings(frequency_hz=80, pulse_width_us=200)
@@ -41,14 +47,14 @@ QUICK_COMMANDS = 200
 QUICK_RUNS = 2
 
 
-def blocking_rate(driver: TspDriver, commands: int) -> float:
+def blocking_rate(driver: TensDriver, commands: int) -> float:
     start = time.perf_counter()
     for _ in range(commands):
         driver.set_amplitude(1, LEVEL)
     return commands / (time.perf_counter() - start)
 
 
-def pipelined_rate(driver: TspDriver, commands: int, window: int) -> float:
+def pipelined_rate(driver: TensDriver, commands: int, window: int) -> float:
     slots = threading.Semaphore(window)
     done = threading.Event()
     lock = threading.Lock()
@@ -126,12 +132,19 @@ def echo_rate(commands: int) -> float:
             server.stdout.close()
 
 
-def figures(commands: int, runs: int, workdir: Path) -> list[Figure]:
+def rates(
+    commands: int, runs: int, workdir: Path, protocol: str = "tsp"
+) -> tuple[list[float], list[float]]:
+    """Blocking and pipelined rates of ``runs`` runs on ``tens-sim --protocol PROTOCOL``."""
     blocking: list[float] = []
     pipelined: list[float] = []
-    with SimProcess(workdir, "--pty", "--latency-ms", "0") as sim:
+    driver_class: type[DeviceRuntime] = (
+        ScienceMode4Driver if protocol == "sciencemode4" else TspDriver
+    )
+    where = ("--pty", "--latency-ms", "0", "--protocol", protocol)
+    with SimProcess(workdir, *where, name=f"delivered-{protocol}") as sim:
         clock = RealClock()
-        driver = TspDriver.open(sim.url, clock)
+        driver = driver_class.open(sim.url, clock)
         try:
             driver.configure(1, CONVENTIONAL)
             driver.start()
@@ -142,10 +155,18 @@ def figures(commands: int, runs: int, workdir: Path) -> list[Figure]:
         finally:
             driver.close()
             clock.close()
+    return blocking, pipelined
+
+
+def figures(commands: int, runs: int, workdir: Path) -> list[Figure]:
+    blocking, pipelined = rates(commands, runs, workdir)
+    p24_blocking, p24_pipelined = rates(commands, runs, workdir, "sciencemode4")
     echo = [echo_rate(commands) for _ in range(runs)]
     s_echo = Stats.of(echo, higher_is_better=True)
     s_block = Stats.of(blocking, higher_is_better=True)
     s_pipe = Stats.of(pipelined, higher_is_better=True)
+    s_p24_block = Stats.of(p24_blocking, higher_is_better=True)
+    s_p24_pipe = Stats.of(p24_pipelined, higher_is_better=True)
     return [
         Figure(
             "P2.pipelined",
@@ -165,6 +186,26 @@ def figures(commands: int, runs: int, workdir: Path) -> list[Figure]:
             2000.0,
             ">=",
             s_block,
+            {"commands_per_run": commands},
+        ),
+        Figure(
+            "P2.p24pipelined",
+            f"the same on the emulated P24, pipelined ({WINDOW} in flight)",
+            s_p24_pipe.median,
+            "/s",
+            2000.0,
+            ">=",
+            s_p24_pipe,
+            {"commands_per_run": commands, "window": WINDOW},
+        ),
+        Figure(
+            "P2.p24blocking",
+            "the same on the emulated P24, blocking one at a time",
+            s_p24_block.median,
+            "/s",
+            2000.0,
+            ">=",
+            s_p24_block,
             {"commands_per_run": commands},
         ),
         Figure(

@@ -83,7 +83,7 @@ class DeviceProfile(_Frozen):
     name: str
     manufacturer: str
     model: str
-    protocol: Annotated[str, Field(pattern=r"^(tsp|sciencemode2)$")]
+    protocol: Annotated[str, Field(pattern=r"^(tsp|sciencemode2|sciencemode4)$")]
     channels: Annotated[int, Field(ge=1, le=16)]
     amplitude: AmplitudeSpec
     frequency: FrequencySpec

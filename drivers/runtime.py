@@ -86,6 +86,9 @@ class DeviceRuntime(TensDriver):
     """How messages name the device ("the RehaStim 2")."""
     protocol_label: ClassVar[str] = "protocol"
     """How messages name the protocol ("TSP")."""
+    max_device_watchdog_ms: ClassVar[int] = MAX_DEVICE_WATCHDOG_MS
+    """S17: the longest device watchdog accepted. A driver may raise it only for a device whose
+    watchdog is a fixed, documented fact of that device (the P24's 2 s; docs/safety.md)."""
 
     def __init__(self, port: serial.Serial, clock: Clock, *, url: str | None = None) -> None:
         """Attach to an already-open port. Nothing is sent until :meth:`identify`
@@ -356,11 +359,12 @@ class DeviceRuntime(TensDriver):
         if not isinstance(info, DeviceInfo):  # pragma: no cover - an engine contract bug
             raise IdentityError(f"{where}: the protocol engine returned no identity")
         watchdog = info.watchdog_ms
-        if watchdog is None or watchdog > MAX_DEVICE_WATCHDOG_MS:
+        limit = self.max_device_watchdog_ms
+        if watchdog is None or watchdog > limit:
             said = "has no watchdog" if watchdog is None else f"has a {watchdog} ms watchdog"
             raise IdentityError(
                 f"the device on {where} {said}: tens-control only drives devices that switch "
-                f"their own output off within {MAX_DEVICE_WATCHDOG_MS} ms when the computer "
+                f"their own output off within {limit} ms when the computer "
                 "stops talking to them (set the device's watchdog to 1000 ms, or use another "
                 "device)"
             )

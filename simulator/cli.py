@@ -354,7 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="protocol the device speaks (default: tsp)",
     )
     parser.add_argument(
-        "--profile", help="device profile id (default: tens-sim for tsp, rehastim2 for sm2)"
+        "--profile",
+        help="device profile id (default: tens-sim for tsp, rehastim2 for sciencemode2, "
+        "p24 for sciencemode4)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of every random stream")
     parser.add_argument(

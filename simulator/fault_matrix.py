@@ -32,6 +32,7 @@ from drivers.clock import VirtualClock
 from drivers.limits import get_profile
 from drivers.safety import GovernorEvent, SafetyGovernor
 from drivers.sciencemode2.driver import ScienceMode2Driver
+from drivers.sciencemode4.driver import ScienceMode4Driver
 from drivers.tsp.driver import TspDriver
 from simulator.device import SimDevice
 from simulator.faults import Direction, FaultKind
@@ -74,6 +75,12 @@ PROTOCOLS: dict[str, Protocol] = {
         f"sim://sciencemode2?seed={{seed}}&latency_ms={LATENCY_MS:g}",
         "rehastim2",
         ScienceMode2Driver.open,
+    ),
+    "sciencemode4": Protocol(
+        "sciencemode4",
+        f"sim://sciencemode4?seed={{seed}}&latency_ms={LATENCY_MS:g}",
+        "p24",
+        ScienceMode4Driver.open,
     ),
 }
 

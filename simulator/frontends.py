@@ -143,3 +143,15 @@ register_front_end(
         frame_end=b"\x0f",
     )
 )
+register_front_end(
+    FrontEndSpec(
+        name="sciencemode4",
+        factory="simulator.sciencemode4:ScienceMode4FrontEnd",
+        default_profile="p24",
+        default_watchdog_ms=2000,
+        watchdog_always=False,  # the keep-alive is due only once stimulation has started
+        options=frozenset({"electrode_min_ma"}),
+        description="Hasomed ScienceMode4 (P24, mid level)",
+        frame_end=b"\x0f",
+    )
+)

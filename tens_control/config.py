@@ -5,7 +5,7 @@ One small TOML file in the user configuration directory (platformdirs; for examp
 
     # tens-control settings
     device = "/dev/ttyUSB0"
-    protocol = "tsp"        # optional: tsp or sciencemode2
+    protocol = "tsp"        # optional: tsp, sciencemode2 or sciencemode4
     profile = "generic-2ch" # optional: a device profile id
     patient = "patient-1"
 
@@ -49,7 +49,9 @@ class UserConfig(BaseModel):
         None
     ) = None
     """The device URL or port (``/dev/ttyUSB0``, ``COM3``, ``socket://...``, ``sim://tsp``)."""
-    protocol: Annotated[str, StringConstraints(pattern=r"^(tsp|sciencemode2)$")] | None = None
+    protocol: (
+        Annotated[str, StringConstraints(pattern=r"^(tsp|sciencemode2|sciencemode4)$")] | None
+    ) = None
     """The protocol to speak on ``device`` when its URL does not say (default: TSP)."""
     profile: Annotated[str, StringConstraints(max_length=64, pattern=_IDENTIFIER)] | None = None
     """The device profile id to use with ``device`` (default: chosen from the device's identity)."""

@@ -2,8 +2,9 @@
 
 Accepted device addresses (anything pyserial opens):
 
-* ``sim://tsp``, ``sim://sciencemode2`` (with options, e.g. ``sim://tsp?seed=3&faults=...``):
-  the built-in simulator in this process (delivers no current to anybody);
+* ``sim://tsp``, ``sim://sciencemode2``, ``sim://sciencemode4`` (with options, e.g.
+  ``sim://tsp?seed=3&faults=...``): the built-in simulator in this process (delivers no current
+  to anybody);
 * ``socket://127.0.0.1:7777``: a simulator (``tens-sim --tcp``) or a device behind a TCP bridge;
 * a port path or name: ``/dev/ttyUSB0``, ``/dev/pts/5`` (``tens-sim --pty``), ``COM3``.
 
@@ -11,14 +12,16 @@ The protocol is chosen, in order, from an explicit ``protocol``, the protocol of
 ``profile``, the host part of a ``sim://`` URL, a USB id listed in a profile, and otherwise TSP
 (the open protocol this project defines). The profile is, in order: explicit; the one whose model
 the device reports when it identifies (TSP devices say who they are); ``rehastim2`` for
-ScienceMode2; the generic two-channel home unit otherwise (noted as a guess). The device's own
-reported limits are always intersected with the profile by the safety governor.
+ScienceMode2 and ``p24`` for ScienceMode4 (a P24 is also recognised by its USB id, 0483:5740);
+the generic two-channel home unit otherwise (noted as a guess). The device's own reported
+limits are always intersected with the profile by the safety governor.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
 
@@ -28,9 +31,13 @@ import simulator  # noqa: F401 - registers the sim:// scheme with pyserial
 from drivers.base import DeviceInfo, DriverError, PortError, TensDriver
 from drivers.clock import Clock
 from drivers.limits import DeviceProfile, ProfileError, builtin_profiles, get_profile
+from drivers.runtime import DeviceRuntime
 from drivers.sciencemode2.driver import BAUDRATE as SCIENCEMODE2_BAUDRATE
 from drivers.sciencemode2.driver import PROFILE_ID as SCIENCEMODE2_PROFILE
 from drivers.sciencemode2.driver import ScienceMode2Driver
+from drivers.sciencemode4.driver import ScienceMode4Driver
+from drivers.sciencemode4.plan import BAUDRATE as SCIENCEMODE4_BAUDRATE
+from drivers.sciencemode4.plan import PROFILE_ID as SCIENCEMODE4_PROFILE
 from drivers.transport import list_ports, open_port
 from drivers.tsp.driver import TspDriver
 
@@ -38,7 +45,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DEVICE_URL = "sim://tsp"
 """The built-in simulator: used when no device is given or saved."""
-PROTOCOLS = ("tsp", "sciencemode2")
+PROTOCOLS = ("tsp", "sciencemode2", "sciencemode4")
 FALLBACK_TSP_PROFILE = "generic-2ch"
 
 
@@ -135,7 +142,7 @@ def choose_device(
         if sim_protocol not in PROTOCOLS:
             raise PortError(
                 f"the simulator speaks {', '.join(PROTOCOLS)}, not {sim_protocol!r}; "
-                "use sim://tsp or sim://sciencemode2"
+                "use sim://tsp, sim://sciencemode2 or sim://sciencemode4"
             )
         if protocol is not None and protocol != sim_protocol:
             raise PortError(
@@ -165,6 +172,25 @@ def _tsp_profile(info: DeviceInfo) -> tuple[DeviceProfile, str]:
     return fallback, note
 
 
+def _identified(
+    url: str, port: serial.Serial, profile: DeviceProfile, make: Callable[[], DeviceRuntime]
+) -> OpenedDevice:
+    """Attach the driver ``make`` builds to the open ``port`` and identify the device; on any
+    failure the port is closed and the error raised."""
+    try:
+        driver = make()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            port.close()
+        raise
+    try:
+        info = driver.identify()
+    except BaseException:
+        driver.close()
+        raise
+    return OpenedDevice(url, driver, profile, info, port=port)
+
+
 def open_device(
     url: str | None,
     clock: Clock,
@@ -183,20 +209,25 @@ def open_device(
         port = open_port(
             choice.url, clock=clock, baudrate=SCIENCEMODE2_BAUDRATE, parity=serial.PARITY_EVEN
         )
-        try:
-            driver: TensDriver = ScienceMode2Driver(
+        return _identified(
+            choice.url,
+            port,
+            chosen,
+            lambda: ScienceMode2Driver(
                 port, clock, profile=chosen, url=choice.url, serial_number=_usb_serial(choice.url)
-            )
-        except BaseException:
-            with contextlib.suppress(Exception):
-                port.close()
-            raise
-        try:
-            info = driver.identify()
-        except BaseException:
-            driver.close()
-            raise
-        return OpenedDevice(choice.url, driver, chosen, info, port=port)
+            ),
+        )
+    if choice.protocol == "sciencemode4":
+        chosen = _profile(choice.profile_id or SCIENCEMODE4_PROFILE)
+        if chosen.protocol != "sciencemode4":
+            raise PortError(f"profile {chosen.id!r} is for {chosen.protocol} devices, not a P24")
+        port = open_port(choice.url, clock=clock, baudrate=SCIENCEMODE4_BAUDRATE)
+        return _identified(
+            choice.url,
+            port,
+            chosen,
+            lambda: ScienceMode4Driver(port, clock, profile=chosen, url=choice.url),
+        )
     port = open_port(choice.url, clock=clock)
     tsp = TspDriver.connect(port, clock, url=choice.url)
     info = tsp.info

@@ -17,8 +17,14 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 SCRIPTS: dict[str, tuple[str, ...]] = {
-    "p1_estop.py": ("P1.sim", "P1.sim0", "P1.lost", "P1.pty", "P1.timer"),
-    "p2_throughput.py": ("P2.pipelined", "P2.blocking", "P2.echo"),
+    "p1_estop.py": ("P1.sim", "P1.sim0", "P1.lost", "P1.pty", "P1.p24", "P1.p24pty", "P1.timer"),
+    "p2_throughput.py": (
+        "P2.pipelined",
+        "P2.blocking",
+        "P2.p24pipelined",
+        "P2.p24blocking",
+        "P2.echo",
+    ),
     "p3_telemetry.py": ("P3.store", "P3.raw", "P3.many", "P3.ratio"),
     "p4_report.py": ("P4.all", "P4.one", "P4.html", "P4.pdf"),
     "p5_session.py": (

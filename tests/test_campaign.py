@@ -1,10 +1,10 @@
 """The reliability campaign (bench/campaign.py) with the bounded budget CI runs.
 
-Every fault kind x both protocols through the safety governor (one random moment each), a few
-kinds through the whole session controller with its store, two SIGKILLs of ``tens-control run``
-against ``tens-sim --pty``, and random bytes into every decoder and file format. The campaign
-checks each scenario on the simulator's delivered record and the stored log; this test only
-reads its verdict. It asserts no timing.
+Every fault kind x every protocol (TSP, RehaStim 2, P24) through the safety governor (one random
+moment each), a few kinds through the whole session controller with its store, two SIGKILLs of
+``tens-control run`` against ``tens-sim --pty`` (and one against the emulated P24), and random
+bytes into every decoder and file format. The campaign checks each scenario on the simulator's
+delivered record and the stored log; this test only reads its verdict. It asserts no timing.
 """
 
 from __future__ import annotations
@@ -44,9 +44,10 @@ def test_quick_campaign_has_no_violation_and_loses_no_event(tmp_path: Path) -> N
         assert part["violations"] == [], part["part"]
         assert part["events_lost"] == 0, part["part"]
     governor = parts["faults: governor + driver + simulator"]
-    assert governor["scenarios"] == 2 * len(FaultKind)  # every kind, both protocols
+    assert governor["scenarios"] == 3 * len(FaultKind)  # every kind, every protocol
     assert parts["faults: session controller + store"]["scenarios"] > 0
     assert parts["crashes: SIGKILL tens-control run (pty)"]["scenarios"] == 2
+    assert parts["crashes: SIGKILL tens-control run (sciencemode4 pty)"]["scenarios"] == 1
     assert parts["bad input: decoders and the device"]["scenarios"] > 0
     assert parts["bad input: profiles, prescriptions, settings, bundles"]["scenarios"] > 0
     assert "violations" in done.stdout  # the table was printed

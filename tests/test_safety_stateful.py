@@ -44,6 +44,7 @@ from drivers.limits import CapLayer, CapSource, DeviceProfile, get_profile, max_
 from drivers.safety import (
     READBACK_ABSOLUTE_MA,
     READBACK_RELATIVE,
+    AmplitudeChanged,
     GovernorEvent,
     GovernorState,
     GovernorStateError,
@@ -54,6 +55,7 @@ from drivers.safety import (
     StopReason,
 )
 from drivers.sciencemode2.driver import ScienceMode2Driver
+from drivers.sciencemode4.driver import ScienceMode4Driver
 from drivers.transport import open_port
 from drivers.tsp.driver import TspDriver
 from simulator.device import SimDevice
@@ -103,6 +105,18 @@ class SimProtocol:
     resends_lost_commands: bool = False
     """The driver sends an unanswered command again before the 1 s timeout (so one dropped
     host frame need not end the session)."""
+    lead_off_min_ma: float = 0.0
+    """The device detects an electrode coming off only while the channel delivers at least
+    this much (the P24: 15 mA). Below it the lead-off goes unreported, and when the electrode
+    is back the device's current flows again at once: a documented residual risk of that
+    device (docs/safety.md), exempted here from S7 and from the ramp check, never silently."""
+    announces_reset: bool = True
+    """The device says when it restarted (TSP ``EVT RESET``, ScienceMode2 ``Init``). A P24 that
+    restarts is only seen to have left the mid level while the host keeps it stimulating:
+    idle or paused, a restart changes nothing the host could see (and nothing it needs to)."""
+    battery_report_s: float = 0.0
+    """How long after the battery runs low the host hears of it (0: the device says so at
+    once; the P24's level is polled every second)."""
 
     @property
     def comms_deadline_s(self) -> float:
@@ -116,6 +130,10 @@ def _tsp_connect(port: serial.Serial, clock: Clock, url: str) -> TensDriver:
 
 def _sciencemode2_connect(port: serial.Serial, clock: Clock, url: str) -> TensDriver:
     return ScienceMode2Driver.connect(port, clock, url=url)
+
+
+def _sciencemode4_connect(port: serial.Serial, clock: Clock, url: str) -> TensDriver:
+    return ScienceMode4Driver.connect(port, clock, url=url)
 
 
 ALL_FAULTS: tuple[FaultKind, ...] = (
@@ -160,6 +178,24 @@ PROTOCOLS: dict[str, SimProtocol] = {
         silence_deadline_s=1.5,  # a status poll every 0.5 s, unanswered for 1 s
         device_watchdog_s=1.2,
         resends_lost_commands=True,
+    ),
+    "sciencemode4": SimProtocol(
+        name="sciencemode4",
+        url="sim://sciencemode4?seed={seed}",
+        profile_id="p24",
+        connect=_sciencemode4_connect,
+        # no measured current (S9 cannot see stuck output or jumps), and ScienceMode4 has no
+        # message for an emergency switch
+        faults=tuple(
+            k for k in ALL_FAULTS if k not in (FaultKind.STUCK, FaultKind.JUMP, FaultKind.EMERGENCY)
+        ),
+        keepalive_s=0.5,  # Get_Stim_Status while idle; Ml_Get_Current_Data every 50 ms running
+        silence_deadline_s=1.5,  # a poll (50 ms stimulating, 0.5 s otherwise) unanswered for 1 s
+        device_watchdog_s=2.0,  # the P24's fixed keep-alive timeout (the S17 exception)
+        resends_lost_commands=True,
+        lead_off_min_ma=15.0,
+        announces_reset=False,
+        battery_report_s=1.0,
     ),
 }
 
@@ -378,6 +414,44 @@ class Harness:
                     f"channel {ch} delivered {d.ma} mA at t={d.time:.3f} above the cap {allowed}"
                 )
 
+    def undetected_return(self, channel: int, time: float, before: float, after: float) -> bool:
+        """The documented residual risk of a device that cannot see a lead-off below
+        :attr:`SimProtocol.lead_off_min_ma`: its current, still set, flows again the moment
+        the electrode is back (within the emulator's 10 ms contact check)."""
+        limit = self.protocol.lead_off_min_ma
+        return (
+            limit > 0
+            and before == 0.0
+            and after < limit
+            and any(
+                f.kind is FaultKind.LEAD_ON
+                and (f.channel or 1) == channel
+                and f.time - EPS <= time <= f.time + 0.02
+                for f in self.injected
+            )
+        )
+
+    def resumed_after_detected_off(self, channel: int, time: float, after: float) -> bool:
+        """The documented residual race of the P24 (docs/safety.md): an electrode error the
+        device saw stops that channel by itself, silently; an update the host sent before its
+        next poll told it (<= 50 ms, then the governor pauses) switches the channel on again at
+        its level -- current flows at once if the contact came back meanwhile. Never above the
+        level it had, never after the S7 deadline."""
+        limit = self.protocol.lead_off_min_ma
+        if limit <= 0:
+            return False
+        for event in self.device.firmware.events:
+            if event.kind is not DeviceEventKind.LEAD_OFF or (event.channel or 1) != channel:
+                continue
+            before = self.device.record.level_at(channel, event.time - EPS)
+            if (
+                before >= limit
+                and event.time <= time <= event.time + LEAD_OFF_DEADLINE_S
+                and after <= before + EPS
+            ):
+                return True
+        return False
+
     def check_ramp(self) -> None:
         step = self.gov.ramp_step_ma
         rate = self.gov.ramp_rate_ma_per_s
@@ -387,6 +461,11 @@ class Harness:
             lowest = math.inf  # min over past instants t1 of out(t1) - rate·t1
             previous = 0.0
             for time, before, after in record.steps(ch):
+                if self.undetected_return(ch, time, before, after) or (
+                    before == 0.0 and self.resumed_after_detected_off(ch, time, after)
+                ):
+                    lowest = after - rate * time  # rises are measured from here on
+                    continue
                 lowest = min(lowest, before - rate * time)
                 previous = before
                 if after > previous + EPS and not any(abs(time - j) < EPS for j in jumps):
@@ -494,6 +573,18 @@ class Harness:
                 continue
             if self.disturbed(fault.time - 1.5, fault.time + deadline, other_than=fault):
                 continue
+            if fault.kind is FaultKind.RESET and not self.protocol.announces_reset:
+                host_changes = (
+                    SafetyEventKind.PAUSED,
+                    SafetyEventKind.RESUMED,
+                    SafetyEventKind.STARTED,
+                )
+                if before is not GovernorState.RUNNING or self.first_event(
+                    fault.time - EPS, fault.time + deadline, host_changes
+                ):
+                    # not stimulating throughout (the host paused, or started again and so
+                    # entered the mid level anew): nothing to see, and the output is 0 anyway
+                    continue
             if fault.kind in END_REASON_FOR_FAULT:
                 self.expect_end(fault, deadline, END_REASON_FOR_FAULT[fault.kind])
             elif fault.kind in (FaultKind.MUTE, FaultKind.DISCONNECT, FaultKind.DROP):
@@ -528,6 +619,8 @@ class Harness:
                 continue
             if self.state_at(t - EPS) is not GovernorState.RUNNING:
                 continue
+            if self.below_detection(event.channel or 1, t):
+                continue  # below what the device can detect (see SimProtocol.lead_off_min_ma)
             if self.disturbed(t - 1.5, t + LEAD_OFF_DEADLINE_S, other_than=self._lead_fault(t)):
                 continue
             reaction = self.first_event(
@@ -538,6 +631,27 @@ class Harness:
             assert all(v == 0.0 for v in levels.values()), (
                 f"lead-off at t={t:.3f}: output {levels} 100 ms later"
             )
+
+    def below_detection(self, channel: int, time: float) -> bool:
+        """The lead-off at ``time`` was below what the device can see: the channel delivered
+        less than :attr:`SimProtocol.lead_off_min_ma`, or the host set it below that before
+        the device's report could reach it (the P24 reports an electrode error only in its next
+        keep-alive answer, and an update in between switches the channel on again at the new
+        level: below 15 mA, unseen -- docs/safety.md §4, R1)."""
+        limit = self.protocol.lead_off_min_ma
+        if limit <= 0:
+            return False
+        if self.device.record.level_at(channel, time - EPS) < limit:
+            return True
+        return any(
+            e.channel == channel
+            and time - MARGIN_S <= e.time <= time + LEAD_OFF_DEADLINE_S
+            and (
+                e.kind is SafetyEventKind.CONFIGURED
+                or (isinstance(e, AmplitudeChanged) and e.to_ma < limit)
+            )
+            for e in self.events
+        )
 
     def _lead_fault(self, time: float) -> Injected | None:
         """The injected fault that caused a lead-off at ``time`` (the latest before it)."""

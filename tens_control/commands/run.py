@@ -25,7 +25,7 @@ from typing import Any
 
 from drivers.clock import Clock, RealClock, VirtualClock
 from tens_control.config import load_config
-from tens_control.device import DEFAULT_DEVICE_URL, OpenedDevice, open_device
+from tens_control.device import DEFAULT_DEVICE_URL, PROTOCOLS, OpenedDevice, open_device
 from tens_control.errors import TensControlError
 from tens_control.pain import nrs, parse_nrs
 from tens_control.prescription import PrescriptionError, parse_prescription
@@ -85,7 +85,7 @@ def add_parser(sub: Any) -> None:
         help="the device: a port (/dev/ttyUSB0, COM3), socket://HOST:PORT or sim://tsp "
         f"(default: the saved device, else the built-in simulator {DEFAULT_DEVICE_URL})",
     )
-    p.add_argument("--protocol", choices=("tsp", "sciencemode2"), help="protocol of --device")
+    p.add_argument("--protocol", choices=PROTOCOLS, help="protocol of --device")
     p.add_argument("--profile", metavar="ID", help="device profile id (see tens-control devices)")
     p.add_argument("--program", metavar="NAME", required=True, help="program to run")
     p.add_argument(

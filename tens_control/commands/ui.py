@@ -27,7 +27,9 @@ def add_parser(sub: Any) -> None:
         help="the TENS unit for this run: a port (/dev/ttyUSB0, COM3), socket://HOST:PORT, "
         "or sim://tsp for the simulator (default: the saved device, else the simulator)",
     )
-    p.add_argument("--protocol", choices=("tsp", "sciencemode2"), default=None, help="protocol")
+    p.add_argument(
+        "--protocol", choices=("tsp", "sciencemode2", "sciencemode4"), default=None, help="protocol"
+    )
     p.add_argument("--profile", metavar="ID", default=None, help="device profile id")
     p.add_argument(
         "--simulator",
