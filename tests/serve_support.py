@@ -130,9 +130,9 @@ def clinic_db(directory: Path) -> Path:
     return db
 
 
-def serve_command(db: Path, *extra: str) -> list[str]:
+def serve_command(db: Path, *extra: str, review_day: str = REVIEW_DAY) -> list[str]:
     return [sys.executable, "-m", "tens_control", "review", "--serve", "--db", str(db),
-            "--port", "0", "--to", REVIEW_DAY, *extra]  # fmt: skip
+            "--port", "0", "--to", review_day, *extra]  # fmt: skip
 
 
 def serve_env(**extra: str) -> dict[str, str]:
@@ -142,15 +142,18 @@ def serve_env(**extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def served(db: Path, *extra: str, env: dict[str, str] | None = None) -> Iterator[Served]:
+def served(
+    db: Path, *extra: str, env: dict[str, str] | None = None, review_day: str = REVIEW_DAY
+) -> Iterator[Served]:
     """The server on ``db``; stopped with SIGINT (as Ctrl-C) at the end if still running."""
     process = subprocess.Popen(
-        serve_command(db, *extra),
+        serve_command(db, *extra, review_day=review_day),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         text=True,
         env=env or serve_env(),
+        start_new_session=True,  # a process group of its own, as in a terminal
     )
     server = Served(process=process, port=0, token="")
     try:

@@ -10,6 +10,7 @@ tests/test_review_serve_browser.py.
 from __future__ import annotations
 
 import asyncio
+import os
 import shlex
 import signal
 import subprocess
@@ -74,6 +75,11 @@ async def open_tab(
         f"ws://127.0.0.1:{s.port}/ws?width=100&height=30{query}",
         origin=s.base,
     )
+
+
+async def drain(tab: aiohttp.ClientWebSocketResponse) -> None:
+    async for _ in tab:
+        pass
 
 
 async def let_in(session: aiohttp.ClientSession, s: Served) -> None:
@@ -273,11 +279,13 @@ async def test_ctrl_c_closes_every_tab_and_stops(server: Served) -> None:
         await asyncio.wait_for(tab.receive(), 30)
         pids = server.review_processes()
         assert len(pids) == 1
-        server.process.send_signal(signal.SIGINT)
+        # the tab reads on, as a browser does, until the server closes it
+        drawn = asyncio.create_task(drain(tab))
+        # Ctrl-C in the terminal: SIGINT to the server's process group (the tabs' processes
+        # are in sessions of their own, so the server ends them)
+        os.killpg(server.process.pid, signal.SIGINT)
         code = await asyncio.to_thread(server.process.wait, 30)
-        # the server closed the tab: what the app drew before, then the close
-        async for _ in tab:
-            pass
+        await asyncio.wait_for(drawn, 30)
         assert tab.closed
     assert code == 0
     while server.read_line():
@@ -372,3 +380,32 @@ async def test_the_download_key_is_the_served_reviews_and_delivers_the_html(
     assert path.read_bytes() == expected
     assert expected.startswith(b"<!DOCTYPE html>")
     assert b"P-050" in expected
+
+
+async def test_a_tab_process_that_does_not_quit_is_killed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from textual_serve.download_manager import DownloadManager
+
+    monkeypatch.setattr(serve, "QUIT_GRACE_S", 0.5)
+    sent: list[bytes] = []
+
+    async def write(data: bytes | str) -> None:
+        sent.append(data.encode() if isinstance(data, str) else data)
+
+    async def close() -> None:
+        return None
+
+    # a program that ignores the quit message on its standard input
+    tab = serve.ReviewTab(
+        shlex.join([sys.executable, "-c", "import time; time.sleep(120)"]),
+        write_bytes=write,
+        write_str=write,
+        close=close,
+        download_manager=DownloadManager(),
+    )
+    await tab.start(80, 24)
+    assert tab.pid is not None
+    assert alive(tab.pid)
+    await tab.stop()
+    assert not alive(tab.pid)

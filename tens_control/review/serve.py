@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import html
@@ -40,6 +41,7 @@ import signal
 import sys
 import time
 import tomllib
+from asyncio.subprocess import Process
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -221,17 +223,40 @@ def check_password(password: str, stored: str) -> bool:
 
 
 class ReviewTab(AppService):
-    """One tab's app process; :meth:`stop` ends it whatever it does."""
+    """One tab's app process: started without a shell, in a session of its own (Ctrl-C in the
+    server's terminal reaches the server only, which then ends every tab in order);
+    :meth:`stop` ends it whatever it does."""
+
+    async def _open_app_process(self, width: int = 80, height: int = 24) -> Process:
+        # textual-serve's, with no shell between the server and the app, and a new session
+        self._process = process = await asyncio.create_subprocess_exec(
+            *shlex.split(self.command),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=self._build_environment(width=width, height=height),
+            start_new_session=True,
+        )
+        assert process.stdin is not None
+        self._stdin = process.stdin
+        return process
 
     async def stop(self) -> None:
-        try:
-            await asyncio.wait_for(super().stop(), QUIT_GRACE_S)
-        except TimeoutError:
-            process = self._process
-            if process is not None and process.returncode is None:
-                log.warning("a tab's review process did not quit; killing it")
-                process.kill()
-                await process.wait()
+        """Tell the app to quit (textual-serve's stop) and wait until its process has ended;
+        kill it if it has not within :data:`QUIT_GRACE_S`."""
+        process = self._process
+        quitting = asyncio.ensure_future(self._quit())
+        done, _ = await asyncio.wait({quitting}, timeout=QUIT_GRACE_S)
+        if not done and process is not None and process.returncode is None:
+            log.warning("a tab's review process did not quit; killing it")
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # its session: it and anything it began
+        await quitting  # (textual-serve's stop returns once the process's output has ended)
+
+    async def _quit(self) -> None:
+        await super().stop()
+        if self._process is not None:
+            await self._process.wait()
 
     @property
     def pid(self) -> int | None:
