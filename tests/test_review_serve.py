@@ -409,3 +409,13 @@ async def test_a_tab_process_that_does_not_quit_is_killed(
     assert alive(tab.pid)
     await tab.stop()
     assert not alive(tab.pid)
+
+
+def test_an_unknown_patient_is_refused_before_serving(
+    db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["review", "--serve", "--db", str(db), "--port", "0", "--patient", "P-NOBODY"]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "there is no patient 'P-NOBODY'" in err
+    assert "Traceback" not in err

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import html
@@ -56,6 +57,7 @@ from textual_serve.app_service import AppService
 from textual_serve.server import Server
 
 from tens_control.errors import TensControlError
+from tens_control.review.source import list_patients
 from tens_control.store import Store
 
 log = logging.getLogger(__name__)
@@ -273,8 +275,6 @@ class ServeOptions:
     today: date | None = None
     patient: str | None = None
     password_hash: str | None = None
-    token: str | None = None
-    """None: a fresh random one (tests give their own)."""
 
 
 class ReviewServer(Server):
@@ -290,7 +290,7 @@ class ReviewServer(Server):
         self.options = options
         self.store = store
         """Kept open (read-only) to see whether a session starts while the server runs."""
-        self.token = options.token or secrets.token_urlsafe(32)
+        self.token = secrets.token_urlsafe(32)
         self.out = out
         self.cookie = f"tens_review_{options.port}"
         self.tabs: dict[asyncio.Task[Any], ReviewTab | None] = {}
@@ -546,7 +546,14 @@ def serve_review(options: ServeOptions, out: TextIO = sys.stdout) -> int:
                 f"a session is running on {store.path} ({holder}): the review is not served "
                 "from a database with a running session; serve it when the session has ended"
             )
-        options = ServeOptions(**{**options.__dict__, "db": store.path})
+        if options.patient is not None and options.patient not in {
+            p.pseudonym for p in list_patients(store)
+        }:
+            raise ServeError(
+                f"there is no patient {options.patient!r} in {store.path}; leave out --patient "
+                "to start every tab on the patient list"
+            )
+        options = dataclasses.replace(options, db=store.path)
         if warning is not None:
             print(warning, file=sys.stderr, flush=True)
         server = ReviewServer(options, store, out=out)
