@@ -67,7 +67,11 @@ Bare().run()
 """
 
 
-def until(browser: Browser, done: Callable[[str], bool], timeout: float = 300.0) -> float:
+WAIT_S = 1800.0
+"""How long a run may wait for the list (a loaded machine, 1,000 patients)."""
+
+
+def until(browser: Browser, done: Callable[[str], bool], timeout: float = WAIT_S) -> float:
     """Wait until ``done(screen)``; the time then (``time.perf_counter()``)."""
     deadline = time.perf_counter() + timeout
     while not done(browser.screen()):
