@@ -261,15 +261,15 @@ async def test_each_tab_is_one_review_process_that_ends_with_its_tab(
         message = await asyncio.wait_for(first.receive(), 30)  # the app draws in the tab
         assert message.type == aiohttp.WSMsgType.BINARY
         await first.close()  # closing the tab ...
-        still = wait_for(
-            "the first tab's process to end",
-            lambda: left if len(left := server.review_processes()) == 1 else None,
-        )
-        assert still < pids  # ... ended its process, and only its process
-        server.wait_line(r"tab closed .*; 1 open")
+        # (the server says so once it has reaped the tab's process)
+        closed = server.wait_line(r"tab closed \(process (\d+) ended; 1 open\)")
+        assert int(closed[1]) in pids
+        # ... ended its process, and only its process
+        assert {pid for pid in pids if alive(pid)} == pids - {int(closed[1])}
         await second.close()
-        wait_for("the second process to end", lambda: server.review_processes() == set() or None)
+        server.wait_line(r"tab closed \(process \d+ ended; 0 open\)")
     assert not any(alive(pid) for pid in pids)
+    assert server.review_processes() == set()
 
 
 async def test_ctrl_c_closes_every_tab_and_stops(server: Served) -> None:

@@ -58,7 +58,9 @@ def add_parser(sub: Any) -> None:
         help="address to listen on (default: 127.0.0.1, this machine only; any other address "
         "needs --allow-remote)",
     )
-    web.add_argument("--port", type=int, default=None, help="port to listen on (default: 8000)")
+    web.add_argument(
+        "--port", type=int, default=None, help="port to listen on (default: 8000; 0: any free port)"
+    )
     web.add_argument(
         "--allow-remote",
         action="store_true",
