@@ -33,6 +33,7 @@ SCRIPTS = (
     "p2_throughput.py",
     "p3_telemetry.py",
     "p4_report.py",
+    "p4_serve.py",
     "p5_session.py",
     "p6_tui.py",
     "cli_help.py",

@@ -11,13 +11,14 @@ clinician confirmed it.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import os
 from datetime import date, tzinfo
 from pathlib import Path
 from typing import ClassVar
 
-from textual import work
+from textual import events, work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -25,7 +26,7 @@ from textual.widgets import Static
 
 from tens_control.errors import TensControlError
 from tens_control.store import Store
-from tens_control.ui.review.data import ExportFormat, ReviewSource
+from tens_control.ui.review.data import ExportFormat, ReviewSource, default_export_name
 from tens_control.ui.review.screens.export import ExportDialog, ExportRequest
 from tens_control.ui.review.screens.patient import PatientScreen
 from tens_control.ui.review.screens.patients import PatientsScreen
@@ -115,6 +116,36 @@ class ReviewApp(App[None]):
             f"✓ {verb} {request.path} ({request.fmt}, {size:,} bytes) for {request.pseudonym}"
         )
 
+    @work(group="export", exit_on_error=False)
+    async def download_report(self, pseudonym: str) -> None:
+        """The patient's HTML report to the clinician: a download in a browser (the served
+        review), a file in :attr:`export_dir` in a terminal."""
+        self._show_export(f"Preparing the HTML report of {pseudonym}…")
+        try:
+            content = await asyncio.to_thread(self.source.render, pseudonym, "html")
+        except TensControlError as error:
+            self._show_export(f"⚠ No report: {error}", warn=True)
+            return
+        name = default_export_name(pseudonym, "html")
+        self.deliver_text(
+            io.StringIO(content.decode("utf-8")),
+            save_directory=self.export_dir,
+            save_filename=name,
+            open_method="download",
+            mime_type="text/html",
+            encoding="utf-8",
+            name=name,
+        )
+
+    def on_delivery_complete(self, event: events.DeliveryComplete) -> None:
+        where = "" if event.path is None else f" to {event.path}"
+        if event.path is not None:
+            self.exported.append(event.path)
+        self._show_export(f"✓ Downloaded {event.name or 'the report'}{where}")
+
+    def on_delivery_failed(self, event: events.DeliveryFailed) -> None:
+        self._show_export(f"⚠ Not downloaded: {event.exception}", warn=True)
+
     def _show_export(self, text: str, warn: bool = False) -> None:
         self.last_export = text
         log.info("%s", text)
@@ -148,9 +179,14 @@ def make_review_app(
     return ReviewApp(source, export_dir=export_dir, patient=patient, cursor_blink=cursor_blink)
 
 
-def run_review(db: str | os.PathLike[str] | None = None, *, patient: str | None = None) -> int:
+def run_review(
+    db: str | os.PathLike[str] | None = None,
+    *,
+    patient: str | None = None,
+    today: date | None = None,
+) -> int:
     """Run the review UI until the clinician quits; the store is closed whatever happens."""
-    app = make_review_app(db, patient=patient)
+    app = make_review_app(db, patient=patient, today=today)
     try:
         app.run()
     finally:

@@ -753,12 +753,17 @@ class ReviewSource:
         (replacing an existing file only with ``force``). Returns the bytes written."""
         # imported here: the report brings fpdf2 and fhir.resources, which the screens never
         # need
-        from tens_control.review.report import render, write_output
+        from tens_control.review.report import write_output
 
-        data = self.patient(pseudonym).data
-        content = render(data, fmt, tz=self.tz)
+        content = self.render(pseudonym, fmt)
         write_output(path, content, force=force)
         return len(content)
+
+    def render(self, pseudonym: str, fmt: ExportFormat) -> bytes:
+        """The patient's report in ``fmt``, with the report functions."""
+        from tens_control.review.report import render
+
+        return render(self.patient(pseudonym).data, fmt, tz=self.tz)
 
 
 def default_export_name(pseudonym: str, fmt: ExportFormat) -> str:

@@ -316,6 +316,7 @@ class PatientScreen(Screen[None]):
         Binding("3", "tab('weeks')", "Weeks"),
         Binding("4", "tab('sessions')", "Sessions"),
         Binding("e", "export", "Export"),
+        Binding("d", "download", "Download HTML"),
     ]
 
     def __init__(self, pseudonym: str) -> None:
@@ -426,6 +427,13 @@ class PatientScreen(Screen[None]):
 
     def action_export(self) -> None:
         self.review.export_patient(self.pseudonym)
+
+    def action_download(self) -> None:
+        self.review.download_report(self.pseudonym)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # a download goes to the browser: the key is there only in the served review
+        return self.app.is_web if action == "download" else True
 
     @on(DataTable.RowSelected, "#session-table")
     def _session_selected(self, event: DataTable.RowSelected) -> None:

@@ -103,6 +103,7 @@ class PatientsScreen(Screen[None]):
         Binding("f", "filter", "Filter"),
         Binding("slash", "search", "Search"),
         Binding("e", "export", "Export"),
+        Binding("d", "download", "Download HTML"),
         Binding("q", "app.quit", "Quit"),
     ]
 
@@ -242,6 +243,15 @@ class PatientsScreen(Screen[None]):
         name = self.selected()
         if name is not None:
             self.review.export_patient(name)
+
+    def action_download(self) -> None:
+        name = self.selected()
+        if name is not None:
+            self.review.download_report(name)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # a download goes to the browser: the key is there only in the served review
+        return self.app.is_web if action == "download" else True
 
     @on(Input.Changed, "#search")
     def _search_changed(self, event: Input.Changed) -> None:
