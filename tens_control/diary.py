@@ -100,9 +100,12 @@ def resolve(events: Iterable[tuple[datetime, str, Mapping[str, Any]]]) -> list[E
             if uid in versions and uid not in retracted:
                 versions[uid].append(record.record)
                 reasons[uid].append(record.reason)
-        elif isinstance(record, DiaryRetracted):
-            if record.entry in versions and record.entry not in retracted:
-                retracted[record.entry] = record
+        elif (
+            isinstance(record, DiaryRetracted)
+            and record.entry in versions
+            and record.entry not in retracted
+        ):
+            retracted[record.entry] = record
     out = []
     for uid, items in versions.items():
         gone = retracted.get(uid)

@@ -44,11 +44,14 @@ def test_an_edit_supersedes_and_a_delete_retracts_but_the_history_stays(tmp_path
     every = diary.histories(store)
     assert [h.uid for h in every] == [first.uid, other.uid]
     kept, gone = every
-    assert kept.current.nrs == 5 and kept.edited and not kept.retracted
+    assert kept.current.nrs == 5
+    assert kept.edited
+    assert not kept.retracted
     assert [v.nrs for v in kept.versions] == [7, 5]
     assert kept.reasons == ("I misremembered",)
     assert kept.first_written == T0
-    assert gone.retracted and gone.retracted_at == T0 + timedelta(hours=2)
+    assert gone.retracted
+    assert gone.retracted_at == T0 + timedelta(hours=2)
     assert gone.retract_reason == "written twice"
     assert [h.uid for h in diary.current(store)] == [first.uid]
 
@@ -65,7 +68,8 @@ def test_backdating_keeps_both_times_and_is_limited_to_seven_days(tmp_path: Path
     store.ensure_patient()
     six_days = diary.write(store, episode(start=T0 - timedelta(days=6)))
     (h,) = diary.histories(store)
-    assert h.current.start == T0 - timedelta(days=6) and h.current.written_at == T0
+    assert h.current.start == T0 - timedelta(days=6)
+    assert h.current.written_at == T0
     with pytest.raises(diary.DiaryError, match="7 days"):
         diary.write(store, episode(start=T0 - timedelta(days=7, minutes=1)))
     with pytest.raises(diary.DiaryError, match="future"):
@@ -127,13 +131,16 @@ def test_old_table_entries_are_first_versions_and_can_be_edited(tmp_path: Path) 
         DiaryKind.PAIN_EPISODE, T0 - timedelta(hours=3), nrs=8, pain=PainSite.RESIDUAL_LIMB
     )
     (h,) = diary.histories(store)
-    assert h.uid == old.uid and h.current.nrs == 8 and h.current.written_at == T0
+    assert h.uid == old.uid
+    assert h.current.nrs == 8
+    assert h.current.written_at == T0
     revised = h.current.model_copy(
         update={"nrs": 6, "regions": (BodyRegion.STUMP_SCAR,), "written_at": T0}
     )
     diary.revise(store, revised)
     (h,) = diary.histories(store)
-    assert h.current.regions == (BodyRegion.STUMP_SCAR,) and h.edited
+    assert h.current.regions == (BodyRegion.STUMP_SCAR,)
+    assert h.edited
 
 
 def test_the_versions_travel_in_an_export_bundle(tmp_path: Path) -> None:
