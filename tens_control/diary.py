@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from tens_control.errors import TensControlError
+from tens_control.pain import BODY_REGION_WORDS
 from tens_control.store.records import (
     DIARY_LOG_KINDS,
     DiaryEntry,
@@ -131,6 +132,47 @@ def histories(store: Store, patient: str | None = None) -> list[EntryHistory]:
 def current(store: Store, patient: str | None = None) -> list[EntryHistory]:
     """The entries that are not deleted, in the order they happened."""
     return [h for h in histories(store, patient) if not h.retracted]
+
+
+PAIN_WORDS = {"phantom": "phantom", "residual_limb": "stump", "other": "other"}
+
+REGION_SHORT = {
+    "phantom_digits": "fingers/toes",
+    "phantom_hand_foot": "hand/foot",
+    "phantom_middle": "wrist-forearm/ankle-leg",
+    "phantom_whole": "whole limb",
+    "stump_end": "stump end",
+    "stump_scar": "scar",
+    "stump_front": "stump front",
+    "stump_back": "stump back",
+}
+"""Short names of the body map's regions (tables); ``pain.BODY_REGION_WORDS`` in full."""
+
+
+def regions_text(item: DiaryItem, *, short: bool = True) -> str:
+    words = REGION_SHORT if short else {k.value: v for k, v in BODY_REGION_WORDS.items()}
+    return ", ".join(words[r.value] for r in item.regions)
+
+
+def describe(item: DiaryItem) -> str:
+    """What an entry says, in a few words (no note, no time): ``7/10 phantom: fingers/toes``,
+    ``6.5 h, slept 4/10``, ``mood 5/10``, ``gabapentin 300 mg``."""
+    kind = item.kind.value
+    if kind == "pain_episode":
+        worst = "" if item.nrs is None else f"{item.nrs}/10 "
+        where = regions_text(item)
+        pain = PAIN_WORDS.get(item.pain.value if item.pain else "other", "other")
+        return f"{worst}{pain}{': ' + where if where else ''}"
+    if kind == "sleep":
+        parts = []
+        if item.sleep_hours is not None:
+            parts.append(f"{item.sleep_hours:g} h")
+        if item.sleep_quality is not None:
+            parts.append(f"slept {item.sleep_quality}/10")
+        return ", ".join(parts)
+    if kind == "mood":
+        return f"mood {item.mood}/10"
+    return " ".join(p for p in (item.medication, item.dose) if p)
 
 
 def backdate_problem(start: datetime, written_at: datetime, first_written: datetime) -> str | None:
