@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from tens_control.errors import TensControlError
 from tens_control.pain import BODY_REGION_WORDS
 from tens_control.store.records import (
@@ -86,7 +88,10 @@ def resolve(events: Iterable[tuple[datetime, str, Mapping[str, Any]]]) -> list[E
     for wall_time, kind, payload in events:
         if kind not in DIARY_LOG_KINDS:
             continue
-        record = parse_log_record(kind, dict(payload))
+        try:
+            record = parse_log_record(kind, dict(payload))
+        except (ValidationError, ValueError, TypeError):
+            continue  # a damaged record: verify reports it; the rest of the diary still reads
         if kind == "diary_added":
             entry = getattr(record, "record", None)
             if isinstance(entry, DiaryEntry) and entry.uid not in versions:
