@@ -54,6 +54,16 @@ KIND_NAMES: dict[DiaryKind, str] = {
     DiaryKind.PHYSIOTHERAPY: "Physiotherapy",
     DiaryKind.OTHER: "Something else",
 }
+_SHORTER: dict[DiaryKind, str] = {
+    DiaryKind.PAIN_EPISODE: "Pain",
+    DiaryKind.MEDICATION_TAKEN: "Medicine",
+    DiaryKind.MEDICATION_CHANGE: "Med. change",
+    DiaryKind.KETAMINE_INFUSION: "Ketamine",
+    DiaryKind.PHYSIOTHERAPY: "Physio",
+    DiaryKind.OTHER: "Other",
+}
+"""The list's names where the dialog's are too long for 80 columns."""
+SHORT_NAMES = {**KIND_NAMES, **_SHORTER}
 TIME_STEP = timedelta(minutes=15)
 TEXT_STEPS = frozenset({"hours", "medication", "dose", "notes"})
 """Steps typed into the text box (where letters are text, not keys)."""
@@ -128,13 +138,8 @@ def table_row(h: EntryHistory, tz: tzinfo | None) -> tuple[str, ...]:
         written = "written " + item.written_at.astimezone(tz).strftime("%d %b")
     if h.edited:
         written = f"{written}, edited" if written else "edited"
-    return (
-        when,
-        KIND_NAMES.get(item.kind, item.kind.value),
-        describe(item),
-        item.notes[:30],
-        written,
-    )
+    what = SHORT_NAMES.get(item.kind, item.kind.value)
+    return (when, what, describe(item), written, item.notes[:30])
 
 
 class DiaryEntryModal(TensModal[DiaryItem | None]):
@@ -336,7 +341,7 @@ class DiaryEntryModal(TensModal[DiaryItem | None]):
     def _move(self, by: timedelta) -> None:
         if self.step() != "when" or self.start is None:
             return
-        moved = self.start + by
+        moved = (self.start + by).replace(second=0, microsecond=0)  # a time on the clock
         earliest = self.first_written - BACKDATE_LIMIT
         self.start = max(earliest, min(self.now, moved))
         self.problem = (
@@ -519,9 +524,9 @@ class DiaryScreen(TensScreen):
         self.entries = entries
         table = self.query_one("#diary-table", DataTable)
         table.clear(columns=True)  # column widths from every row, every time
-        table.add_columns("When", "What", "Details", "Notes", "")
+        table.add_columns("When", "What", "Details", "", "Notes")
         table.add_rows(table_row(h, self.tapp.options.tz) for h in entries)
-        if entries:
+        if entries and not table.has_focus:
             table.focus()
         self.refresh_view()
 
