@@ -96,7 +96,7 @@ async def test_enter_on_an_empty_note_asks_before_saving(rig: UiRig, size: tuple
         # "something else" needs words: Enter never saves it empty
         await _keys(pilot, rig, "a", "9", "enter", "enter", "enter")
         assert isinstance(rig.app.screen, DiaryEntryModal)
-        assert "needs notes" in screen_text(rig.app)
+        assert "Please write what it was." in screen_text(rig.app)
         await _keys(pilot, rig, "ctrl+x")
     (entry,) = _entries(rig)
     assert entry.current.kind is DiaryKind.MIRROR_THERAPY

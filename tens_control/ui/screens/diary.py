@@ -432,6 +432,10 @@ class DiaryEntryModal(TensModal[DiaryItem | None]):
             return None
 
     def _save(self, notes: str) -> None:
+        if not notes and self.kind is DiaryKind.OTHER:
+            self.problem = "Please write what it was."
+            self.refresh_view()
+            return
         if not notes and not self.empty_enter and self.kind is not DiaryKind.OTHER:
             # a stray Enter must not write a permanent record: ask once
             self.empty_enter = True
@@ -523,9 +527,13 @@ class DiaryScreen(TensScreen):
     def _loaded(self, entries: list[EntryHistory]) -> None:
         self.entries = entries
         table = self.query_one("#diary-table", DataTable)
-        table.clear(columns=True)  # column widths from every row, every time
-        table.add_columns("When", "What", "Details", "", "Notes")
-        table.add_rows(table_row(h, self.tapp.options.tz) for h in entries)
+        rows = [table_row(h, self.tapp.options.tz) for h in entries]
+        table.clear(columns=True)
+        # widths from every row, set here: a DataTable measures new rows only when idle, and a
+        # frame drawn before that (a reload after a save) kept the narrow widths
+        for i, label in enumerate(("When", "What", "Details", "", "Notes")):
+            table.add_column(label, width=max([len(label), *(len(r[i]) for r in rows)]))
+        table.add_rows(rows)
         if entries and not table.has_focus:
             table.focus()
         self.refresh_view()
