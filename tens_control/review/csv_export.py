@@ -76,7 +76,7 @@ CSV_COLUMNS: tuple[tuple[str, str], ...] = (
         "kind",
         "a treatment's kind (`medication_change`, `ketamine_infusion`, `mirror_therapy`, "
         "`physiotherapy`, `other`) or an adverse event's (`skin_redness`, `burn`, `headache`, "
-        "`other`)",
+        "`other`); on `diary_change`, the kind of the entry changed",
     ),
     ("severity", "an adverse event's severity (`mild`, `moderate`, `severe`)"),
     (

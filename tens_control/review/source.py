@@ -32,7 +32,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, text
 
-from tens_control.diary import EntryHistory, describe, resolve
+from tens_control.diary import EntryHistory, describe, histories, resolve
 from tens_control.prescription import PrescriptionError, parse_prescription
 from tens_control.review.analytics import (
     US_PER_MINUTE,
@@ -442,9 +442,7 @@ def load_patient(
         )
         for a in store.adverse_events(patient.pseudonym)
     ]
-    from tens_control import diary as diary_mod
-
-    diary = diary_rows(diary_mod.histories(store, patient.pseudonym), zone)
+    diary = diary_rows(histories(store, patient.pseudonym), zone)
     pegs = [
         PegRow(g.uid, g.at, g.pain, g.enjoyment, g.activity)
         for g in store.peg_scores(patient.pseudonym)

@@ -10,6 +10,7 @@ B (while no text box is being typed in) or Ctrl+X (always).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, ClassVar
 
@@ -123,7 +124,7 @@ def when_text(moment: datetime, now: datetime, tz: tzinfo | None) -> str:
     return f"{day} {clock}" + (" (now)" if abs(now - moment) < timedelta(minutes=1) else "")
 
 
-def load_diary(store: Store, patient: str, tz: tzinfo | None) -> list[EntryHistory]:
+def load_diary(store: Store, patient: str) -> list[EntryHistory]:
     """The patient's current entries, latest first."""
     from tens_control import diary
 
@@ -518,7 +519,7 @@ class DiaryScreen(TensScreen):
         if store is None or controller is None:
             return
         try:
-            entries = load_diary(store, controller.patient, self.tapp.options.tz)
+            entries = load_diary(store, controller.patient)
         except Exception:
             log.exception("could not read the diary")
             entries = []
@@ -578,43 +579,34 @@ class DiaryScreen(TensScreen):
         self.app.push_screen(DeleteModal(what), answered)
 
     def _saved(self, item: DiaryItem | None) -> None:
-        if item is not None:
-            self._write(
-                item, self.entries is not None and any(h.uid == item.uid for h in self.entries)
-            )
-
-    @work(thread=True, exit_on_error=False, group="diary-save")
-    def _write(self, item: DiaryItem, edit: bool) -> None:
         from tens_control import diary
 
-        store, controller = self.tapp.store, self.tapp.controller
-        try:
-            if store is None or controller is None:
-                raise RuntimeError("the session log is not open")
-            if edit:
-                diary.revise(store, item, patient=controller.patient)
-            else:
-                diary.write(store, item, patient=controller.patient)
-        except Exception as error:
-            log.exception("could not save the diary entry")
-            self.post_message(TaskDone("diary-saved", error=str(error)))
+        if item is None:
             return
-        self.post_message(TaskDone("diary-saved", result="Changed." if edit else "Saved."))
+        if self.entries is not None and any(h.uid == item.uid for h in self.entries):
+            self._change(lambda store, who: diary.revise(store, item, patient=who), "Changed.")
+        else:
+            self._change(lambda store, who: diary.write(store, item, patient=who), "Saved.")
 
-    @work(thread=True, exit_on_error=False, group="diary-save")
     def _retract(self, uid: str) -> None:
         from tens_control import diary
 
+        at = self.tapp.now()
+        self._change(lambda store, who: diary.retract(store, uid, at, patient=who), "Deleted.")
+
+    @work(thread=True, exit_on_error=False, group="diary-save")
+    def _change(self, change: Callable[[Store, str], object], done: str) -> None:
+        """Write one diary record on a worker thread (committed before "Saved." shows)."""
         store, controller = self.tapp.store, self.tapp.controller
         try:
             if store is None or controller is None:
                 raise RuntimeError("the session log is not open")
-            diary.retract(store, uid, self.tapp.now(), patient=controller.patient)
+            change(store, controller.patient)
         except Exception as error:
-            log.exception("could not delete the diary entry")
+            log.exception("could not change the diary")
             self.post_message(TaskDone("diary-saved", error=str(error)))
             return
-        self.post_message(TaskDone("diary-saved", result="Deleted."))
+        self.post_message(TaskDone("diary-saved", result=done))
 
     def on_task_done(self, message: TaskDone) -> None:
         if message.task != "diary-saved":
