@@ -232,6 +232,12 @@ class DiaryKind(StrEnum):
     MIRROR_THERAPY = "mirror_therapy"
     PHYSIOTHERAPY = "physiotherapy"
     OTHER = "other"
+    SLEEP = "sleep"
+    """Last night's sleep: hours and how well (0-10). Written in the app only (log records)."""
+    MOOD = "mood"
+    """Mood today, 0 (very low) to 10 (very good)."""
+    MEDICATION_TAKEN = "medication_taken"
+    """A dose taken: the medicine's name, the dose, the time."""
 
 
 TREATMENT_KINDS: tuple[DiaryKind, ...] = (
@@ -241,7 +247,60 @@ TREATMENT_KINDS: tuple[DiaryKind, ...] = (
     DiaryKind.PHYSIOTHERAPY,
     DiaryKind.OTHER,
 )
-"""Other treatments recorded in the diary (every kind except a pain episode)."""
+"""Other treatments recorded in the diary (concurrent treatments the review flags)."""
+
+DAILY_KINDS: tuple[DiaryKind, ...] = (
+    DiaryKind.SLEEP,
+    DiaryKind.MOOD,
+    DiaryKind.MEDICATION_TAKEN,
+)
+"""What a pain diary asks about every day besides pain: sleep, mood, the doses taken."""
+
+
+class BodyRegion(StrEnum):
+    """Where it hurts (the diary's body map): parts of the missing limb (phantom pain) and of
+    the residual limb. Limb-neutral words, because the log does not record which limb."""
+
+    PHANTOM_DIGITS = "phantom_digits"
+    PHANTOM_HAND_FOOT = "phantom_hand_foot"
+    PHANTOM_MIDDLE = "phantom_middle"
+    PHANTOM_WHOLE = "phantom_whole"
+    STUMP_END = "stump_end"
+    STUMP_SCAR = "stump_scar"
+    STUMP_FRONT = "stump_front"
+    STUMP_BACK = "stump_back"
+
+
+BODY_REGIONS: dict[PainSite, tuple[BodyRegion, ...]] = {
+    PainSite.PHANTOM: (
+        BodyRegion.PHANTOM_DIGITS,
+        BodyRegion.PHANTOM_HAND_FOOT,
+        BodyRegion.PHANTOM_MIDDLE,
+        BodyRegion.PHANTOM_WHOLE,
+    ),
+    PainSite.RESIDUAL_LIMB: (
+        BodyRegion.STUMP_END,
+        BodyRegion.STUMP_SCAR,
+        BodyRegion.STUMP_FRONT,
+        BodyRegion.STUMP_BACK,
+    ),
+    PainSite.OTHER: (),
+}
+"""The regions the body map offers for each pain, in key order (1, 2, ...)."""
+
+BODY_REGION_WORDS: dict[BodyRegion, str] = {
+    BodyRegion.PHANTOM_DIGITS: "fingers or toes (missing limb)",
+    BodyRegion.PHANTOM_HAND_FOOT: "hand or foot (missing limb)",
+    BodyRegion.PHANTOM_MIDDLE: "wrist, forearm, ankle or lower leg (missing limb)",
+    BodyRegion.PHANTOM_WHOLE: "the whole missing limb",
+    BodyRegion.STUMP_END: "end of the residual limb",
+    BodyRegion.STUMP_SCAR: "along the scar",
+    BodyRegion.STUMP_FRONT: "front of the residual limb",
+    BodyRegion.STUMP_BACK: "back of the residual limb",
+}
+
+SLEEP_QUALITY_WORDS = "0 = very poor, 10 = very good"
+MOOD_WORDS = "0 = very low, 10 = very good"
 
 
 class DiaryEntry(_Frozen):

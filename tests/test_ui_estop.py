@@ -63,7 +63,7 @@ SCREENS: dict[str, tuple[ScreenFactory, tuple[str, ...], str | None]] = {
     "history": (lambda app: HistoryScreen(), (), None),
     "diary": (lambda app: DiaryScreen(), (), None),
     "diary-entry-dialog": (lambda app: DiaryEntryModal(), (), None),
-    "diary-entry-note-box": (lambda app: DiaryEntryModal(), ("2",), "#diary-notes"),
+    "diary-entry-note-box": (lambda app: DiaryEntryModal(), ("7", "enter"), "#diary-notes"),
     "habituation-dialog": (lambda app: HabituationModal("Still strong?"), (), None),
     "post-session": (lambda app: PostSessionScreen("Session complete.", "completed"), (), None),
     "post-session-note-box": (
@@ -148,7 +148,7 @@ async def test_space_types_a_space_in_a_text_box_when_no_session_runs(tmp_path: 
             await settle(pilot, app)
             app.push_screen(DiaryScreen())
             await settle(pilot, app)
-            await pilot.press("a", "2")
+            await pilot.press("a", "5", "enter")
             await settle(pilot, app)
             await pilot.press(*"new pills")
             await settle(pilot, app)

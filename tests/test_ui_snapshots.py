@@ -245,8 +245,8 @@ def test_home_run_in(snap_compare: SnapCompare, tmp_path: Path) -> None:
 
 
 def test_diary(snap_compare: SnapCompare, rig: UiRig) -> None:
-    keys = ("d", "a", "1", "p", "7", *"after a long walk", "enter", "a", "3")
-    keys2 = (*"second infusion of the week", "enter")
+    keys = ("d", "a", "1", "enter", "p", "1", "enter", "7", *"after a long walk", "enter")
+    keys2 = ("a", "6", "enter", *"second infusion of the week", "enter")
     assert snap_compare(rig.app, terminal_size=(100, 32), run_before=_steps(rig, *keys, *keys2))
 
 

@@ -1423,3 +1423,69 @@ def per_session_changes(
 
 def ordered_series(keys: Sequence[SeriesKey]) -> list[SeriesKey]:
     return sorted(keys, key=_series_order)
+
+
+@dataclass(frozen=True, slots=True)
+class DiaryFigures:
+    """Sleep, mood and medicines over a period, and how the diary was kept: nights recorded,
+    their mean hours and mean quality (0 very poor - 10 very good), mood days and their mean
+    (0 very low - 10 very good), doses taken by medicine (names as written, case folded), and
+    how many entries were written more than a day after they happened, edited or deleted."""
+
+    nights: int = 0
+    mean_sleep_hours: float | None = None
+    mean_sleep_quality: float | None = None
+    moods: int = 0
+    mean_mood: float | None = None
+    doses: dict[str, int] = field(default_factory=dict)
+    backdated: int = 0
+    edited: int = 0
+    deleted: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return not (self.nights or self.moods or self.doses or self.edited or self.deleted)
+
+
+BACKDATED_AFTER = timedelta(days=1)
+"""An entry written this long after it happened counts as backdated (a recollection)."""
+
+
+def diary_figures(
+    data: PatientData, tz: Zone, start: date | None, end: date | None
+) -> DiaryFigures:
+    """The :class:`DiaryFigures` of the local days ``start`` to ``end`` (``None``: unbounded)."""
+
+    def inside(moment: datetime) -> bool:
+        day = local_day(moment, tz)
+        return (start is None or day >= start) and (end is None or day <= end)
+
+    rows = [d for d in data.diary if inside(d.at)]
+    sleep = [d for d in rows if d.kind == "sleep"]
+    hours = [d.sleep_hours for d in sleep if d.sleep_hours is not None]
+    quality = [d.sleep_quality for d in sleep if d.sleep_quality is not None]
+    moods = [d.mood for d in rows if d.kind == "mood" and d.mood is not None]
+    doses: dict[str, int] = {}
+    for d in rows:
+        if d.kind == "medication_taken":
+            name = d.medication.strip().casefold()
+            doses[name] = doses.get(name, 0) + 1
+    written = [(d.at, d.written) for d in rows] + [
+        (e.start, e.written) for e in data.episodes if inside(e.start) and e.written is not None
+    ]
+    changes = [c for c in data.diary_changes if inside(c.at)]
+
+    def mean(values: Sequence[float]) -> float | None:
+        return sum(values) / len(values) if values else None
+
+    return DiaryFigures(
+        nights=len(sleep),
+        mean_sleep_hours=mean(hours),
+        mean_sleep_quality=mean([float(q) for q in quality]),
+        moods=len(moods),
+        mean_mood=mean([float(m) for m in moods]),
+        doses=dict(sorted(doses.items())),
+        backdated=sum(1 for at, w in written if w is not None and w - at > BACKDATED_AFTER),
+        edited=len({c.id for c in changes if c.change == "edited"}),
+        deleted=sum(1 for c in changes if c.change == "deleted"),
+    )

@@ -1,5 +1,6 @@
 """CSV export: one row per session, pain rating, diary pain episode, session note, PEG, PGIC,
-other treatment and adverse event, in time order.
+other treatment, adverse event, night's sleep, mood, dose taken and diary edit or deletion, in
+time order.
 
 The columns are :data:`CSV_COLUMNS`; docs/review.md has the same table (a test checks it).
 ``record`` says what a row is; columns that do not apply to it are empty. A skipped rating
@@ -27,13 +28,18 @@ RECORDS = (
     "pgic",
     "treatment",
     "adverse_event",
+    "sleep",
+    "mood",
+    "medication_taken",
+    "diary_change",
 )
 
 CSV_COLUMNS: tuple[tuple[str, str], ...] = (
     (
         "record",
-        "`session`, `rating`, `pain_episode`, `session_note`, `peg`, `pgic`, `treatment` or "
-        "`adverse_event`",
+        "`session`, `rating`, `pain_episode`, `session_note`, `peg`, `pgic`, `treatment`, "
+        "`adverse_event`, `sleep`, `mood`, `medication_taken` or `diary_change` (an edit or "
+        "deletion of a diary entry)",
     ),
     ("patient", "the patient's pseudonym"),
     (
@@ -44,8 +50,9 @@ CSV_COLUMNS: tuple[tuple[str, str], ...] = (
     ("rating_id", "the rating (empty on other rows)"),
     (
         "entry_id",
-        "the record on `pain_episode`, `session_note`, `peg`, `pgic`, `treatment` "
-        "and `adverse_event` rows",
+        "the record on `pain_episode`, `session_note`, `peg`, `pgic`, `treatment`, "
+        "`adverse_event`, `sleep`, `mood` and `medication_taken` rows; on `diary_change` the "
+        "entry changed",
     ),
     ("date", "local calendar day (YYYY-MM-DD) of the session start, rating or entry"),
     ("time_utc", "session start, rating or entry time, UTC, ISO 8601 (empty for a treatment)"),
@@ -69,7 +76,7 @@ CSV_COLUMNS: tuple[tuple[str, str], ...] = (
         "kind",
         "a treatment's kind (`medication_change`, `ketamine_infusion`, `mirror_therapy`, "
         "`physiotherapy`, `other`) or an adverse event's (`skin_redness`, `burn`, `headache`, "
-        "`other`)",
+        "`other`); on `diary_change`, the kind of the entry changed",
     ),
     ("severity", "an adverse event's severity (`mild`, `moderate`, `severe`)"),
     (
@@ -84,6 +91,28 @@ CSV_COLUMNS: tuple[tuple[str, str], ...] = (
     ("pgic", "PGIC, 1 (very much improved) to 7 (very much worse); empty when skipped"),
     ("pgic_label", "the PGIC answer in words"),
     ("log", "`damaged` when the row comes from the damaged range of a log `verify` found broken"),
+    (
+        "written_utc",
+        "diary entries: when the current version was written, UTC (`time_utc` is when it "
+        "happened; on `diary_change`, when the change was written)",
+    ),
+    ("edited", "diary entries: 1 when the entry was edited (its history: `diary_change` rows)"),
+    (
+        "body_regions",
+        "a pain episode's body map, `;`-separated (`phantom_digits`, `phantom_hand_foot`, "
+        "`phantom_middle`, `phantom_whole`, `stump_end`, `stump_scar`, `stump_front`, "
+        "`stump_back`)",
+    ),
+    ("sleep_hours", "hours slept (a `sleep` row)"),
+    ("sleep_quality", "how well the patient slept, 0 (very poor) to 10 (very good)"),
+    ("mood", "mood, 0 (very low) to 10 (very good)"),
+    ("medication", "a medicine's name (`medication_taken`, `treatment` medication changes)"),
+    ("dose", "the dose, as the patient wrote it (e.g. `300 mg`)"),
+    (
+        "change",
+        "on `diary_change`: `edited` or `deleted`; `text` is the entry before, `now` after",
+    ),
+    ("now", "on an `edited` `diary_change`: the entry after the edit, in words"),
 )
 """(column, meaning), in file order."""
 
@@ -185,6 +214,9 @@ def csv_rows(data: PatientData, tz: Zone) -> list[dict[str, str]]:
                     "pain": ep.pain,
                     "nrs": _int(ep.nrs),
                     "text": ep.note,
+                    "written_utc": _utc(ep.written),
+                    "edited": "1" if ep.edited else "0",
+                    "body_regions": ";".join(ep.regions),
                 },
             )
     for n in data.notes:
@@ -247,6 +279,37 @@ def csv_rows(data: PatientData, tz: Zone) -> list[dict[str, str]]:
                     "severity": a.severity or "",
                     "text": a.note,
                     "log": damaged(a.session_id),
+                },
+            )
+    for d in data.diary:
+        if inside(d.at):
+            add(
+                d.at,
+                d.kind,
+                {
+                    "entry_id": d.id,
+                    "written_utc": _utc(d.written),
+                    "edited": "1" if d.edited else "0",
+                    "sleep_hours": _num(d.sleep_hours),
+                    "sleep_quality": _int(d.sleep_quality),
+                    "mood": _int(d.mood),
+                    "medication": d.medication,
+                    "dose": d.dose,
+                    "text": d.note,
+                },
+            )
+    for change in data.diary_changes:
+        if inside(change.at):
+            add(
+                change.at,
+                "diary_change",
+                {
+                    "entry_id": change.id,
+                    "written_utc": _utc(change.at),
+                    "kind": change.kind,
+                    "change": change.change,
+                    "text": change.was + (f" (why: {change.reason})" if change.reason else ""),
+                    "now": change.now,
                 },
             )
     rows.sort(key=lambda t: (t[0].astimezone(UTC), t[1]))

@@ -16,8 +16,8 @@ every exported bundle (and so on every bundle the tests make) and reports:
   component never repeats the Observation's code with a value (obs-7);
 - **codings**: a system and a code; a code of one of our own CodeSystems is defined there; a
   SNOMED CT identifier passes its Verhoeff check digit; a LOINC code has its check-digit form;
-- **UCUM quantities**: the unit code is one the export uses (``mA``, ``min``, ``{score}``) and
-  the system is UCUM; **periods** start before they end.
+- **UCUM quantities**: the unit code is one the export uses (``mA``, ``min``, ``h``,
+  ``{score}``) and the system is UCUM; **periods** start before they end.
 
 The official HL7 validator (Java, with the FHIR packages from packages.fhir.org) checks far
 more, but neither Java nor those packages can be reached from here; see docs/review.md.
@@ -123,7 +123,7 @@ DEVICE_NAME_TYPES = frozenset(
 TIME_UNITS = frozenset({"s", "min", "h", "d", "wk", "mo", "a"})
 AE_SEVERITY = "http://terminology.hl7.org/CodeSystem/adverse-event-severity"
 AE_SEVERITIES = frozenset({"mild", "moderate", "severe"})
-UCUM_UNITS = frozenset({"mA", "min", "{score}", "%", "1"})
+UCUM_UNITS = frozenset({"mA", "min", "h", "{score}", "%", "1"})
 
 MANDATORY: dict[str, tuple[tuple[str, ...], ...]] = {
     "Observation": (("status",), ("code",)),

@@ -37,6 +37,7 @@ from typing import Any
 
 from fhir.resources.R4B.bundle import Bundle
 
+from tens_control.pain import BODY_REGION_WORDS
 from tens_control.review.analytics import Zone, local_day, session_notes
 from tens_control.review.comparison import ComparisonResult, PairResult, compare_data
 from tens_control.review.model import (
@@ -83,11 +84,18 @@ CS_PGIC = CS_BASE + "pgic"
 CS_TREATMENT = CS_BASE + "treatment"
 CS_ADVERSE = CS_BASE + "adverse-event"
 CS_COMPARISON = CS_BASE + "program-comparison"
+CS_DIARY = CS_BASE + "diary"
+CS_REGION = CS_BASE + "body-region"
 
 CODE_SYSTEMS: dict[str, tuple[str, dict[str, str]]] = {
     CS_COMPONENT: (
         "What a pain rating's components say",
-        {"pain-kind": "Which pain", "posture": "Rest or movement", "rating-time": "When rated"},
+        {
+            "pain-kind": "Which pain",
+            "posture": "Rest or movement",
+            "rating-time": "When rated",
+            "body-region": "Where it hurt (body map)",
+        },
     ),
     CS_PAIN: ("Which pain was rated", {k: v for k, v in PAIN_LABELS.items()}),
     CS_POSTURE: ("At rest or on movement", {k: v for k, v in POSTURE_LABELS.items()}),
@@ -144,7 +152,20 @@ CODE_SYSTEMS: dict[str, tuple[str, dict[str, str]]] = {
             "mirror_therapy": "Mirror therapy",
             "physiotherapy": "Physiotherapy",
             "other": "Other treatment",
+            "medication_taken": "A dose of medicine taken",
         },
+    ),
+    CS_DIARY: (
+        "Daily diary: sleep and mood",
+        {
+            "sleep-quality": "How well the patient slept, 0 (very poor) - 10 (very good)",
+            "sleep-duration": "Hours slept last night",
+            "mood": "Mood, 0 (very low) - 10 (very good)",
+        },
+    ),
+    CS_REGION: (
+        "Where it hurt: the diary's body map",
+        {k.value: v for k, v in BODY_REGION_WORDS.items()},
     ),
     CS_ADVERSE: (
         "Adverse events of TENS",
@@ -521,6 +542,14 @@ def bundle_dict(
             obs["partOf"] = [{"reference": session_urls[r.session_id]}]
         add(obs)
 
+    edits: dict[str, list[str]] = {}
+    for change in data.diary_changes:
+        if change.change == "edited":
+            edits.setdefault(change.id, []).append(f"edited {_when(change.at)}; was: {change.was}")
+
+    def diary_notes(rid: str, note: str) -> list[dict[str, str]]:
+        return [{"text": t} for t in ([note] if note else []) + edits.get(rid, [])]
+
     for e in sorted((e for e in data.episodes if inside(e.start)), key=lambda e: e.start):
         obs = pain_observation(
             e.id,
@@ -528,14 +557,72 @@ def bundle_dict(
             [
                 _component("pain-kind", CS_PAIN, e.pain),
                 _component("rating-time", CS_WHEN, "episode"),
+                *(_component("body-region", CS_REGION, r) for r in e.regions),
             ],
             e.nrs,
             absent="unknown",
         )
         obs["effectivePeriod"] = _period(e.start, e.end)
-        if e.note:
-            obs["note"] = [{"text": e.note}]
+        if e.written is not None:
+            obs["issued"] = _when(e.written)
+        if e.edited:
+            obs["status"] = "amended"
+        notes = diary_notes(e.id, e.note)
+        if notes:
+            obs["note"] = notes
         add(obs)
+
+    for entry in sorted(
+        (entry for entry in data.diary if inside(entry.at)), key=lambda entry: entry.at
+    ):
+        notes = diary_notes(entry.id, entry.note)
+        if entry.kind == "medication_taken":
+            dose_taken: dict[str, Any] = {
+                "resourceType": "MedicationStatement",
+                "id": _uid("treatment", pid, entry.id),
+                "identifier": ident(ID_RECORD, entry.id),
+                "status": "completed",
+                "medicationCodeableConcept": _concept(
+                    _coding(CS_TREATMENT, "medication_taken"), text=entry.medication
+                ),
+                "subject": subject,
+                "effectiveDateTime": _when(entry.at),
+                "dateAsserted": _when(entry.written),
+            }
+            if entry.dose:
+                dose_taken["dosage"] = [{"text": entry.dose}]
+            if notes:
+                dose_taken["note"] = notes
+            add(dose_taken)
+            continue
+        daily: dict[str, Any] = {
+            "resourceType": "Observation",
+            "id": _uid("diary", pid, entry.id),
+            "identifier": ident(ID_RECORD, entry.id),
+            "status": "amended" if entry.edited else "final",
+            "category": SURVEY,
+            "code": _concept(
+                _coding(CS_DIARY, "mood" if entry.kind == "mood" else "sleep-quality")
+            ),
+            "subject": subject,
+            "effectiveDateTime": _when(entry.at),
+            "issued": _when(entry.written),
+        }
+        answer = entry.mood if entry.kind == "mood" else entry.sleep_quality
+        if answer is None:
+            daily["dataAbsentReason"] = _absent()
+        else:
+            daily["valueInteger"] = answer
+        if entry.kind == "sleep" and entry.sleep_hours is not None:
+            daily["component"] = [
+                {
+                    "code": _concept(_coding(CS_DIARY, "sleep-duration")),
+                    "valueQuantity": _quantity(entry.sleep_hours, "h"),
+                }
+            ]
+        if notes:
+            daily["note"] = notes
+        add(daily)
 
     for g in sorted((g for g in data.pegs if inside(g.at)), key=lambda g: g.at):
         items: Mapping[str, int | None] = {

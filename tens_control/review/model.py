@@ -190,6 +190,49 @@ class EpisodeRow:
     nrs: int | None = None
     end: datetime | None = None
     note: str = ""
+    regions: tuple[str, ...] = ()
+    """Where it hurt (the body map: ``pain.BodyRegion`` values)."""
+    written: datetime | None = None
+    """When the current version was written (``None``: not known)."""
+    edited: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DiaryRow:
+    """Sleep, mood or a dose of medicine taken, from the diary (current version).
+    ``at``: when it happened (the morning after the night, the time the dose was taken);
+    ``written``: when the current version was written."""
+
+    id: str
+    at: datetime
+    kind: Literal["sleep", "mood", "medication_taken"]
+    written: datetime
+    sleep_hours: float | None = None
+    sleep_quality: int | None = None
+    """0 very poor … 10 very good."""
+    mood: int | None = None
+    """0 very low … 10 very good."""
+    medication: str = ""
+    dose: str = ""
+    note: str = ""
+    edited: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DiaryChangeRow:
+    """An edit or a deletion of a diary entry: the history the clinician sees. ``at``: when
+    the change was written; ``happened``: when the entry says it happened (before the
+    change); ``was`` and ``now``: the entry before and after, in words (``now`` empty for a
+    deletion)."""
+
+    id: str
+    at: datetime
+    change: Literal["edited", "deleted"]
+    kind: str
+    happened: datetime
+    was: str
+    now: str = ""
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +291,8 @@ class PatientData:
     notes: tuple[NoteRow, ...] = ()
     pegs: tuple[PegRow, ...] = ()
     pgics: tuple[PgicRow, ...] = ()
+    diary: tuple[DiaryRow, ...] = ()
+    diary_changes: tuple[DiaryChangeRow, ...] = ()
     today: date | None = None
     """The day the review is made (the patient's local day); ``None``: today."""
     period_from: date | None = None

@@ -30,15 +30,18 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import TypeAdapter
 
 from tens_control import __version__
+from tens_control.diary import REGION_SHORT
 from tens_control.errors import TensControlError
 from tens_control.review import charts as charts_mod
 from tens_control.review.analytics import (
+    BACKDATED_AFTER,
     NoteItem,
     PainOutcome,
     PatientSummary,
     TimePoint,
     Zone,
     aggregate,
+    diary_figures,
     local_day,
     per_session_changes,
     report_json,
@@ -182,7 +185,9 @@ class Report:
         )
 
     def answers(self) -> list[Line]:
-        lines = answer_lines(self.summary, notes=len(self.notes))
+        s = self.summary
+        figures = diary_figures(self.data, self.tz, s.period_start, s.period_end)
+        lines = answer_lines(s, notes=len(self.notes), diary=figures)
         if self.comparison is not None:
             lines.append(comparison_line(self.comparison))
         return lines
@@ -216,7 +221,7 @@ class Report:
 
     def diary_lines(self, limit: int = MAX_DIARY_ROWS) -> tuple[list[DiaryLine], int]:
         """The latest ``limit`` diary entries (oldest first) and how many are left out."""
-        return diary_rows(self.summary, self.notes, self.tz, limit)
+        return diary_rows(self.summary, self.notes, self.tz, limit, data=self.data)
 
     def session_lines(self, limit: int = MAX_SESSION_ROWS) -> tuple[list[SessionLine], int]:
         """The latest ``limit`` sessions in the period (oldest first), and how many are left
@@ -268,22 +273,78 @@ class Report:
 
 
 def diary_rows(
-    s: PatientSummary, notes: Sequence[NoteItem], tz: Zone, limit: int = MAX_DIARY_ROWS
+    s: PatientSummary,
+    notes: Sequence[NoteItem],
+    tz: Zone,
+    limit: int = MAX_DIARY_ROWS,
+    *,
+    data: PatientData | None = None,
 ) -> tuple[list[DiaryLine], int]:
-    """What else the patient logged, in time order: pain episodes, session notes, PEG, PGIC,
-    other treatments and adverse events; the latest ``limit`` (oldest first) and how many are
-    left out."""
+    """What else the patient logged, in time order: pain episodes (with the body map), session
+    notes, PEG, PGIC, other treatments and adverse events, and from ``data`` sleep, mood, doses
+    taken and every edit or deletion of a diary entry; the latest ``limit`` (oldest first) and
+    how many are left out. A diary entry written a day or more after it happened says when it
+    was written."""
     rows: list[tuple[datetime, DiaryLine]] = []
 
     def day(moment: datetime) -> str:
         return day_text(local_day(moment, tz))
 
+    def inside(moment: datetime) -> bool:
+        d = local_day(moment, tz)
+        return (s.period_start is None or d >= s.period_start) and (
+            s.period_end is None or d <= s.period_end
+        )
+
+    def kept(at: datetime, written: datetime | None, edited: bool) -> str:
+        marks = []
+        if written is not None and written - at > BACKDATED_AFTER:
+            marks.append(f"written {day(written)}")
+        if edited:
+            marks.append("edited")
+        return f" ({', '.join(marks)})" if marks else ""
+
+    episodes = {(e.start, e.pain): e for e in data.episodes} if data is not None else {}
     for e in s.episodes:
         how = "–" if e.nrs is None else f"{e.nrs}/10"
         long = "" if e.minutes is None else f", {duration_text(e.minutes)}"
         note = f": {e.note}" if e.note else ""
-        detail = f"{PAIN_LABELS[e.pain]}, worst {how}{long}{note}"
+        row = episodes.get((e.start, e.pain))
+        where = ""
+        mark = ""
+        if row is not None:
+            if row.regions:
+                where = " at " + ", ".join(REGION_SHORT.get(r, r) for r in row.regions)
+            mark = kept(row.start, row.written, row.edited)
+        detail = f"{PAIN_LABELS[e.pain]}{where}, worst {how}{long}{note}{mark}"
         rows.append((e.start, DiaryLine(day(e.start), "pain episode", detail)))
+    if data is not None:
+        for d in data.diary:
+            if not inside(d.at):
+                continue
+            what = {"sleep": "sleep", "mood": "mood", "medication_taken": "medicine taken"}[d.kind]
+            if d.kind == "sleep":
+                got = []
+                if d.sleep_hours is not None:
+                    got.append(f"{d.sleep_hours:g} h")
+                if d.sleep_quality is not None:
+                    got.append(f"slept {d.sleep_quality}/10")
+                detail = ", ".join(got)
+            elif d.kind == "mood":
+                detail = f"{d.mood}/10"
+            else:
+                local = d.at.astimezone(tz)
+                detail = " ".join(p for p in (d.medication, d.dose) if p) + f" at {local:%H:%M}"
+            note = f": {d.note}" if d.note else ""
+            rows.append(
+                (d.at, DiaryLine(day(d.at), what, detail + note + kept(d.at, d.written, d.edited)))
+            )
+        for c in data.diary_changes:
+            if not inside(c.at):
+                continue
+            why = f" (why: {c.reason})" if c.reason else ""
+            detail = f"was {c.was}" + (f"; now {c.now}" if c.now else "") + why
+            rows.append((c.at, DiaryLine(day(c.at), f"diary entry {c.change}", detail)))
     for n in notes:
         rows.append((n.at, DiaryLine(day(n.at), "session note", n.text)))
     for g in s.peg.items:

@@ -32,6 +32,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, text
 
+from tens_control.diary import EntryHistory, describe, histories, resolve
 from tens_control.prescription import PrescriptionError, parse_prescription
 from tens_control.review.analytics import (
     US_PER_MINUTE,
@@ -50,6 +51,8 @@ from tens_control.review.model import (
     POSTURES,
     AdverseEventRow,
     DeviceRow,
+    DiaryChangeRow,
+    DiaryRow,
     EpisodeRow,
     EventKind,
     EventRow,
@@ -69,15 +72,112 @@ from tens_control.review.model import (
 )
 from tens_control.store import Store, amplitude, schema
 from tens_control.store.canonical import iso_utc, parse_utc
-from tens_control.store.records import FAULT_KINDS
+from tens_control.store.records import DIARY_LOG_KINDS, FAULT_KINDS, DiaryItem
 
 log = logging.getLogger(__name__)
 
 BEFORE_LINK = timedelta(minutes=30)
 AFTER_LINK = timedelta(minutes=30)
 PLUS_30_LINK = timedelta(minutes=90)
-NOT_TREATMENTS = frozenset({"pain_episode"})
+NOT_TREATMENTS = frozenset({"pain_episode", "sleep", "mood", "medication_taken"})
 """Diary kinds that are not other treatments."""
+
+
+def _in_words(item: DiaryItem, tz: Zone) -> str:
+    """One version of an entry in words, for the history: when, what, the note."""
+    when = item.start.astimezone(tz).strftime("%d %b %H:%M")
+    what = describe(item)
+    note = f" “{item.notes}”" if item.notes else ""
+    return f"{when} {item.kind.value.replace('_', ' ')}{': ' + what if what else ''}{note}"
+
+
+@dataclass
+class DiaryRows:
+    """The diary of one patient as review rows: current entries by kind, and the history."""
+
+    treatments: list[TreatmentRow]
+    episodes: list[EpisodeRow]
+    diary: list[DiaryRow]
+    changes: list[DiaryChangeRow]
+
+
+def diary_rows(histories: Sequence[EntryHistory], tz: Zone) -> DiaryRows:
+    """Current versions of the entries not deleted, by kind; every edit and deletion as a
+    change (what it was, what it is now)."""
+    out = DiaryRows([], [], [], [])
+    for h in histories:
+        for i, (old, new) in enumerate(zip(h.versions, h.versions[1:], strict=False)):
+            out.changes.append(
+                DiaryChangeRow(
+                    id=h.uid,
+                    at=new.written_at,
+                    change="edited",
+                    kind=old.kind.value,
+                    happened=old.start,
+                    was=_in_words(old, tz),
+                    now=_in_words(new, tz),
+                    reason=h.reasons[i] if i < len(h.reasons) else "",
+                )
+            )
+        if h.retracted_at is not None:
+            out.changes.append(
+                DiaryChangeRow(
+                    id=h.uid,
+                    at=h.retracted_at,
+                    change="deleted",
+                    kind=h.current.kind.value,
+                    happened=h.current.start,
+                    was=_in_words(h.current, tz),
+                    reason=h.retract_reason,
+                )
+            )
+            continue
+        t = h.current
+        kind = t.kind.value
+        if kind == "pain_episode":
+            out.episodes.append(
+                EpisodeRow(
+                    t.uid,
+                    t.start,
+                    _pain(t.pain.value if t.pain else "other"),
+                    t.nrs,
+                    t.end,
+                    t.notes,
+                    regions=tuple(r.value for r in t.regions),
+                    written=t.written_at,
+                    edited=h.edited,
+                )
+            )
+        elif kind in ("sleep", "mood", "medication_taken"):
+            out.diary.append(
+                DiaryRow(
+                    id=t.uid,
+                    at=t.start,
+                    kind=kind,  # type: ignore[arg-type]
+                    written=t.written_at,
+                    sleep_hours=t.sleep_hours,
+                    sleep_quality=t.sleep_quality,
+                    mood=t.mood,
+                    medication=t.medication,
+                    dose=t.dose,
+                    note=t.notes,
+                    edited=h.edited,
+                )
+            )
+        else:
+            words = " ".join(p for p in (t.medication, t.dose) if p)
+            description = f"{words}: {t.notes}" if words and t.notes else (words or t.notes)
+            out.treatments.append(
+                TreatmentRow(
+                    id=t.uid,
+                    start=local_day(t.start, tz),
+                    kind=kind,
+                    description=description,
+                    end=None if t.end is None else local_day(t.end, tz),
+                )
+            )
+    out.changes.sort(key=lambda c: c.at)
+    return out
 
 
 def midnight(day: date, tz: Zone) -> datetime:
@@ -342,25 +442,7 @@ def load_patient(
         )
         for a in store.adverse_events(patient.pseudonym)
     ]
-    diary = store.diary_entries(patient.pseudonym)
-    treatments = [
-        TreatmentRow(
-            id=t.uid,
-            start=local_day(t.start, zone),
-            kind=t.kind.value,
-            description=t.notes,
-            end=None if t.end is None else local_day(t.end, zone),
-        )
-        for t in diary
-        if t.kind.value not in NOT_TREATMENTS
-    ]
-    episodes = [
-        EpisodeRow(
-            t.uid, t.start, _pain(t.pain.value if t.pain else "other"), t.nrs, t.end, t.notes
-        )
-        for t in diary
-        if t.kind.value in NOT_TREATMENTS
-    ]
+    diary = diary_rows(histories(store, patient.pseudonym), zone)
     pegs = [
         PegRow(g.uid, g.at, g.pain, g.enjoyment, g.activity)
         for g in store.peg_scores(patient.pseudonym)
@@ -379,11 +461,13 @@ def load_patient(
         devices=tuple(devices),
         events=tuple(events),
         adverse_events=tuple(adverse),
-        treatments=tuple(treatments),
-        episodes=tuple(episodes),
+        treatments=tuple(diary.treatments),
+        episodes=tuple(diary.episodes),
         notes=tuple(sorted(notes, key=lambda n: n.at)),
         pegs=tuple(pegs),
         pgics=tuple(pgics),
+        diary=tuple(diary.diary),
+        diary_changes=tuple(diary.changes),
         today=today if today is not None else today_in(zone),
         period_from=period_from,
         period_to=period_to,
@@ -763,10 +847,14 @@ FROM adverse_events AS a LEFT JOIN sessions AS s ON s.id = a.session_id
 WHERE {patients} ORDER BY a.patient_id, a.at, a.id
 """
 
-TREATMENTS_SQL = """
-SELECT patient_id, uid, kind, start, "end", notes, nrs, pain FROM diary_entries
-WHERE {patients} ORDER BY patient_id, start, id
+DIARY_SQL = """
+SELECT c.patient_id, e.wall_time, e.kind, e.payload
+FROM events AS e JOIN chains AS c ON c.id = e.chain_id
+WHERE e.kind IN ({kinds}) AND {patients}
+ORDER BY c.patient_id, e.wall_time, e.chain_id, e.seq
 """
+"""The diary's log records (entries, edits, deletions), in the order ``Store.events`` reads
+them, so both paths resolve the same current state."""
 
 PEG_SQL = """
 SELECT patient_id, uid, at, pain, enjoyment, activity FROM peg_scores
@@ -1050,31 +1138,26 @@ def _aggregates(
                 AdverseEventRow(str(uid), moment, str(kind), str(notes), str(severity), suid)
             )
             agg.see_day(on)
-    for pid, uid, kind, start, end, notes, nrs, pain in rows(
-        TREATMENTS_SQL.format(patients=patients("patient_id"))
+    logged: dict[int, list[tuple[datetime, str, dict[str, Any]]]] = {}
+    kinds = ", ".join(f"'{k}'" for k in sorted(DIARY_LOG_KINDS))
+    for pid, wall_time, kind, payload in rows(
+        DIARY_SQL.format(kinds=kinds, patients=patients("c.patient_id"))
     ):
-        if kind in NOT_TREATMENTS:
-            moment = _utc(start)
-            if inside(local_day(moment, tz)):
-                aggs[int(pid)].episodes.append(
-                    EpisodeRow(
-                        str(uid),
-                        moment,
-                        _pain(pain or "other"),
-                        None if nrs is None else int(nrs),
-                        None if end is None else _utc(end),
-                        str(notes),
-                    )
-                )
-            continue
-        first = local_day(parse_utc(start), tz)
-        last = None if end is None else local_day(parse_utc(end), tz)
-        if (period_to is None or first <= period_to) and (
-            period_from is None or (last or first) >= period_from
-        ):
-            aggs[int(pid)].treatments.append(
-                TreatmentRow(str(uid), first, str(kind), str(notes), last)
-            )
+        try:
+            body = json.loads(payload)
+        except ValueError:
+            continue  # a damaged record: verify reports it
+        if isinstance(body, dict):
+            logged.setdefault(int(pid), []).append((parse_utc(wall_time), kind, body))
+    for pid, records in logged.items():
+        found_rows = diary_rows(resolve(records), tz)
+        aggs[pid].episodes.extend(e for e in found_rows.episodes if inside(local_day(e.start, tz)))
+        aggs[pid].treatments.extend(
+            t
+            for t in found_rows.treatments
+            if (period_to is None or t.start <= period_to)
+            and (period_from is None or (t.end or t.start) >= period_from)
+        )
     for pid, toml, created, version in rows(
         PRESCRIPTIONS_SQL.format(patients=patients("patient_id"))
     ):

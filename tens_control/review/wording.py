@@ -12,6 +12,7 @@ from datetime import date
 from tens_control.review.analytics import (
     BAND_LABELS,
     RULES,
+    DiaryFigures,
     PainOutcome,
     PatientSummary,
     SessionChange,
@@ -411,7 +412,38 @@ def logbook_text(s: PatientSummary, notes: int) -> str:
     return "; ".join(parts)
 
 
-def answer_lines(s: PatientSummary, notes: int = 0) -> list[Line]:
+def diary_text(f: DiaryFigures) -> str:
+    """Sleep, mood and medicines in one line, and how the diary was kept."""
+    parts = []
+    if f.nights:
+        sleep = plural(f.nights, "night")
+        got = []
+        if f.mean_sleep_hours is not None:
+            got.append(f"mean {f.mean_sleep_hours:.1f} h")
+        if f.mean_sleep_quality is not None:
+            got.append(f"slept {f.mean_sleep_quality:.1f}/10")
+        parts.append(f"sleep: {sleep}" + (f", {', '.join(got)}" if got else ""))
+    else:
+        parts.append("no sleep recorded")
+    if f.moods:
+        parts.append(f"mood: {plural(f.moods, 'day')}, mean {num(f.mean_mood)}/10")
+    if f.doses:
+        parts.append("medicines taken: " + ", ".join(f"{name} ×{n}" for name, n in f.doses.items()))
+    kept = []
+    if f.backdated:
+        kept.append(f"{f.backdated} written a day or more later")
+    if f.edited:
+        kept.append(f"{plural(f.edited, 'entry', 'entries')} edited")
+    if f.deleted:
+        kept.append(f"{f.deleted} deleted")
+    if kept:
+        parts.append("diary entries: " + ", ".join(kept))
+    return "; ".join(parts)
+
+
+def answer_lines(
+    s: PatientSummary, notes: int = 0, diary: DiaryFigures | None = None
+) -> list[Line]:
     """The answer the report leads with: last use, adherence, the headline series' baseline,
     its time points (weeks 4, 8, 12) and the latest week, the responder verdict, the other
     series, the per-session change, PEG and PGIC, and what else the patient logged."""
@@ -420,6 +452,8 @@ def answer_lines(s: PatientSummary, notes: int = 0) -> list[Line]:
     if o is None:
         reason = s.reason or RULES["no_data"]
         lines.append(Line("Pain", reason))
+        if diary is not None and not diary.empty:
+            lines.append(Line("Sleep, mood", diary_text(diary)))
         return lines
     lines.append(baseline_line(o))
     lines.extend(time_point_line(t) for t in o.time_points)
@@ -441,6 +475,8 @@ def answer_lines(s: PatientSummary, notes: int = 0) -> list[Line]:
         lines.append(Line("Each session", change_text(change)))
     lines.append(Line("PEG, PGIC", f"{peg_text(s)}; {pgic_text(s)}"))
     lines.append(Line("Diary, notes", logbook_text(s, notes)))
+    if diary is not None and not diary.empty:
+        lines.append(Line("Sleep, mood", diary_text(diary)))
     return lines
 
 

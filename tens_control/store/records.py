@@ -56,6 +56,7 @@ from drivers.safety.events import Started as Started
 from drivers.safety.events import Stopped as Stopped
 from drivers.safety.events import TargetChanged as TargetChanged
 from tens_control.pain import AdverseKind as AdverseKind
+from tens_control.pain import BodyRegion as BodyRegion
 from tens_control.pain import DiaryKind as DiaryKind
 from tens_control.pain import PainContext as PainContext
 from tens_control.pain import PainSite as PainSite
@@ -164,6 +165,93 @@ class DiaryEntry(_Frozen):
         if self.end is not None and self.end < self.start:
             raise ValueError("end must not be before start")
         return self
+
+
+_PAIN_FIELDS = ("nrs", "pain", "regions")
+_SLEEP_FIELDS = ("sleep_hours", "sleep_quality")
+_MEDICATION_FIELDS = ("medication", "dose")
+_FIELDS_OF: dict[DiaryKind, tuple[str, ...]] = {
+    DiaryKind.PAIN_EPISODE: _PAIN_FIELDS,
+    DiaryKind.SLEEP: _SLEEP_FIELDS,
+    DiaryKind.MOOD: ("mood",),
+    DiaryKind.MEDICATION_TAKEN: _MEDICATION_FIELDS,
+    DiaryKind.MEDICATION_CHANGE: _MEDICATION_FIELDS,
+}
+_EMPTY: dict[str, object] = {
+    "nrs": None,
+    "pain": None,
+    "regions": (),
+    "sleep_hours": None,
+    "sleep_quality": None,
+    "mood": None,
+    "medication": "",
+    "dose": "",
+}
+
+
+class DiaryItem(_Frozen):
+    """One version of a diary entry as the patient wrote it in the app (log records only:
+    :class:`DiaryWritten`, :class:`DiaryRevised`). ``start`` is when it happened (a pain
+    episode's start, the time a dose was taken, the morning after the night slept), and
+    ``written_at`` when this version was written: both are kept, so a backdated entry says so.
+    ``uid`` is the entry's: every version of one entry has the same.
+
+    Fields belong to kinds: ``nrs`` (worst pain), ``pain`` and ``regions`` (the body map) to a
+    pain episode; ``sleep_hours`` and ``sleep_quality`` (0 very poor - 10 very good) to sleep;
+    ``mood`` (0 very low - 10 very good) to mood; ``medication`` and ``dose`` to a dose taken
+    or a medication change."""
+
+    uid: Uid = Field(default_factory=new_uid)
+    kind: DiaryKind
+    start: UtcDatetime
+    end: UtcDatetime | None = None
+    written_at: UtcDatetime
+    nrs: Nrs | None = None
+    pain: PainSite | None = None
+    regions: tuple[BodyRegion, ...] = ()
+    sleep_hours: Annotated[float, Field(ge=0, le=24, allow_inf_nan=False)] | None = None
+    sleep_quality: Nrs | None = None
+    mood: Nrs | None = None
+    medication: ShortText = ""
+    dose: ShortText = ""
+    notes: Text = ""
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> DiaryItem:
+        if self.end is not None and self.end < self.start:
+            raise ValueError("end must not be before start")
+        allowed = _FIELDS_OF.get(self.kind, ())
+        stray = [f for f, empty in _EMPTY.items() if f not in allowed and getattr(self, f) != empty]
+        if stray:
+            raise ValueError(f"{', '.join(stray)} do not belong to a {self.kind.value} entry")
+        if len(set(self.regions)) != len(self.regions):
+            raise ValueError("regions must not repeat")
+        if self.kind is DiaryKind.PAIN_EPISODE and self.pain is None:
+            raise ValueError("a pain episode needs pain (phantom, residual_limb or other)")
+        if self.kind is DiaryKind.SLEEP and self.sleep_hours is None and self.sleep_quality is None:
+            raise ValueError("a sleep entry needs the hours slept or how well (or both)")
+        if self.kind is DiaryKind.MOOD and self.mood is None:
+            raise ValueError("a mood entry needs the mood (0-10)")
+        if self.kind is DiaryKind.MEDICATION_TAKEN and not self.medication.strip():
+            raise ValueError("a dose taken needs the medicine's name")
+        if self.kind is DiaryKind.OTHER and not self.notes.strip():
+            raise ValueError("a diary entry of kind 'other' needs notes saying what it was")
+        return self
+
+    @classmethod
+    def of_entry(cls, entry: DiaryEntry, written_at: datetime) -> DiaryItem:
+        """A diary entry of the ``diary_entries`` table (written before the app kept versions)
+        as the first version of its entry."""
+        return cls(
+            uid=entry.uid,
+            kind=entry.kind,
+            start=entry.start,
+            end=entry.end,
+            written_at=written_at,
+            nrs=entry.nrs if entry.kind is DiaryKind.PAIN_EPISODE else None,
+            pain=entry.pain if entry.kind is DiaryKind.PAIN_EPISODE else None,
+            notes=entry.notes,
+        )
 
 
 class AdverseEvent(_Frozen):
@@ -409,6 +497,33 @@ class DiaryAdded(_Frozen):
     record: DiaryEntry
 
 
+class DiaryWritten(_Frozen):
+    """A new diary entry written in the app (its first version)."""
+
+    kind: Literal["diary_written"] = "diary_written"
+    record: DiaryItem
+
+
+class DiaryRevised(_Frozen):
+    """A new version of the diary entry ``record.uid``: it supersedes the one before. The
+    earlier versions stay in the log (and in the clinician's history of the entry)."""
+
+    kind: Literal["diary_revised"] = "diary_revised"
+    record: DiaryItem
+    reason: Text = ""
+
+
+class DiaryRetracted(_Frozen):
+    """The patient deleted the diary entry ``entry``: from now on it counts nowhere, but its
+    versions stay in the log and the clinician sees it as deleted."""
+
+    kind: Literal["diary_retracted"] = "diary_retracted"
+    entry: Uid
+    at: UtcDatetime
+    """When it was deleted."""
+    reason: Text = ""
+
+
 class AdverseEventRecorded(_Frozen):
     kind: Literal["adverse_event"] = "adverse_event"
     record: AdverseEvent
@@ -468,6 +583,9 @@ LogRecord = Annotated[
     | PegRecorded
     | PgicRecorded
     | DiaryAdded
+    | DiaryWritten
+    | DiaryRevised
+    | DiaryRetracted
     | AdverseEventRecorded
     | PrescriptionSaved
     | ScreeningSaved
@@ -478,12 +596,25 @@ LogRecord = Annotated[
 
 LOG_RECORD: TypeAdapter[LogRecord] = TypeAdapter(LogRecord)
 
-CallerRecord = StateChanged | CommandSent | Fault | GovernorRecord | HabituationPrompt | Note
+DiaryLogRecord = DiaryWritten | DiaryRevised | DiaryRetracted
+"""The diary's versioned records (``tens_control.diary`` writes and reads them)."""
+
+DIARY_LOG_KINDS: frozenset[str] = frozenset(
+    {"diary_added", "diary_written", "diary_revised", "diary_retracted"}
+)
+"""Log kinds that make up the diary: ``diary_added`` (an entry of the ``diary_entries`` table,
+first version), then the app's versioned records."""
+
+CallerRecord = (
+    StateChanged | CommandSent | Fault | GovernorRecord | HabituationPrompt | Note | DiaryLogRecord
+)
 """The log records callers append with ``Store.append_event``; the others the store writes
 itself (so that a table row and its log record can never disagree)."""
 
 CALLER_KINDS: frozenset[str] = frozenset(
-    {"state_changed", "command", "fault", "habituation_prompt", "note"} | GOVERNOR_KINDS
+    {"state_changed", "command", "fault", "habituation_prompt", "note"}
+    | GOVERNOR_KINDS
+    | (DIARY_LOG_KINDS - {"diary_added"})
 )
 
 FAULT_KINDS: frozenset[str] = frozenset({"fault", "lead_off", "output_mismatch", "comms_lost"})

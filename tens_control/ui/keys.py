@@ -19,7 +19,7 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("N  or  Enter", "new session"),
             ("C", "connect a device (or the simulator)"),
             ("H", "history: past sessions and the pain trend"),
-            ("D", "diary: pain episodes and other treatments"),
+            ("D", "diary: pain episodes, sleep, mood, medicines, other treatments"),
             ("S", "safety questions (screening)"),
         ),
     ),
@@ -41,6 +41,14 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("T", "10 (the worst pain you can think of)"),
             ("S", "skip this question (stored as missing, never as 0)"),
             ("B", "back to the previous question"),
+        ),
+    ),
+    (
+        "Diary",
+        (
+            ("A  E  Del", "add, edit, delete the chosen entry"),
+            ("← → ↓ ↑  N", "when it happened: a day, 15 minutes, now (up to 7 days back)"),
+            ("B  or  Ctrl+X", "cancel an entry (Ctrl+X also while typing)"),
         ),
     ),
     (

@@ -54,6 +54,8 @@ class HomeData:
     """Every one of the ``run_in_days`` days before today has a rating."""
     pgic_due: bool = False
     """A week of sessions and no impression of change in the last week: offer the question."""
+    reminder: str = ""
+    """When the next session is due and the days missed (``tens_control.reminders``)."""
 
 
 def run_in_progress(rated_days: set[date], today: date, run_in_days: int) -> tuple[int, bool, bool]:
@@ -107,8 +109,16 @@ def load_home_data(
         days = {r.at.astimezone(tz).date() for r in ratings}
         run_in_rated, rated_today, complete = run_in_progress(days, today, run_in)
     due = False
+    reminder_text = ""
     if last is not None:
-        first = store.sessions(patient, with_ratings=False)[0].started_at
+        from tens_control.reminders import Schedule, reminder
+
+        every = store.sessions(patient, with_ratings=False)
+        schedule = Schedule(
+            rx.sessions_per_day, rx.minutes_per_day, rx.session_minutes, rx.min_gap_minutes
+        )
+        reminder_text = reminder(schedule, [(x.started_at, x.ended_at) for x in every], now, tz)
+        first = every[0].started_at
         answers = store.pgic_ratings(patient)
         due = pgic_due(first, answers[-1] if answers else None, now)
     last_text = ""
@@ -143,6 +153,7 @@ def load_home_data(
         rated_today=rated_today,
         run_in_complete=complete,
         pgic_due=due,
+        reminder=reminder_text,
     )
 
 
@@ -262,6 +273,8 @@ class HomeScreen(TensScreen):
             today.append(f"Minutes today: {round(data.minutes_today)}{per_day}")
             today.append(f"One session: {fmt_minutes(data.session_minutes)}")
             today.append(data.prescription)
+            if data.reminder:
+                today.append(data.reminder)
         set_text(self.query_one("#today-text", Static), "\n".join(today))
         # pain
         spark = self.query_one("#pain-spark", ScaleChart)

@@ -30,6 +30,7 @@ class ReadyScreen(TensScreen):
         with VerticalScroll(id="ready-body", can_focus=False):
             yield Static("", id="ready-what", classes="big-prompt", markup=False)
             yield Static("", id="ready-pads", classes="hint", markup=False)
+            yield Static("", id="ready-picture", markup=False)
             yield Static(
                 "When you start, the output is at 0 mA. Press ↑ to raise it one small step at a "
                 "time until it feels strong but comfortable — never painful. ↓ lowers it at "
@@ -57,6 +58,7 @@ class ReadyScreen(TensScreen):
         self.query_one("#ready-pads", Static).update(
             f"Check that the pads are on:\n{pads}" if pads else ""
         )
+        self.query_one("#ready-picture", Static).update(self._picture(snapshot))
         status = self.query_one("#ready-status", Static)
         if self.starting:
             status.update("Starting…")
@@ -67,6 +69,19 @@ class ReadyScreen(TensScreen):
         else:
             status.update("")
             status.set_classes("")
+
+    def _picture(self, snapshot: object) -> str:
+        """The prescription's placement of the active channels, drawn (``ui.pads``)."""
+        from tens_control.ui.pads import pad_picture
+
+        controller = self.tapp.controller
+        channels = getattr(snapshot, "channels", ())
+        active = {c.channel for c in channels if c.active}
+        if controller is None or not active:
+            return ""
+        return pad_picture(
+            [(c.channel, c) for c in controller.prescription.channels if c.channel in active]
+        )
 
     def action_start(self) -> None:
         controller = self.tapp.controller

@@ -18,7 +18,13 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
-from tens_control.review.analytics import BAND_LABELS, PainOutcome, local_day, session_notes
+from tens_control.review.analytics import (
+    BAND_LABELS,
+    PainOutcome,
+    diary_figures,
+    local_day,
+    session_notes,
+)
 from tens_control.review.comparison import comparison_line, detail_lines
 from tens_control.review.model import series_label
 from tens_control.review.wording import (
@@ -56,7 +62,8 @@ def figure_lines(view: PatientView) -> list[Line]:
     """Every figure in words, each with its "not enough data" rule where it has no value: the
     report's answer lines, then tolerance, faults, refused requests, end reasons, treatments."""
     s = view.summary
-    lines = answer_lines(s, notes=len(session_notes(view.data, view.tz)))
+    figures = diary_figures(view.data, view.tz, s.period_start, s.period_end)
+    lines = answer_lines(s, notes=len(session_notes(view.data, view.tz)), diary=figures)
     if view.comparison is not None:
         lines += [comparison_line(view.comparison), *detail_lines(view.comparison)]
     lines += warning_lines(s, limit=99)
@@ -134,10 +141,12 @@ def series_table(view: PatientView) -> Table | Text:
 
 def diary_lines(view: PatientView) -> list[Line]:
     """What else the patient logged, oldest first: pain episodes, session notes, PEG, PGIC,
-    other treatments and adverse events (the report's diary table)."""
+    other treatments, adverse events, sleep, mood, doses and every edit or deletion of a diary
+    entry (the report's diary table)."""
     from tens_control.review.report import diary_rows
 
-    rows, earlier = diary_rows(view.summary, session_notes(view.data, view.tz), view.tz, 200)
+    notes = session_notes(view.data, view.tz)
+    rows, earlier = diary_rows(view.summary, notes, view.tz, 200, data=view.data)
     out = [
         Line(r.day, f"{r.what}: {r.detail}", "warn" if r.what.startswith("adverse") else "info")
         for r in rows
