@@ -4,17 +4,16 @@ a mistyped --db, a database on read-only media, global options before the comman
 and NaN in a bundle. Each case runs the real CLI in a subprocess, as a user would.
 
 A folder "really" refuses writes here: as a normal user by its mode bits; as root (CI), whom mode
-bits do not stop, the CLI runs as the unprivileged uid 65534 ("nobody", which needs no entry in
-/etc/passwd), and the fixture first proves that this user cannot create a file there.
+bits do not stop, by also making it immutable (``chattr +i``, which stops root too; .ci/run
+installs e2fsprogs for it). The fixture first proves that a file cannot be created there.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
+import stat
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,20 +21,17 @@ from pathlib import Path
 import pytest
 
 from drivers.clock import VirtualClock
-from tens_control.cli import EXIT_BROKEN_PIPE, hoist_global_options
+from tens_control.cli import EXIT_BROKEN_PIPE, hoist_global_options, main
 from tests.store_support import open_virtual, run_session
 
-NOBODY = 65534
 ROOT = os.geteuid() == 0
 
 
 @dataclass
 class Cli:
-    """Runs ``python -m tens_control`` with a private home, config and no $TENS_CONTROL_DB; as
-    ``user`` if given (root only)."""
+    """Runs ``python -m tens_control`` with a private home, config and no $TENS_CONTROL_DB."""
 
     home: Path
-    user: int | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
@@ -62,9 +58,6 @@ class Cli:
             timeout=120,
             cwd=self.home,
             preexec_fn=preexec,
-            user=self.user,
-            group=self.user,
-            extra_groups=None if self.user is None else [],
         )
 
 
@@ -75,21 +68,6 @@ def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("tens-control: "), lines[0]
     return lines[0]
-
-
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A scratch folder every user can enter (pytest's tmp_path is private to its owner, so
-    uid 65534 could not even reach a folder inside it)."""
-    path = Path(tempfile.mkdtemp(prefix="tc-cli-errors-"))
-    path.chmod(0o755)
-    try:
-        yield path
-    finally:
-        for folder in [path, *path.rglob("*")]:
-            if folder.is_dir() and not folder.is_symlink():
-                folder.chmod(0o755)
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
@@ -193,3 +171,258 @@ def test_db_before_or_after_the_command(cli: Cli, tmp_path: Path, before: bool) 
     other = cli.run("--db", str(tmp_path / "none.sqlite3"), "verify")
     assert "there is no database at" in one_line_error(other)
     assert str(tmp_path / "none.sqlite3") in other.stderr
+
+
+# --------------------------------------------------------------------------- 8-10: folders
+
+
+@dataclass
+class Locked:
+    """``folder`` refuses writes for real once :meth:`lock` ran: by its mode bits, and as root
+    (whom they do not stop) by being immutable. Until then it can be filled."""
+
+    folder: Path
+    immutable: list[Path] = field(default_factory=list)
+
+    def lock(self) -> None:
+        files = list(self.folder.iterdir())
+        for file in files:
+            file.chmod(0o444)
+        self.folder.chmod(0o555)
+        if ROOT:
+            for path in [*files, self.folder]:
+                done = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True)
+                assert done.returncode == 0, f"chattr +i {path} (how root is refused): {done}"
+                self.immutable.append(path)
+        with pytest.raises(PermissionError):
+            (self.folder / "probe").open("x")
+
+    def unlock(self) -> None:
+        for path in reversed(self.immutable):
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+        self.immutable.clear()
+        self.folder.chmod(0o755)
+
+    def listing(self) -> list[str]:
+        return sorted(p.name for p in self.folder.iterdir())
+
+
+@pytest.fixture
+def locked(tmp_path: Path) -> Iterator[Locked]:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    locked = Locked(folder=folder)
+    try:
+        yield locked
+    finally:
+        locked.unlock()
+
+
+def make_log(path: Path) -> Path:
+    clock = VirtualClock()
+    with open_virtual(path, clock) as store:
+        run_session(store, clock, samples=20)
+    return path
+
+
+def prescription_file(folder: Path) -> Path:
+    path = folder / "rx.toml"
+    assert main(["prescription", "new", "-o", str(path)]) == 0
+    return path
+
+
+def bundle_file(db: Path, folder: Path) -> Path:
+    path = folder / "bundle.json"
+    assert main(["export", "--db", str(db), "-o", str(path)]) == 0
+    return path
+
+
+def write_command(name: str, db: Path, rx: Path, bundle: Path) -> list[str]:
+    args = {
+        "screening": ["screening", "--none"],
+        "prescription import": ["prescription", "import", str(rx)],
+        "import": ["import", str(bundle)],
+        "run": ["run", "--virtual-time", "--program", "conventional", "--seconds", "2"],
+    }[name]
+    return [*args, "--db", str(db)]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A prescription file and an export bundle (the input of the write commands)."""
+    folder = tmp_path_factory.mktemp("inputs")
+    rx = prescription_file(folder)
+    bundle = bundle_file(make_log(folder / "source.sqlite3"), folder)
+    return rx, bundle
+
+
+@pytest.mark.parametrize("command", ["screening", "prescription import", "import", "run"])
+def test_a_new_database_in_a_read_only_folder_is_refused_in_one_line(
+    locked: Locked, cli: Cli, inputs: tuple[Path, Path], command: str
+) -> None:
+    locked.lock()
+    db = locked.folder / "x.db"
+    done = cli.run(*write_command(command, db, *inputs))
+    assert done.returncode == 2, done.stdout + done.stderr
+    line = one_line_error(done)
+    assert f"cannot write the database {db}" in line
+    assert f"the folder {locked.folder} is read-only" in line
+    assert "--db" in line  # what to do
+    assert locked.listing() == []
+
+
+@pytest.mark.parametrize("command", ["screening", "prescription import", "import", "run"])
+def test_a_database_on_read_only_media_is_not_written_by_write_commands(
+    locked: Locked, cli: Cli, inputs: tuple[Path, Path], command: str
+) -> None:
+    db = make_log(locked.folder / "log.sqlite3")
+    before = db.read_bytes()
+    files = locked.listing()
+    locked.lock()
+    done = cli.run(*write_command(command, db, *inputs))
+    assert done.returncode == 2, done.stdout + done.stderr
+    line = one_line_error(done)
+    assert f"cannot write the database {db}" in line
+    assert "read-only" in line
+    assert "nothing was written" in line
+    assert db.read_bytes() == before
+    assert locked.listing() == files
+
+
+def test_a_report_into_a_read_only_folder_is_one_line(
+    locked: Locked, cli: Cli, tmp_path: Path
+) -> None:
+    db = make_log(tmp_path / "log.sqlite3")
+    locked.lock()
+    out = locked.folder / "r.pdf"
+    done = cli.run("report", "--format", "pdf", "-o", str(out), "--db", str(db))
+    assert done.returncode == 2
+    line = one_line_error(done)
+    assert f"cannot write {out}" in line
+    assert "-o" in line
+    assert locked.listing() == []
+
+
+def test_read_commands_read_a_database_on_read_only_media(locked: Locked, cli: Cli) -> None:
+    db = make_log(locked.folder / "log.sqlite3")
+    before = db.read_bytes()
+    files = locked.listing()
+    assert not [name for name in files if name.endswith(("-wal", "-shm"))]
+    locked.lock()
+    verify = cli.run("verify", "--db", str(db))
+    assert verify.returncode == 0, verify.stderr
+    assert "intact" in verify.stdout.lower(), verify.stdout
+    report = cli.run("report", "--format", "json", "-o", "-", "--db", str(db))
+    assert report.returncode == 0, report.stderr
+    assert '"sessions"' in report.stdout
+    show = cli.run("--db", str(db), "prescription", "show", "--current")
+    assert show.returncode == 0, show.stderr
+    assert "over-the-counter defaults" in show.stdout
+    export = cli.run("export", "-o", "-", "--db", str(db))
+    assert export.returncode == 0, export.stderr
+    assert '"chains"' in export.stdout
+    # the clinician review UI's store, on the same media
+    review = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from tens_control.ui.review.app import make_review_app; "
+            "app = make_review_app(sys.argv[1]); print(app.source.pseudonyms())",
+            str(db),
+        ],
+        env=cli.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert review.returncode == 0, review.stderr
+    assert "patient-1" in review.stdout
+    assert db.read_bytes() == before
+    assert locked.listing() == files
+
+
+def test_the_ui_says_what_is_wrong_with_a_read_only_folder(locked: Locked, cli: Cli) -> None:
+    locked.lock()
+    db = locked.folder / "x.db"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys\n"
+            "from tens_control.ui.app import UiOptions, describe_error, make_app\n"
+            "app = make_app(options=UiOptions(db=sys.argv[1]))\n"
+            "try:\n"
+            "    app.open_backend()\n"
+            "except Exception as error:\n"
+            "    print(describe_error(error))\n",
+            str(db),
+        ],
+        env=cli.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Something went wrong" not in done.stdout
+    assert f"Cannot write the database {db}" in done.stdout
+    assert "read-only" in done.stdout
+    assert locked.listing() == []
+
+
+# --------------------------------------------------------------------------- 9: a mistyped --db
+
+
+@pytest.mark.parametrize("command", ["screening", "prescription import", "import", "run"])
+def test_a_mistyped_db_folder_is_not_created(
+    cli: Cli, tmp_path: Path, inputs: tuple[Path, Path], command: str
+) -> None:
+    db = tmp_path / "nonexistent" / "dir" / "x.db"
+    done = cli.run(*write_command(command, db, *inputs))
+    assert done.returncode == 2, done.stdout + done.stderr
+    line = one_line_error(done)
+    assert f"there is no folder {db.parent} for the database {db}" in line
+    assert "typo" in line
+    assert not (tmp_path / "nonexistent").exists()
+
+
+def test_read_commands_say_there_is_no_database(cli: Cli, tmp_path: Path) -> None:
+    db = tmp_path / "nonexistent" / "dir" / "x.db"
+    for args in (
+        ["verify"],
+        ["report", "--format", "json", "-o", "-"],
+        ["export", "-o", "-"],
+    ):
+        done = cli.run(*args, "--db", str(db))
+        assert done.returncode == 2, args
+        assert f"there is no database at {db}" in one_line_error(done)
+    assert not (tmp_path / "nonexistent").exists()
+
+
+def test_a_new_database_in_an_existing_folder_is_announced(cli: Cli, tmp_path: Path) -> None:
+    db = tmp_path / "new.sqlite3"
+    done = cli.run("screening", "--none", "--db", str(db))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == f"tens-control: note: created a new database at {db}\n"
+    again = cli.run("screening", "--none", "--db", str(db))
+    assert again.returncode == 0, again.stderr
+    assert again.stderr == ""
+
+
+def test_the_default_data_folder_is_still_created(cli: Cli) -> None:
+    done = cli.run("screening", "--none")
+    assert done.returncode == 0, done.stderr
+    db = cli.home / "data" / "tens-control" / "tens-control.sqlite3"
+    assert db.is_file()
+    assert stat.S_IMODE(db.parent.stat().st_mode) == 0o700
+    assert f"created a new database at {db}" in done.stderr
+
+
+def test_a_file_in_place_of_the_folder(cli: Cli, tmp_path: Path) -> None:
+    """Fails for root too: no one can create a file under a file."""
+    (tmp_path / "afile").write_text("not a folder")
+    db = tmp_path / "afile" / "x.db"
+    done = cli.run("screening", "--none", "--db", str(db))
+    assert done.returncode == 2
+    line = one_line_error(done)
+    assert f"cannot write the database {db}: {tmp_path / 'afile'} is a file, not a folder" in line
+    assert (tmp_path / "afile").read_text() == "not a folder"

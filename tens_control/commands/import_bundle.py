@@ -11,8 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tens_control.commands.storage import open_to_write
 from tens_control.errors import TensControlError
-from tens_control.store import Store, add_db_argument, verify_bundle
+from tens_control.store import add_db_argument, verify_bundle
 from tens_control.store.bundle import tampering
 
 
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
             f"{path} was refused and nothing was imported: {broken[0]}{extra}; "
             "ask the patient for a fresh export"
         )
-    with Store.open(args.db, create=True, recover=False) as store:
+    with open_to_write(args.db, create=True, recover=False) as store:
         result = store.import_bundle(bundle, pseudonym=args.pseudonym)
     checked = (
         f"verified {report.events} event(s) in {report.chains} chain(s), "

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from drivers.clock import Clock, RealClock, VirtualClock
+from tens_control.commands.storage import open_to_write
 from tens_control.config import load_config
 from tens_control.device import DEFAULT_DEVICE_URL, OpenedDevice, open_device
 from tens_control.errors import TensControlError
@@ -159,7 +160,7 @@ def _known_program(name: str, db: str | None, patient: str | None) -> None:
     path = resolve_db_path(db)
     if path.exists():
         try:
-            with Store.open(path, create=False, recover=False) as store:
+            with Store.open_to_read(path) as store:
                 who = store.current_patient() if patient is None else store.patient(patient)
                 stored = None if who is None else store.latest_prescription(who.pseudonym)
         except StoreError:
@@ -280,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
 def _open_store(args: argparse.Namespace, clock: Clock) -> tuple[Store, Any]:
     if isinstance(clock, VirtualClock):
         wall = virtual_wall_clock(clock, datetime.now(UTC))
-        store = Store.open(
+        store = open_to_write(
             args.db,
             clock=clock,
             wall=wall,
@@ -288,7 +289,7 @@ def _open_store(args: argparse.Namespace, clock: Clock) -> tuple[Store, Any]:
             flush_interval_s=VIRTUAL_FLUSH_INTERVAL_S,
         )
         return store, wall
-    return Store.open(args.db, clock=clock, recover=False), None
+    return open_to_write(args.db, clock=clock, recover=False), None
 
 
 def _run_session(

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         report = verify_bundle(_load_bundle(path))
         report.source = str(path)
         return _print_report(report, args.all)
-    with Store.open(args.db, create=False, recover=False) as store:
+    with Store.open_to_read(args.db) as store:
         integrity = store.integrity_check()
         if integrity != "ok":
             print(f"{store.path}: BROKEN: SQLite integrity check failed: {integrity}")

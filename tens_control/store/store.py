@@ -45,12 +45,15 @@ from tens_control.store.canonical import (
 from tens_control.store.convert import TABLE_OF, ClinicalRecord, from_row, has_session, to_row
 from tens_control.store.database import (
     WRITE,
+    check_writable,
     create_file,
+    describe_os_error,
     describe_sqlite_error,
     insert_id,
     inspect_file,
     make_engine,
     make_read_only_engine,
+    sidecar_paths,
     tighten_permissions,
 )
 from tens_control.store.errors import (
@@ -64,7 +67,12 @@ from tens_control.store.errors import (
     UnknownSessionError,
 )
 from tens_control.store.lock import LivenessLock, SessionLock
-from tens_control.store.paths import check_pseudonym, configured_patient, resolve_db_path
+from tens_control.store.paths import (
+    check_pseudonym,
+    configured_patient,
+    default_db_path,
+    resolve_db_path,
+)
 from tens_control.store.records import (
     CALLER_KINDS,
     AdverseEvent,
@@ -296,6 +304,8 @@ class Store:
         self._flusher = Flusher(clock, self._flush_batched, background=background_flush)
         self.read_only = False
         """True when opened with ``read_only=True``: every write method raises."""
+        self.created = False
+        """True when :meth:`open` created this database (a new, empty one)."""
 
     # ------------------------------------------------------------------ open / close
     @classmethod
@@ -314,6 +324,7 @@ class Store:
         seal_interval_s: float = SEAL_INTERVAL_S,
         seal_rows: int = SEAL_ROWS,
         read_only: bool = False,
+        make_folders: bool = True,
     ) -> Store:
         """Open (or create) the database.
 
@@ -331,6 +342,12 @@ class Store:
         ``read_only``: open an existing database of the current schema for reading only (every
         connection is SQLite ``mode=ro``; nothing is created, migrated, recovered or written,
         and any write method raises :class:`StoreError`). For review and reports.
+        ``make_folders``: create the missing folders of a new database's path. False where a
+        user typed the path (the CLI's ``--db``, ``$TENS_CONTROL_DB``): then only the default
+        data folder is created, and a new database in a folder that does not exist (a typo) is
+        refused with :class:`DatabaseFolderMissingError`.
+        A database (or folder) this user cannot write raises :class:`DatabaseNotWritableError`
+        before anything is written; a full disk :class:`DiskFullError`.
         """
         db_path = resolve_db_path(path)
         if read_only:
@@ -339,6 +356,7 @@ class Store:
         if not db_path.exists():
             if not create:
                 inspect_file(db_path)  # raises DatabaseMissingError
+            check_writable(db_path, make_folder=make_folders or db_path == default_db_path())
             create_file(db_path)
             new = True
             version = 0
@@ -350,6 +368,7 @@ class Store:
                     f"this version understands up to {schema.SCHEMA_VERSION}); the file was not "
                     "changed. Upgrade tens-control to open it"
                 )
+            check_writable(db_path, make_folder=False)
             tighten_permissions(db_path)
         engine = make_engine(db_path)
         try:
@@ -364,11 +383,15 @@ class Store:
                 installation = conn.execute(
                     select(schema.meta.c.value).where(schema.meta.c.key == "installation")
                 ).scalar_one()
-        except DBAPIError as error:
+        except BaseException as error:
             engine.dispose()
-            raise describe_sqlite_error(db_path, error.orig or error) from None
-        except BaseException:
-            engine.dispose()
+            if new:  # a half-created database must not be mistaken for one later
+                for file in (db_path, *sidecar_paths(db_path)):
+                    file.unlink(missing_ok=True)
+            if isinstance(error, DBAPIError):
+                raise describe_sqlite_error(db_path, error.orig or error) from None
+            if isinstance(error, OSError):
+                raise describe_os_error(db_path, error) from None
             raise
         tighten_permissions(db_path)
         the_clock = clock if clock is not None else RealClock()
@@ -391,6 +414,7 @@ class Store:
             seal_interval_s=seal_interval_s,
             seal_rows=seal_rows,
         )
+        store.created = new
         if recover:
             try:
                 store.recover_unfinished_sessions()
@@ -398,6 +422,30 @@ class Store:
                 store.close()
                 raise
         return store
+
+    @classmethod
+    def open_to_read(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        clock: Clock | None = None,
+        wall: WallClock | None = None,
+        patient: str | None = None,
+    ) -> Store:
+        """Open an existing database for a command that only reads it (verify, report, review,
+        export, prescription show): read-only, so that it never changes the log and works on
+        read-only media. A database of an older schema is upgraded first when it can be
+        written (as opening it for writing would); else :meth:`open` explains what to do."""
+        db_path = resolve_db_path(path)
+        version = inspect_file(db_path)  # raises DatabaseMissingError
+        if version < schema.SCHEMA_VERSION:
+            try:
+                check_writable(db_path, make_folder=False)
+            except StoreError:
+                pass  # the read-only open says what to do
+            else:
+                cls.open(db_path, create=False, recover=False, clock=clock, wall=wall).close()
+        return cls.open(db_path, read_only=True, clock=clock, wall=wall, patient=patient)
 
     @classmethod
     def _open_read_only(
@@ -418,7 +466,8 @@ class Store:
         if version < schema.SCHEMA_VERSION:
             raise StoreError(
                 f"{db_path} has the older schema version {version} and must be upgraded before "
-                f"it can be opened read-only; run `tens-control verify --db {db_path}` once"
+                "it can be read, which needs a writable folder; copy it (with any -wal file "
+                "beside it) to a writable folder and open the copy"
             )
         engine = make_read_only_engine(db_path)
         try:
