@@ -10,6 +10,7 @@ installs e2fsprogs for it). The fixture first proves that a file cannot be creat
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -19,10 +20,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from drivers.clock import VirtualClock
 from tens_control.cli import EXIT_BROKEN_PIPE, hoist_global_options, main
-from tests.store_support import open_virtual, run_session
+from tens_control.store import (
+    Actor,
+    AmplitudeChanged,
+    CommandSent,
+    EndReason,
+    InvalidRecordError,
+)
+from tests.store_support import DEVICE, PLAN, open_virtual, run_session
 
 ROOT = os.geteuid() == 0
 
@@ -426,3 +435,76 @@ def test_a_file_in_place_of_the_folder(cli: Cli, tmp_path: Path) -> None:
     line = one_line_error(done)
     assert f"cannot write the database {db}: {tmp_path / 'afile'} is a file, not a folder" in line
     assert (tmp_path / "afile").read_text() == "not a folder"
+
+
+# --------------------------------------------------------------------------- 17: NaN in a bundle
+
+
+def damaged_bundle(folder: Path, where: str) -> tuple[Path, str]:
+    """An exported bundle with one number made NaN or Infinity (json writes them as the
+    literals NaN / Infinity, as a careless editor or a broken tool would), and the words the
+    error must name."""
+    db = make_log(folder / "source.sqlite3")
+    clean = bundle_file(db, folder)
+    bundle = json.loads(clean.read_text())
+    if where == "event":
+        (event,) = [e for e in bundle["chains"][0]["events"] if e["kind"] == "amplitude_changed"][
+            :1
+        ]
+        event["payload"]["to_ma"] = float("nan")
+        expected = f"event seq {event['seq']} (amplitude_changed)"
+        expected += f" of chain {bundle['chains'][0]['uid'][:8]}: its payload.to_ma is nan"
+    else:
+        row = bundle["records"]["pain_ratings"][0]
+        row["extra"] = [1, float("-inf")]
+        expected = f"pain_ratings record {row['uid']}: its extra[1] is -inf"
+    path = folder / f"damaged-{where}.json"
+    path.write_text(json.dumps(bundle))
+    assert ("NaN" if where == "event" else "-Infinity") in path.read_text()
+    return path, expected
+
+
+@pytest.mark.parametrize("where", ["event", "record"])
+def test_nan_or_infinity_in_a_bundle_is_one_clear_line(
+    cli: Cli, tmp_path: Path, where: str
+) -> None:
+    path, expected = damaged_bundle(tmp_path, where)
+    verify = cli.run("verify", "--bundle", str(path))
+    assert verify.returncode == 2
+    line = one_line_error(verify)
+    assert f"{path}: this bundle is damaged: {expected}" in line
+    assert "not a finite number" in line
+    assert "fresh export" in line
+    target = tmp_path / "clinic.sqlite3"
+    imported = cli.run("import", str(path), "--db", str(target))
+    assert imported.returncode == 2
+    line = one_line_error(imported)
+    assert f"{path} was refused and nothing was imported" in line
+    assert expected in line
+    assert not target.exists()
+
+
+def test_the_store_never_logs_nan(tmp_path: Path) -> None:
+    clock = VirtualClock()
+    with open_virtual(tmp_path / "log.sqlite3", clock) as store:
+        store.ensure_patient()
+        sid = store.begin_session(PLAN, device=DEVICE)
+        before = store.events(session=sid)
+        # the store's own records refuse it where they are made ...
+        with pytest.raises(ValidationError, match="finite number"):
+            CommandSent(command="set", channel=1, args={"ma": float("nan")})
+        # ... and the store refuses any record holding one (the governor's events, or one that
+        # slipped past its model), naming the field
+        nan = AmplitudeChanged(
+            time=1.0, channel=1, from_ma=0.0, to_ma=float("nan"), who=Actor.PATIENT
+        )
+        with pytest.raises(InvalidRecordError, match=r"payload\.to_ma is nan, not a finite"):
+            store.append_event(sid, nan)
+        sneaked = CommandSent.model_construct(
+            kind="command", command="set", channel=1, args={"ma": float("inf")}, ok=True, error=""
+        )
+        with pytest.raises(InvalidRecordError, match=r"payload\.args\.ma is inf, not a finite"):
+            store.append_event(sid, sneaked)
+        assert store.events(session=sid) == before
+        store.end_session(sid, EndReason.COMPLETED)
+        assert store.verify().ok

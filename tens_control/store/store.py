@@ -37,9 +37,11 @@ from tens_control.store.canonical import (
     TelemetryDigest,
     canonical_json,
     chain_hash,
+    dotted,
     event_body,
     iso_utc,
     new_uid,
+    non_finite_at,
     parse_utc,
 )
 from tens_control.store.convert import TABLE_OF, ClinicalRecord, from_row, has_session, to_row
@@ -650,6 +652,12 @@ class Store:
             kind=record.kind,
             payload=payload,
         )
+        bad = non_finite_at(body)
+        if bad is not None:
+            raise InvalidRecordError(
+                f"a {record.kind} record cannot be logged: {dotted(bad[0])} is {bad[1]}, not a "
+                "finite number (the log holds no NaN or infinity); nothing was written"
+            )
         digest = chain_hash(head_hash, body)
         event_id = insert_id(
             conn.execute(
