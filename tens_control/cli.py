@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -87,6 +88,29 @@ def hoist_global_options(args: Sequence[str]) -> list[str]:
     return [*rest[:end], *leading, *rest[end:]]
 
 
+class _OneLine(logging.Formatter):
+    """A warning or error the program logs, as one line (``tens-control: warning: ...``):
+    no traceback (set TENS_CONTROL_DEBUG=1 to get them)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"tens-control: {record.levelname.lower()}: {record.getMessage()}"
+        if os.environ.get("TENS_CONTROL_DEBUG") and record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def _log_to_stderr() -> None:
+    """Commands (not the UI, which owns the terminal) print logged warnings and errors as one
+    line each, unless logging was configured already (by a test, or a program embedding us)."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLine())
+    handler.setLevel(logging.WARNING)
+    root.addHandler(handler)
+
+
 def _broken_pipe() -> int:
     """The reader of standard output has gone (``tens-control devices | head -1``): no
     traceback, and nothing more is written (standard output now points at devnull, so that the
@@ -114,8 +138,12 @@ def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser(only=args_list[0] if args_list[0] == DEFAULT_COMMAND else None)
     args = parser.parse_args(args_list)
     command = args.command or DEFAULT_COMMAND
+    if command != DEFAULT_COMMAND:
+        _log_to_stderr()
+    status = 2
     try:
-        return int(_load(command).run(args))
+        status = int(_load(command).run(args))
+        return status
     except TensControlError as error:
         print(f"tens-control: error: {error}", file=sys.stderr)
         return 2
@@ -128,4 +156,9 @@ def _main(argv: Sequence[str] | None) -> int:
         return 2
     except KeyboardInterrupt:
         print("tens-control: interrupted", file=sys.stderr)
-        return 130
+        status = 130
+        return status
+    finally:
+        storage = sys.modules.get("tens_control.commands.storage")  # loaded by a write command
+        if storage is not None:
+            storage.announce_created(status)

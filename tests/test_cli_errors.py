@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import stat
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from tens_control.store import (
     CommandSent,
     EndReason,
     InvalidRecordError,
+    Store,
 )
 from tests.store_support import DEVICE, PLAN, open_virtual, run_session
 
@@ -508,3 +510,64 @@ def test_the_store_never_logs_nan(tmp_path: Path) -> None:
         assert store.events(session=sid) == before
         store.end_session(sid, EndReason.COMPLETED)
         assert store.verify().ok
+
+
+# --------------------------------------------------------------------------- 16: a full disk
+
+
+def file_size_limit(kib: int) -> Callable[[], object]:
+    """``ulimit -f KIB`` for the child: no file it writes may grow beyond that (a write beyond
+    fails with EFBIG, as a full disk fails with ENOSPC)."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (kib * 1024, kib * 1024))
+
+    return limit
+
+
+RUN = ["run", "--virtual-time", "--program", "conventional", "--minutes", "30", "--target-ma", "5"]
+
+
+def test_a_full_disk_mid_session_stops_and_closes_the_session(cli: Cli, tmp_path: Path) -> None:
+    db = tmp_path / "log.sqlite3"
+    assert cli.run("screening", "--none", "--db", str(db)).returncode == 0
+    # room for the start and some seconds of telemetry (200 KiB more than the database has),
+    # then none, even after a checkpoint
+    limit = file_size_limit(db.stat().st_size // 1024 + 200)
+    done = cli.run(*RUN, "--db", str(db), preexec=limit)
+    assert done.returncode == 1, done.stdout + done.stderr
+    line = one_line_error(done)
+    assert line.startswith("tens-control: session ended: host crash (the session log could not")
+    assert f"cannot write the database {db}: the disk is full" in line
+    status = [row for row in done.stdout.splitlines() if row.startswith("time=")]
+    assert "state=running" in status[0], "it did start"
+    assert len(status) < 600, "the session stopped when the disk was full, not at its end"
+    assert "state=ended" in status[-1]
+    assert "ch1_ma=0 " in status[-1]
+    assert "ch2_ma=0 " in status[-1]
+    # the session is closed with what could be written, and the log is intact
+    with Store.open_to_read(db) as store:
+        (session,) = store.sessions()
+        assert session.end_reason is EndReason.HOST_CRASH
+        assert session.ended_at is not None
+        (end,) = store.events(session=session.uid, kinds=["session_ended"])
+        assert "the disk is full" in end.payload["detail"]
+        report = store.verify()
+        assert report.ok, report.summary()
+        assert report.unsealed_rows == 0
+
+
+def test_a_full_disk_at_the_start_says_so(cli: Cli, tmp_path: Path) -> None:
+    db = tmp_path / "log.sqlite3"
+    assert cli.run("screening", "--none", "--db", str(db)).returncode == 0
+    before = db.read_bytes()
+    done = cli.run(*RUN, "--db", str(db), preexec=file_size_limit(8))
+    assert done.returncode == 2, done.stdout + done.stderr
+    line = one_line_error(done)
+    assert f"cannot write the database {db}: the disk is full" in line
+    assert "choose a program first" not in line
+    assert "state=running" not in done.stdout
+    with Store.open_to_read(db) as store:
+        assert store.sessions() == []
+        assert store.verify().ok
+    assert len(db.read_bytes()) == len(before)

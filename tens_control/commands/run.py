@@ -15,6 +15,7 @@ Ctrl-C stops at once (logged as stopped by user). Exit status: 0 when the sessio
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 import sys
@@ -208,6 +209,14 @@ def status_line(snap: Snapshot, since: float = 0.0) -> str:
     return " ".join(parts)
 
 
+class _ReportedByRun(logging.Filter):
+    """The session's record that its log could not be written: ``run`` reports it itself, in
+    its one final line (the session ended as host crash, or could not start)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("the session log could not be written")
+
+
 class _Printer:
     """Collects updates (any thread) and prints messages in order."""
 
@@ -270,11 +279,15 @@ def run(args: argparse.Namespace) -> int:
     except BaseException:
         clock.close()
         raise
+    reported = _ReportedByRun()
+    session_log = logging.getLogger("tens_control.session")
+    session_log.addFilter(reported)
     try:
         return _run_session(
             args, clock, opened, patient, minutes, target, before_given, before, after_given, after
         )
     finally:
+        session_log.removeFilter(reported)
         clock.close()
 
 

@@ -59,6 +59,7 @@ from tens_control.store.database import (
     tighten_permissions,
 )
 from tens_control.store.errors import (
+    DiskFullError,
     InvalidRecordError,
     NewerSchemaError,
     RewrittenHistoryError,
@@ -308,6 +309,8 @@ class Store:
         """True when opened with ``read_only=True``: every write method raises."""
         self.created = False
         """True when :meth:`open` created this database (a new, empty one)."""
+        self._write_failure: Callable[[StoreError], None] | None = None
+        self._batch_failing = False
 
     # ------------------------------------------------------------------ open / close
     @classmethod
@@ -946,10 +949,61 @@ class Store:
     ) -> bool:
         """End a session: its telemetry is committed and sealed, then its end and a
         ``session_ended`` record are committed before this returns. False (and nothing written)
-        if the session had already ended."""
+        if the session had already ended.
+
+        On a full disk the session is still closed if at all possible: the write-ahead log is
+        checkpointed to make room, telemetry and queued events that cannot be written are
+        given up (counted in the end's detail), the rows already committed are sealed; if even
+        that fails, :class:`DiskFullError` is raised and the next start closes the session."""
         writer = self._writers.get(session)
+        try:
+            return self._end_session(session, writer, reason, at=at, mono=mono, detail=detail)
+        except DiskFullError:
+            self._checkpoint()  # the write-ahead log's space can then be reused
+        try:
+            return self._end_session(session, writer, reason, at=at, mono=mono, detail=detail)
+        except DiskFullError:
+            lost = self._give_up_pending(writer)
+            self._checkpoint()
+        note = f"the disk was full: {lost} telemetry sample(s) and queued event(s) lost"
+        detail = f"{detail}; {note}" if detail else note
+        return self._end_session(session, writer, reason, at=at, mono=mono, detail=detail)
+
+    def _checkpoint(self) -> None:
+        """Move the write-ahead log into the database and truncate it (after a write failed on
+        a full disk, so that the log's space can be reused)."""
+        try:
+            with self._write_lock, self._engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        except DBAPIError as error:
+            log.info("checkpoint on a full disk failed: %s", error.orig or error)
+
+    def _give_up_pending(self, writer: TelemetryWriter | None) -> int:
+        """Give up what waits to be written (a session's pending telemetry, the queued
+        events) when even a checkpoint left no room for it; how many rows and events."""
+        with self._write_lock:
+            lost = 0 if writer is None else writer.abandon_pending()
+            with self._queue_lock:
+                lost += len(self._queue)
+                self._queue.clear()
+        log.info("the disk is full: %d waiting log row(s) given up", lost)
+        return lost
+
+    def _end_session(
+        self,
+        session: str,
+        writer: TelemetryWriter | None,
+        reason: EndReason,
+        *,
+        at: datetime | None,
+        mono: float | None,
+        detail: str,
+    ) -> bool:
         if writer is not None:
-            writer.close()
+            if writer.closed:  # an earlier attempt closed it, but could not commit
+                writer.flush(seal=True)
+            else:
+                writer.close()
         ended = self._now(at)
         mono_time = self._mono(mono)
         with self._transaction() as conn:
@@ -1014,18 +1068,40 @@ class Store:
         if self._writers.get(writer.session) is writer:
             del self._writers[writer.session]
 
+    def on_write_failure(self, callback: Callable[[StoreError], None] | None) -> None:
+        """``callback(error)`` (or None: no more) is called, on the thread committing batches,
+        when batched log data (telemetry, queued events) cannot be committed because the disk
+        is full, even after a checkpoint made room: the log is no longer complete, so a
+        session must stop (the session controller stops the output)."""
+        self._write_failure = callback
+
+    def _commit_batched(self) -> None:
+        if self._queue:
+            with self._transaction():
+                pass
+        for writer in list(self._writers.values()):
+            writer.flush()
+
     def _flush_batched(self) -> None:
-        """The flusher's job: commit queued events and every writer's samples."""
+        """The flusher's job: commit queued events and every writer's samples (on a full disk,
+        after a checkpoint, once more)."""
         try:
-            if self._queue:
-                with self._transaction():
-                    pass
-            for writer in list(self._writers.values()):
-                writer.flush()
-        except Exception:
-            log.exception("committing batched log data failed; retrying")
+            try:
+                self._commit_batched()
+            except DiskFullError:
+                self._checkpoint()  # a grown write-ahead log is the usual cause
+                self._commit_batched()
+        except Exception as error:
+            callback = self._write_failure
+            if isinstance(error, DiskFullError) and callback is not None:
+                callback(error)  # the session stops, and says why
+            elif not self._batch_failing:
+                log.error("committing batched log data failed (%s); retrying", error)
+            self._batch_failing = True
             if not self._closed:
                 self._flusher.due(self.clock.now() + self._flush_interval)
+        else:
+            self._batch_failing = False
 
     def flush(self) -> None:
         """Commit every queued event and telemetry sample now."""
