@@ -33,7 +33,10 @@ from tens_control.store import (
     InvalidRecordError,
     Store,
 )
+from tens_control.ui.app import make_app
+from tens_control.ui.review.app import make_review_app
 from tests.store_support import DEVICE, PLAN, open_virtual, run_session
+from tests.ui_support import screen_text, settle, wait_for
 
 ROOT = os.geteuid() == 0
 
@@ -333,50 +336,36 @@ def test_read_commands_read_a_database_on_read_only_media(locked: Locked, cli: C
     assert export.returncode == 0, export.stderr
     assert '"chains"' in export.stdout
     # the clinician review UI's store, on the same media
-    review = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from tens_control.ui.review.app import make_review_app; "
-            "app = make_review_app(sys.argv[1]); print(app.source.pseudonyms())",
-            str(db),
-        ],
-        env=cli.env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert review.returncode == 0, review.stderr
-    assert "patient-1" in review.stdout
+    review = make_review_app(db)
+    try:
+        assert review.source.pseudonyms() == ["patient-1"]
+    finally:
+        review.source.close()
     assert db.read_bytes() == before
     assert locked.listing() == files
 
 
-def test_the_ui_says_what_is_wrong_with_a_read_only_folder(locked: Locked, cli: Cli) -> None:
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)])
+async def test_the_ui_says_what_is_wrong_with_a_read_only_folder(
+    locked: Locked, size: tuple[int, int]
+) -> None:
+    """The patient UI, as it starts from the command line with --db in a read-only folder: the
+    store's sentence on the screen, not "Something went wrong (OSError ...)"."""
     locked.lock()
     db = locked.folder / "x.db"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys\n"
-            "from tens_control.ui.app import UiOptions, describe_error, make_app\n"
-            "app = make_app(options=UiOptions(db=sys.argv[1]))\n"
-            "try:\n"
-            "    app.open_backend()\n"
-            "except Exception as error:\n"
-            "    print(describe_error(error))\n",
-            str(db),
-        ],
-        env=cli.env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "Something went wrong" not in done.stdout
-    assert f"Cannot write the database {db}" in done.stdout
-    assert "read-only" in done.stdout
+    app = make_app(db=str(db), live=False, screening_on_start=False)
+    try:
+        async with app.run_test(size=size) as pilot:
+            await wait_for(pilot, app, lambda: app.backend_error is not None, "error", tries=200)
+            await settle(pilot, app)
+            assert app.backend_error is not None
+            assert app.backend_error.startswith(f"Cannot write the database {db}: the folder")
+            assert "read-only" in app.backend_error
+            text = " ".join(screen_text(app).split())
+            assert "could not start: Cannot write the database" in text
+            assert "Something went wrong" not in text
+    finally:
+        app.calls.close()
     assert locked.listing() == []
 
 
