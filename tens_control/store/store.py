@@ -658,7 +658,7 @@ class Store:
         bad = non_finite_at(body)
         if bad is not None:
             raise InvalidRecordError(
-                f"a {record.kind} record cannot be logged: {dotted(bad[0])} is {bad[1]}, not a "
+                f"the {record.kind} record cannot be logged: {dotted(bad[0])} is {bad[1]}, not a "
                 "finite number (the log holds no NaN or infinity); nothing was written"
             )
         digest = chain_hash(head_hash, body)
