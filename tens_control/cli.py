@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
@@ -72,6 +74,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 DEFAULT_COMMAND = "ui"
 """Run when no command is given (options alone, e.g. ``--device URL``, go to it)."""
 
+GLOBAL_OPTIONS = ("--db", "--patient")
+"""Options (each taking a value) that may also come before the command:
+``tens-control --db X verify`` is ``tens-control verify --db X``."""
+
+EXIT_BROKEN_PIPE = 128 + 13
+"""Exit status when the reader of our output went away (``| head``): 128 + SIGPIPE, as a
+shell reports a program killed by SIGPIPE."""
+
 
 def _load(name: str) -> ModuleType:
     return importlib.import_module(COMMANDS[name][0])
@@ -85,6 +95,8 @@ def build_parser(only: str | None = None, *, load_all: bool = False) -> argparse
         description="Run TENS sessions safely, log them, and review them. "
         "With no command, opens the patient UI (on the built-in simulator unless a device "
         "is configured).",
+        epilog="--db PATH and --patient ID may be given before or after the command "
+        "(tens-control --db X verify). Data, permissions and read-only media: docs/data.md.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, text) in COMMANDS.items():
@@ -95,15 +107,84 @@ def build_parser(only: str | None = None, *, load_all: bool = False) -> argparse
     return parser
 
 
+def hoist_global_options(args: Sequence[str]) -> list[str]:
+    """Move global options given before the command (:data:`GLOBAL_OPTIONS`, as ``--db X`` or
+    ``--db=X``) behind it, where the command's parser reads them; anything else is left as it
+    is (no command after them: the options go to the default command)."""
+    leading: list[str] = []
+    i = 0
+    while i < len(args):
+        name = args[i].split("=", 1)[0]
+        if name not in GLOBAL_OPTIONS:
+            break
+        takes = 1 if "=" in args[i] else 2
+        leading.extend(args[i : i + takes])
+        i += takes
+    rest = list(args[i:])
+    if not leading or not rest or rest[0] not in COMMANDS:
+        return list(args)
+    # at the end (before a "--"), so that a command with sub-commands (prescription show)
+    # gets them in the innermost parser
+    end = rest.index("--") if "--" in rest else len(rest)
+    return [*rest[:end], *leading, *rest[end:]]
+
+
+class _OneLine(logging.Formatter):
+    """A warning or error the program logs, as one line (``tens-control: warning: ...``):
+    no traceback (set TENS_CONTROL_DEBUG=1 to get them)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"tens-control: {record.levelname.lower()}: {record.getMessage()}"
+        if os.environ.get("TENS_CONTROL_DEBUG") and record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def _log_to_stderr() -> None:
+    """Commands (not the UI, which owns the terminal) print logged warnings and errors as one
+    line each, unless logging was configured already (by a test, or a program embedding us)."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLine())
+    handler.setLevel(logging.WARNING)
+    root.addHandler(handler)
+
+
+def _broken_pipe() -> int:
+    """The reader of standard output has gone (``tens-control devices | head -1``): no
+    traceback, and nothing more is written (standard output now points at devnull, so that the
+    final flush at exit cannot fail again)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        return _broken_pipe()
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args_list = hoist_global_options(sys.argv[1:] if argv is None else argv)
     if not args_list or (args_list[0].startswith("-") and args_list[0] not in ("-h", "--help")):
         args_list = [DEFAULT_COMMAND, *args_list]
     parser = build_parser(only=args_list[0])
     args = parser.parse_args(args_list)
     command = args.command or DEFAULT_COMMAND
+    if command != DEFAULT_COMMAND:
+        _log_to_stderr()
+    status = 2
     try:
-        return int(_load(command).run(args))
+        status = int(_load(command).run(args))
+        return status
     except TensControlError as error:
         print(f"tens-control: error: {error}", file=sys.stderr)
         return 2
@@ -116,4 +197,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("tens-control: interrupted", file=sys.stderr)
-        return 130
+        status = 130
+        return status
+    finally:
+        storage = sys.modules.get("tens_control.commands.storage")  # loaded by a write command
+        if storage is not None:
+            storage.announce_created(status)

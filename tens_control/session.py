@@ -42,7 +42,8 @@ import logging
 import math
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
@@ -629,11 +630,13 @@ class SessionController:
         self._habituation: _Habituation | None = None
         self._lead_off_timer: TimerHandle | None = None
         self._log_broken = False
+        self._log_error = ""
         self._closed = False
         self.patient = store.ensure_patient(patient).pseudonym
         """The patient's pseudonym."""
         self.recovered_sessions: tuple[str, ...] = tuple(store.recover_unfinished_sessions())
         """Sessions a crashed process had left open, closed as host crash when this opened."""
+        store.on_write_failure(self._log_failed)  # a full disk mid-session stops the output
         if self.recovered_sessions:
             count = len(self.recovered_sessions)
             self._f.banners["recovered"] = Message(
@@ -837,6 +840,7 @@ class SessionController:
         if self._log_broken:
             return
         self._log_broken = True
+        self._log_error = str(error)
         log.error("the session log could not be written (%s); stopping output", error)
         governor = self._governor
         if governor is not None:
@@ -1059,6 +1063,8 @@ class SessionController:
         else:
             reason = END_REASON_FOR_STOP.get(reason_in, EndReason.DEVICE_FAULT)
         detail = event.detail or reason_in.value
+        if self._log_broken:
+            detail = f"the session log could not be written: {self._log_error}"
         self._cancel_lead_off_timer()
         self._habituation_stop()
         if session is None:
@@ -1077,13 +1083,14 @@ class SessionController:
             if hab is not None and hab.pending:
                 self._append(session, HabituationPrompt(response="no answer"))
             self._telemetry = None
-            if not self._log_broken:
-                try:
-                    self._store.end_session(
-                        session, reason, at=self._wall(), mono=self._clock.now(), detail=detail
-                    )
-                except Exception as error:
-                    self._log_failed(error)
+            # also after a log failure: the store closes the session with what it can still
+            # write (a full disk: what was committed, sealed), else the next start does
+            try:
+                self._store.end_session(
+                    session, reason, at=self._wall(), mono=self._clock.now(), detail=detail
+                )
+            except Exception as error:
+                self._log_failed(error)
         text = END_MESSAGES[reason]
         level = MessageLevel.INFO if reason is EndReason.COMPLETED else MessageLevel.ALARM
         if reason is EndReason.STOPPED_BY_USER:
@@ -1251,7 +1258,7 @@ class SessionController:
         ``url`` None: the saved device (``tens_control.config``), else the built-in simulator.
         Raises :class:`~drivers.base.DriverError` (port, identity) with one clear sentence.
         """
-        with self._op_lock:
+        with self._op_lock, self._log_failure_first():
             self._set_command("connect")
             self._check_open()
             if self._f.state in (SessionState.RUNNING, SessionState.PAUSED):
@@ -1384,6 +1391,30 @@ class SessionController:
     def _check_open(self) -> None:
         if self._closed:
             raise SessionStateError("this session controller is closed")
+
+    def _log_failure(self) -> SessionLogError:
+        return SessionLogError(
+            f"the session log could not be written ({self._log_error}); nothing can start "
+            "until it can"
+        )
+
+    def _check_log(self) -> None:
+        """Nothing starts once the log could not be written (a full disk): say why."""
+        if self._log_broken:
+            raise self._log_failure()
+
+    @contextmanager
+    def _log_failure_first(self) -> Iterator[None]:
+        """An operation that fails because the log failed under it (the output was stopped, so
+        the device refuses the next step) reports the log failure, its cause."""
+        try:
+            yield
+        except SessionLogError:
+            raise
+        except Exception as error:
+            if self._log_broken:
+                raise self._log_failure() from error
+            raise
 
     def _require_governor(self) -> tuple[SafetyGovernor, OpenedDevice]:
         governor, device = self._governor, self._device
@@ -1591,9 +1622,10 @@ class SessionController:
         Raises :class:`PreconditionError` naming the check that failed (logged), or a
         :class:`~drivers.base.DriverError` from the device.
         """
-        with self._op_lock:
+        with self._op_lock, self._log_failure_first():
             self._set_command("prepare")
             self._check_open()
+            self._check_log()
             state = self._f.state
             if state in (SessionState.RUNNING, SessionState.PAUSED):
                 raise SessionStateError("a session is running; stop it first")
@@ -1784,9 +1816,10 @@ class SessionController:
     def start(self) -> Snapshot:
         """READY -> RUNNING: the session is logged, then output starts with every channel at
         0 mA. The preconditions are checked again first."""
-        with self._op_lock:
+        with self._op_lock, self._log_failure_first():
             self._set_command("start")
             self._check_open()
+            self._check_log()
             if self._f.state is not SessionState.READY:
                 raise SessionStateError(
                     f"cannot start while {self._f.state.value}; choose a program first"
@@ -2094,6 +2127,7 @@ class SessionController:
             self._shutdown_device()
             self._closed = True
             self._jobs.close()
+            self._store.on_write_failure(None)
 
     def __enter__(self) -> SessionController:
         return self

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tens_control.commands.storage import open_to_write
 from tens_control.store import (
     DatabaseMissingError,
     Store,
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         raise TrustError(
             f"enrolment {path} was not pinned: {problem}; ask your clinic for the file again"
         )
-    with Store.open(args.db, create=True, recover=False) as store:
+    with open_to_write(args.db, create=True, recover=False) as store:
         if args.patient is not None:
             patient = store.ensure_patient(args.patient).pseudonym
         elif not store.patients():

@@ -71,7 +71,7 @@ def _write_new(path: Path, text: str, force: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with Store.open(args.db, create=False, recover=False) as store:
+    with Store.open_to_read(args.db) as store:
         patient = store.pick_patient(args.patient)
         damage = store.damage(store.verify(), patient.pseudonym)  # exports verify first
         bundle = store.export_patient(patient.pseudonym, telemetry=not args.no_telemetry)

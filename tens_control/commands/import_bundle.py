@@ -11,8 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tens_control.commands.storage import open_to_write
 from tens_control.errors import TensControlError
-from tens_control.store import Store, add_db_argument, verify_bundle
+from tens_control.store import BundleError, add_db_argument, verify_bundle
 from tens_control.store.bundle import tampering
 
 
@@ -64,7 +65,10 @@ def read_bundle(path: Path) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     path = Path(args.bundle).expanduser()
     bundle = read_bundle(path)
-    report = verify_bundle(bundle)  # BundleError if it is not a bundle at all
+    try:
+        report = verify_bundle(bundle)
+    except BundleError as error:  # not a bundle at all, or a damaged one
+        raise BundleError(f"{path} was refused and nothing was imported: {error}") from None
     broken = tampering(report)
     if broken:
         more = len(broken) - 1
@@ -73,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
             f"{path} was refused and nothing was imported: {broken[0]}{extra}; "
             "ask the patient for a fresh export"
         )
-    with Store.open(args.db, create=True, recover=False) as store:
+    with open_to_write(args.db, create=True, recover=False) as store:
         result = store.import_bundle(bundle, pseudonym=args.pseudonym)
     checked = (
         f"verified {report.events} event(s) in {report.chains} chain(s), "

@@ -19,6 +19,7 @@ from typing import Any
 
 from drivers.limits import DeviceProfile, builtin_profiles, get_profile
 from tens_control.commands.clinician import add_key_argument
+from tens_control.commands.storage import open_to_write
 from tens_control.comparison import ProgramComparison
 from tens_control.prescription import (
     Prescription,
@@ -367,7 +368,7 @@ def _profile_for(args: argparse.Namespace, rx: Prescription | None) -> DevicePro
 def current_prescription(args: argparse.Namespace) -> Prescription | None:
     """The patient's current stored prescription, or None if there is none."""
     try:
-        with Store.open(args.db, create=False, recover=False) as store:
+        with Store.open_to_read(args.db) as store:
             if args.patient is None and not store.patients():
                 return None
             patient = store.pick_patient(args.patient).pseudonym
@@ -383,7 +384,7 @@ def current_prescription(args: argparse.Namespace) -> Prescription | None:
 def trust_line(args: argparse.Namespace, profile: DeviceProfile | None) -> str:
     """Whether the prescription in force may be used, in one line."""
     try:
-        with Store.open(args.db, create=False, recover=False) as store:
+        with Store.open_to_read(args.db) as store:
             if args.patient is None and not store.patients():
                 return "Self-managed (not enrolled with a clinic)."
             patient = store.pick_patient(args.patient).pseudonym
@@ -412,7 +413,7 @@ def store_prescription(
     (only its version number is the store's); its patient is the one its signature names, which
     the trust check compares with the enrolment.
     """
-    with Store.open(args.db, create=True, recover=False) as store:
+    with open_to_write(args.db, create=True, recover=False) as store:
         known = {p.pseudonym for p in store.patients()}
         if args.patient is not None:
             patient = store.ensure_patient(args.patient).pseudonym

@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         raise TensControlError(
             f"{path} already exists; choose another file name or add --force to replace it"
         )
-    with Store.open(args.db, read_only=True) as store:  # review never changes the log
+    with Store.open_to_read(args.db) as store:  # review never changes the log
         data = load_patient(
             store, args.patient, period_from=args.period_from, period_to=args.period_to
         )

@@ -15,6 +15,7 @@ Ctrl-C stops at once (logged as stopped by user). Exit status: 0 when the sessio
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 import sys
@@ -24,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from drivers.clock import Clock, RealClock, VirtualClock
+from tens_control.commands.storage import open_to_write
 from tens_control.config import load_config
 from tens_control.device import DEFAULT_DEVICE_URL, PROTOCOLS, OpenedDevice, open_device
 from tens_control.errors import TensControlError
@@ -159,7 +161,7 @@ def _known_program(name: str, db: str | None, patient: str | None) -> None:
     path = resolve_db_path(db)
     if path.exists():
         try:
-            with Store.open(path, create=False, recover=False) as store:
+            with Store.open_to_read(path) as store:
                 who = store.current_patient() if patient is None else store.patient(patient)
                 stored = None if who is None else store.latest_prescription(who.pseudonym)
         except StoreError:
@@ -205,6 +207,14 @@ def status_line(snap: Snapshot, since: float = 0.0) -> str:
         if ch.lead_off:
             parts.append(f"ch{n}_lead_off=yes")
     return " ".join(parts)
+
+
+class _ReportedByRun(logging.Filter):
+    """The session's record that its log could not be written: ``run`` reports it itself, in
+    its one final line (the session ended as host crash, or could not start)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("the session log could not be written")
 
 
 class _Printer:
@@ -269,18 +279,22 @@ def run(args: argparse.Namespace) -> int:
     except BaseException:
         clock.close()
         raise
+    reported = _ReportedByRun()
+    session_log = logging.getLogger("tens_control.session")
+    session_log.addFilter(reported)
     try:
         return _run_session(
             args, clock, opened, patient, minutes, target, before_given, before, after_given, after
         )
     finally:
+        session_log.removeFilter(reported)
         clock.close()
 
 
 def _open_store(args: argparse.Namespace, clock: Clock) -> tuple[Store, Any]:
     if isinstance(clock, VirtualClock):
         wall = virtual_wall_clock(clock, datetime.now(UTC))
-        store = Store.open(
+        store = open_to_write(
             args.db,
             clock=clock,
             wall=wall,
@@ -288,7 +302,7 @@ def _open_store(args: argparse.Namespace, clock: Clock) -> tuple[Store, Any]:
             flush_interval_s=VIRTUAL_FLUSH_INTERVAL_S,
         )
         return store, wall
-    return Store.open(args.db, clock=clock, recover=False), None
+    return open_to_write(args.db, clock=clock, recover=False), None
 
 
 def _run_session(

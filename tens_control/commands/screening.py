@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from tens_control import toml_out
+from tens_control.commands.storage import open_to_write
 from tens_control.errors import TensControlError
 from tens_control.prescription import write_new_file
 from tens_control.screening import (
@@ -326,7 +327,7 @@ def _open(args: argparse.Namespace, *, create: bool) -> Iterator[tuple[Store, st
     With ``create``, a new database and the default patient are created if needed (a patient
     answering the screening on a new install); otherwise both must exist.
     """
-    with Store.open(args.db, create=create, recover=False) as store:
+    with open_to_write(args.db, create=create, recover=False) as store:
         if args.patient is not None and create:
             patient = store.ensure_patient(args.patient).pseudonym
         elif create and not store.patients():

@@ -65,10 +65,13 @@ def _load_bundle(path: Path) -> Any:
 def run(args: argparse.Namespace) -> int:
     if args.bundle is not None:
         path = Path(args.bundle)
-        report = verify_bundle(_load_bundle(path))
+        try:
+            report = verify_bundle(_load_bundle(path))
+        except BundleError as error:
+            raise BundleError(f"{path}: {error}") from None
         report.source = str(path)
         return _print_report(report, args.all)
-    with Store.open(args.db, create=False, recover=False) as store:
+    with Store.open_to_read(args.db) as store:
         integrity = store.integrity_check()
         if integrity != "ok":
             print(f"{store.path}: BROKEN: SQLite integrity check failed: {integrity}")

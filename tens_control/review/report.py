@@ -862,4 +862,11 @@ def write_output(path: Path, content: bytes, force: bool = False) -> None:
     except IsADirectoryError:
         raise ReportError(f"{path} is a folder; give a file name with -o") from None
     except PermissionError:
-        raise ReportError(f"cannot write {path}: permission denied") from None
+        raise ReportError(
+            f"cannot write {path}: permission denied (the folder {folder} is read-only for this "
+            "user); choose a writable place with -o"
+        ) from None
+    except OSError as error:
+        raise ReportError(
+            f"cannot write {path}: {error.strerror or error}; choose a writable place with -o"
+        ) from None

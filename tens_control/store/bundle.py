@@ -33,8 +33,10 @@ from tens_control.store.canonical import (
     TelemetryDigest,
     canonical_json,
     chain_hash,
+    dotted,
     event_body,
     iso_utc,
+    non_finite_at,
     parse_utc,
     telemetry_digest,
 )
@@ -607,6 +609,34 @@ def _structure(bundle: Any) -> None:
             raise BundleError(f"this bundle is malformed: {key!r} is missing or of the wrong type")
 
 
+def _finite(bundle: Mapping[str, Any]) -> None:
+    """Refuse a bundle holding NaN or Infinity (JSON without them is what the log hashes, and
+    the store never writes one), naming the record that holds it."""
+    found = non_finite_at(dict(bundle))
+    if found is None:
+        return
+    path, value = found
+    where = dotted(path)
+    if len(path) >= 4 and path[0] == "chains" and path[2] == "events":
+        chain = bundle["chains"][int(path[1])]
+        event = chain["events"][int(path[3])]
+        if isinstance(event, Mapping):
+            field = dotted(path[4:]) or "the event"
+            where = (
+                f"event seq {event.get('seq')} ({event.get('kind')}) of chain "
+                f"{str(chain.get('uid', '?'))[:8]}: its {field}"
+            )
+    elif len(path) >= 3 and path[0] == "records":
+        row = bundle["records"][str(path[1])][int(path[2])]
+        uid = row.get("uid") if isinstance(row, Mapping) else None
+        where = f"{path[1]} record {path[2] if uid is None else uid}: its {dotted(path[3:])}"
+    raise BundleError(
+        f"this bundle is damaged: {where} is {value}, not a finite number (a tens-control log "
+        "never holds NaN or Infinity, so the file was changed after export); ask for a fresh "
+        "export from the original database"
+    )
+
+
 def verify_bundle(bundle: Mapping[str, Any]) -> VerifyReport:
     """Re-verify a bundle from its content alone: every chain re-hashed, every session, record
     and telemetry segment checked against its log record, and the digest recomputed.
@@ -615,6 +645,7 @@ def verify_bundle(bundle: Mapping[str, Any]) -> VerifyReport:
     first problem names the first broken record.
     """
     _structure(bundle)
+    _finite(bundle)
     report = VerifyReport("bundle")
     checker = CrossChecker(report)
     try:

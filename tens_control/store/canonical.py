@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import struct
 import uuid
 from collections.abc import Iterable, Sequence
@@ -31,6 +32,34 @@ def canonical_json(value: Any) -> str:
     return json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     )
+
+
+def non_finite_at(value: Any) -> tuple[tuple[str | int, ...], float] | None:
+    """The path (keys and indexes) to the first NaN or infinite number in ``value``, and that
+    number; None if there is none. Canonical JSON has no such numbers, so a log never holds
+    one: the store refuses to write one, and a bundle holding one was damaged or edited."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else ((), value)
+    items: Iterable[tuple[str | int, Any]]
+    if isinstance(value, dict):
+        items = ((str(k), v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0])))
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = non_finite_at(item)
+        if found is not None:
+            return (key, *found[0]), found[1]
+    return None
+
+
+def dotted(path: Sequence[str | int]) -> str:
+    """``("payload", "to_ma")`` as ``payload.to_ma``, ``("events", 3)`` as ``events[3]``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
 
 
 def iso_utc(moment: datetime) -> str:

@@ -8,11 +8,14 @@ version is refused with one clear message and left byte-for-byte as it was.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
 import sqlite3
 import stat
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from sqlalchemy import CursorResult, Engine, create_engine, event
@@ -22,11 +25,20 @@ from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 from tens_control.store import schema
 from tens_control.store.errors import (
     DatabaseCorruptError,
+    DatabaseFolderMissingError,
     DatabaseMissingError,
+    DatabaseNotWritableError,
+    DiskFullError,
     NotATensControlDatabaseError,
     StoreBusyError,
     StoreError,
 )
+
+resource: ModuleType | None
+try:
+    import resource
+except ImportError:  # pragma: no cover - Windows
+    resource = None
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +58,24 @@ def sidecar_paths(path: Path) -> list[Path]:
 
 def create_file(path: Path) -> None:
     """Create an empty database file readable by its owner only (directory 0700 if we create
-    it). Fails if the file exists."""
+    it). Fails if the file exists; an OS error is raised as one clear :class:`StoreError`."""
     parent = path.parent
-    if not parent.exists():
-        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(parent, 0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    os.close(fd)
-    os.chmod(path, 0o600)
+    try:
+        if not parent.exists():
+            parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(parent, 0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        os.chmod(path, 0o600)
+    except FileExistsError:
+        raise
+    except OSError as error:
+        raise describe_os_error(path, error) from None
 
 
 def tighten_permissions(path: Path) -> None:
-    """Make the database and its WAL files owner-only (0600) if they are not already."""
+    """Make the database and its WAL files owner-only (0600) if they are not already (a file
+    this user may not change is left as it is, with a warning)."""
     for file in (path, *sidecar_paths(path)):
         try:
             mode = stat.S_IMODE(file.stat().st_mode)
@@ -65,11 +83,131 @@ def tighten_permissions(path: Path) -> None:
             continue
         if mode & 0o077:
             log.warning("tightening permissions of %s from %o to 600", file, mode)
-            os.chmod(file, 0o600)
+            try:
+                os.chmod(file, 0o600)
+            except OSError as error:
+                log.warning("could not tighten the permissions of %s: %s", file, error.strerror)
+
+
+# --------------------------------------------------------------------------- writable or not
+
+
+def folder_refuses_writes(folder: Path) -> str | None:
+    """Why this user cannot create files in ``folder`` (SQLite creates the database's ``-wal``,
+    ``-shm`` and lock files beside it), in words; None if they can."""
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return f"the folder {folder} is on read-only media (a read-only file system)"
+    except OSError:
+        pass
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"the folder {folder} is read-only for this user"
+    return None
+
+
+def not_writable(path: Path, why: str) -> DatabaseNotWritableError:
+    return DatabaseNotWritableError(
+        f"cannot write the database {path}: {why}; nothing was written. Give a writable place "
+        "with --db (or TENS_CONTROL_DB), or make it writable (reading commands -- verify, "
+        "report, review, prescription show -- open it read-only)"
+    )
+
+
+def _file_in_the_way(path: Path) -> Path | None:
+    """The first part of ``path``'s folder that exists but is not a folder, if any."""
+    for part in reversed((path.parent, *path.parent.parents)):
+        if part.exists() and not part.is_dir():
+            return part
+    return None
+
+
+def check_writable(path: Path, *, make_folder: bool) -> None:
+    """Before a command writes to ``path``: one clear error, and nothing created, when it
+    cannot. ``make_folder``: the database's folder may be created (the default data folder);
+    for a path the user gave (``--db``, ``$TENS_CONTROL_DB``) the folder must exist, so that a
+    typo does not silently start a new, empty database somewhere."""
+    folder = path.parent
+    in_the_way = _file_in_the_way(path)
+    if in_the_way is not None:
+        raise not_writable(path, f"{in_the_way} is a file, not a folder")
+    if path.exists():
+        if not path.is_file():
+            return  # inspect_file names it
+        why = folder_refuses_writes(folder)
+        if why is not None:
+            raise not_writable(path, why)
+        if not os.access(path, os.W_OK):
+            raise not_writable(path, "the file is read-only for this user")
+        return
+    if not folder.is_dir():
+        if not make_folder:
+            raise DatabaseFolderMissingError(
+                f"there is no folder {folder} for the database {path}; check the --db path "
+                "or TENS_CONTROL_DB for a typo, or create the folder first (only the default "
+                "data folder is created by itself)"
+            )
+        folder = next(p for p in folder.parents if p.is_dir())
+    why = folder_refuses_writes(folder)
+    if why is not None:
+        raise not_writable(path, why)
+
+
+def _size_limited() -> bool:
+    """A finite file size limit (``ulimit -f``) is in force."""
+    if resource is None:  # pragma: no cover - Windows
+        return False
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    return bool(soft != resource.RLIM_INFINITY)
+
+
+def disk_full(path: Path) -> DiskFullError:
+    limit = " or the file size limit (ulimit -f) was reached" if _size_limited() else ""
+    return DiskFullError(
+        f"cannot write the database {path}: the disk is full{limit}; everything written before "
+        "is kept. Free some space, then start again"
+    )
+
+
+def _looks_full(path: Path) -> bool:
+    """After an I/O error: is the disk (nearly) full, or a file size limit in force?"""
+    if _size_limited():
+        return True
+    try:
+        return shutil.disk_usage(path.parent).free < 1024 * 1024
+    except OSError:
+        return False
+
+
+def describe_os_error(path: Path, error: OSError) -> StoreError:
+    """Map an operating-system error about the database's files to one clear store error."""
+    code = error.errno
+    if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return disk_full(path)
+    if code == errno.EROFS:
+        return not_writable(path, f"the folder {path.parent} is on read-only media")
+    if code in (errno.EACCES, errno.EPERM):
+        why = folder_refuses_writes(path.parent) or f"this user may not write {error.filename}"
+        return not_writable(path, why)
+    if code == errno.ENOTDIR:
+        in_the_way = _file_in_the_way(path)
+        return not_writable(path, f"{in_the_way or path.parent} is a file, not a folder")
+    return StoreError(
+        f"{path} could not be used ({error.strerror or error}); check the free disk space and "
+        "the permissions of the file and its folder"
+    )
 
 
 def _readonly_uri(path: Path) -> str:
-    return path.resolve().as_uri() + "?mode=ro"
+    """The URI of a read-only connection: ``mode=ro``; on read-only media (a folder nobody
+    running us may write, with no ``-wal`` or ``-shm`` file beside the database, so no writer
+    is active) also ``immutable=1``, because SQLite cannot create the ``-shm`` file a reader of
+    a WAL database needs there."""
+    uri = path.resolve().as_uri() + "?mode=ro"
+    if folder_refuses_writes(path.parent) is not None and not any(
+        p.exists() for p in sidecar_paths(path)
+    ):
+        uri += "&immutable=1"
+    return uri
 
 
 def describe_sqlite_error(path: Path, error: BaseException) -> StoreError:
@@ -86,6 +224,21 @@ def describe_sqlite_error(path: Path, error: BaseException) -> StoreError:
             f"{path} cannot be read ({text}); the file was not changed. Restore it from a "
             "backup, or move it aside and start a new database"
         )
+    if "disk is full" in lowered or ("disk i/o error" in lowered and _looks_full(path)):
+        return disk_full(path)
+    if "readonly database" in lowered or "unable to open database file" in lowered:
+        why = folder_refuses_writes(path.parent)
+        if why is not None and any(p.exists() for p in sidecar_paths(path)):
+            return not_writable(
+                path,
+                f"{why}, and it has write-ahead files ({path.name}-wal, -shm) that only a "
+                "writer can merge; to read it, copy the database with those files to a "
+                "writable folder and open the copy",
+            )
+        if why is not None:
+            return not_writable(path, why)
+        if "readonly" in lowered:
+            return not_writable(path, "the file is read-only for this user")
     if "locked" in lowered or "busy" in lowered:
         return StoreBusyError(
             f"{path} is busy: another program holds it ({text}); try again, or close the other "
@@ -111,8 +264,16 @@ def inspect_file(path: Path) -> int:
         ) from None
     if not path.is_file():
         raise NotATensControlDatabaseError(f"{path} is not a file; give the database file path")
-    with path.open("rb") as fp:
-        header = fp.read(100)
+    try:
+        with path.open("rb") as fp:
+            header = fp.read(100)
+    except PermissionError:
+        raise StoreError(
+            f"cannot read the database {path}: this user may not read it (it is readable by its "
+            "owner only); run tens-control as the user who owns it"
+        ) from None
+    except OSError as error:
+        raise describe_os_error(path, error) from None
     if size == 0 or not header.startswith(SQLITE_MAGIC):
         raise NotATensControlDatabaseError(
             f"{path} is not a tens-control database (not an SQLite file); the file was not "

@@ -13,6 +13,22 @@ class DatabaseMissingError(StoreError):
     """There is no database at the given path (and creating one was not asked for)."""
 
 
+class DatabaseFolderMissingError(DatabaseMissingError):
+    """An explicit ``--db`` (or ``$TENS_CONTROL_DB``) names a file in a folder that does not
+    exist: most likely a typo, so no folder is created (only the default data folder is)."""
+
+
+class DatabaseNotWritableError(StoreError):
+    """A command that writes was given a database (or, for a new one, a folder) this user
+    cannot write: read-only media, a read-only folder or file, or a file in place of a folder.
+    Nothing was written. Reading commands open such a database read-only."""
+
+
+class DiskFullError(StoreError):
+    """A write failed because the disk (or the file size limit) is full. Everything committed
+    before it is kept."""
+
+
 class NotATensControlDatabaseError(StoreError):
     """The file is not a tens-control database (not SQLite at all, or another program's)."""
 

@@ -37,23 +37,29 @@ from tens_control.store.canonical import (
     TelemetryDigest,
     canonical_json,
     chain_hash,
+    dotted,
     event_body,
     iso_utc,
     new_uid,
+    non_finite_at,
     parse_utc,
 )
 from tens_control.store.convert import TABLE_OF, ClinicalRecord, from_row, has_session, to_row
 from tens_control.store.database import (
     WRITE,
+    check_writable,
     create_file,
+    describe_os_error,
     describe_sqlite_error,
     insert_id,
     inspect_file,
     make_engine,
     make_read_only_engine,
+    sidecar_paths,
     tighten_permissions,
 )
 from tens_control.store.errors import (
+    DiskFullError,
     InvalidRecordError,
     NewerSchemaError,
     RewrittenHistoryError,
@@ -64,7 +70,12 @@ from tens_control.store.errors import (
     UnknownSessionError,
 )
 from tens_control.store.lock import LivenessLock, SessionLock
-from tens_control.store.paths import check_pseudonym, configured_patient, resolve_db_path
+from tens_control.store.paths import (
+    check_pseudonym,
+    configured_patient,
+    default_db_path,
+    resolve_db_path,
+)
 from tens_control.store.records import (
     CALLER_KINDS,
     AdverseEvent,
@@ -296,6 +307,10 @@ class Store:
         self._flusher = Flusher(clock, self._flush_batched, background=background_flush)
         self.read_only = False
         """True when opened with ``read_only=True``: every write method raises."""
+        self.created = False
+        """True when :meth:`open` created this database (a new, empty one)."""
+        self._write_failure: Callable[[StoreError], None] | None = None
+        self._batch_failing = False
 
     # ------------------------------------------------------------------ open / close
     @classmethod
@@ -314,6 +329,7 @@ class Store:
         seal_interval_s: float = SEAL_INTERVAL_S,
         seal_rows: int = SEAL_ROWS,
         read_only: bool = False,
+        make_folders: bool = True,
     ) -> Store:
         """Open (or create) the database.
 
@@ -331,6 +347,12 @@ class Store:
         ``read_only``: open an existing database of the current schema for reading only (every
         connection is SQLite ``mode=ro``; nothing is created, migrated, recovered or written,
         and any write method raises :class:`StoreError`). For review and reports.
+        ``make_folders``: create the missing folders of a new database's path. False where a
+        user typed the path (the CLI's ``--db``, ``$TENS_CONTROL_DB``): then only the default
+        data folder is created, and a new database in a folder that does not exist (a typo) is
+        refused with :class:`DatabaseFolderMissingError`.
+        A database (or folder) this user cannot write raises :class:`DatabaseNotWritableError`
+        before anything is written; a full disk :class:`DiskFullError`.
         """
         db_path = resolve_db_path(path)
         if read_only:
@@ -339,6 +361,7 @@ class Store:
         if not db_path.exists():
             if not create:
                 inspect_file(db_path)  # raises DatabaseMissingError
+            check_writable(db_path, make_folder=make_folders or db_path == default_db_path())
             create_file(db_path)
             new = True
             version = 0
@@ -350,6 +373,7 @@ class Store:
                     f"this version understands up to {schema.SCHEMA_VERSION}); the file was not "
                     "changed. Upgrade tens-control to open it"
                 )
+            check_writable(db_path, make_folder=False)
             tighten_permissions(db_path)
         engine = make_engine(db_path)
         try:
@@ -364,11 +388,15 @@ class Store:
                 installation = conn.execute(
                     select(schema.meta.c.value).where(schema.meta.c.key == "installation")
                 ).scalar_one()
-        except DBAPIError as error:
+        except BaseException as error:
             engine.dispose()
-            raise describe_sqlite_error(db_path, error.orig or error) from None
-        except BaseException:
-            engine.dispose()
+            if new:  # a half-created database must not be mistaken for one later
+                for file in (db_path, *sidecar_paths(db_path)):
+                    file.unlink(missing_ok=True)
+            if isinstance(error, DBAPIError):
+                raise describe_sqlite_error(db_path, error.orig or error) from None
+            if isinstance(error, OSError):
+                raise describe_os_error(db_path, error) from None
             raise
         tighten_permissions(db_path)
         the_clock = clock if clock is not None else RealClock()
@@ -391,6 +419,7 @@ class Store:
             seal_interval_s=seal_interval_s,
             seal_rows=seal_rows,
         )
+        store.created = new
         if recover:
             try:
                 store.recover_unfinished_sessions()
@@ -398,6 +427,30 @@ class Store:
                 store.close()
                 raise
         return store
+
+    @classmethod
+    def open_to_read(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        clock: Clock | None = None,
+        wall: WallClock | None = None,
+        patient: str | None = None,
+    ) -> Store:
+        """Open an existing database for a command that only reads it (verify, report, review,
+        export, prescription show): read-only, so that it never changes the log and works on
+        read-only media. A database of an older schema is upgraded first when it can be
+        written (as opening it for writing would); else :meth:`open` explains what to do."""
+        db_path = resolve_db_path(path)
+        version = inspect_file(db_path)  # raises DatabaseMissingError
+        if version < schema.SCHEMA_VERSION:
+            try:
+                check_writable(db_path, make_folder=False)
+            except StoreError:
+                pass  # the read-only open says what to do
+            else:
+                cls.open(db_path, create=False, recover=False, clock=clock, wall=wall).close()
+        return cls.open(db_path, read_only=True, clock=clock, wall=wall, patient=patient)
 
     @classmethod
     def _open_read_only(
@@ -418,7 +471,8 @@ class Store:
         if version < schema.SCHEMA_VERSION:
             raise StoreError(
                 f"{db_path} has the older schema version {version} and must be upgraded before "
-                f"it can be opened read-only; run `tens-control verify --db {db_path}` once"
+                "it can be read, which needs a writable folder; copy it (with any -wal file "
+                "beside it) to a writable folder and open the copy"
             )
         engine = make_read_only_engine(db_path)
         try:
@@ -601,6 +655,12 @@ class Store:
             kind=record.kind,
             payload=payload,
         )
+        bad = non_finite_at(body)
+        if bad is not None:
+            raise InvalidRecordError(
+                f"the {record.kind} record cannot be logged: {dotted(bad[0])} is {bad[1]}, not a "
+                "finite number (the log holds no NaN or infinity); nothing was written"
+            )
         digest = chain_hash(head_hash, body)
         event_id = insert_id(
             conn.execute(
@@ -889,10 +949,61 @@ class Store:
     ) -> bool:
         """End a session: its telemetry is committed and sealed, then its end and a
         ``session_ended`` record are committed before this returns. False (and nothing written)
-        if the session had already ended."""
+        if the session had already ended.
+
+        On a full disk the session is still closed if at all possible: the write-ahead log is
+        checkpointed to make room, telemetry and queued events that cannot be written are
+        given up (counted in the end's detail), the rows already committed are sealed; if even
+        that fails, :class:`DiskFullError` is raised and the next start closes the session."""
         writer = self._writers.get(session)
+        try:
+            return self._end_session(session, writer, reason, at=at, mono=mono, detail=detail)
+        except DiskFullError:
+            self._checkpoint()  # the write-ahead log's space can then be reused
+        try:
+            return self._end_session(session, writer, reason, at=at, mono=mono, detail=detail)
+        except DiskFullError:
+            lost = self._give_up_pending(writer)
+            self._checkpoint()
+        note = f"the disk was full: {lost} telemetry sample(s) and queued event(s) lost"
+        detail = f"{detail}; {note}" if detail else note
+        return self._end_session(session, writer, reason, at=at, mono=mono, detail=detail)
+
+    def _checkpoint(self) -> None:
+        """Move the write-ahead log into the database and truncate it (after a write failed on
+        a full disk, so that the log's space can be reused)."""
+        try:
+            with self._write_lock, self._engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        except DBAPIError as error:
+            log.info("checkpoint on a full disk failed: %s", error.orig or error)
+
+    def _give_up_pending(self, writer: TelemetryWriter | None) -> int:
+        """Give up what waits to be written (a session's pending telemetry, the queued
+        events) when even a checkpoint left no room for it; how many rows and events."""
+        with self._write_lock:
+            lost = 0 if writer is None else writer.abandon_pending()
+            with self._queue_lock:
+                lost += len(self._queue)
+                self._queue.clear()
+        log.info("the disk is full: %d waiting log row(s) given up", lost)
+        return lost
+
+    def _end_session(
+        self,
+        session: str,
+        writer: TelemetryWriter | None,
+        reason: EndReason,
+        *,
+        at: datetime | None,
+        mono: float | None,
+        detail: str,
+    ) -> bool:
         if writer is not None:
-            writer.close()
+            if writer.closed:  # an earlier attempt closed it, but could not commit
+                writer.flush(seal=True)
+            else:
+                writer.close()
         ended = self._now(at)
         mono_time = self._mono(mono)
         with self._transaction() as conn:
@@ -957,18 +1068,40 @@ class Store:
         if self._writers.get(writer.session) is writer:
             del self._writers[writer.session]
 
+    def on_write_failure(self, callback: Callable[[StoreError], None] | None) -> None:
+        """``callback(error)`` (or None: no more) is called, on the thread committing batches,
+        when batched log data (telemetry, queued events) cannot be committed because the disk
+        is full, even after a checkpoint made room: the log is no longer complete, so a
+        session must stop (the session controller stops the output)."""
+        self._write_failure = callback
+
+    def _commit_batched(self) -> None:
+        if self._queue:
+            with self._transaction():
+                pass
+        for writer in list(self._writers.values()):
+            writer.flush()
+
     def _flush_batched(self) -> None:
-        """The flusher's job: commit queued events and every writer's samples."""
+        """The flusher's job: commit queued events and every writer's samples (on a full disk,
+        after a checkpoint, once more)."""
         try:
-            if self._queue:
-                with self._transaction():
-                    pass
-            for writer in list(self._writers.values()):
-                writer.flush()
-        except Exception:
-            log.exception("committing batched log data failed; retrying")
+            try:
+                self._commit_batched()
+            except DiskFullError:
+                self._checkpoint()  # a grown write-ahead log is the usual cause
+                self._commit_batched()
+        except Exception as error:
+            callback = self._write_failure
+            if isinstance(error, DiskFullError) and callback is not None:
+                callback(error)  # the session stops, and says why
+            elif not self._batch_failing:
+                log.error("committing batched log data failed (%s); retrying", error)
+            self._batch_failing = True
             if not self._closed:
                 self._flusher.due(self.clock.now() + self._flush_interval)
+        else:
+            self._batch_failing = False
 
     def flush(self) -> None:
         """Commit every queued event and telemetry sample now."""

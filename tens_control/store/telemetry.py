@@ -311,6 +311,15 @@ class TelemetryWriter:
                 self._t_first, self._t_last = t_first, t_last
             return len(rows)
 
+    def abandon_pending(self) -> int:
+        """Give up the samples waiting to be committed (they cannot be written: the disk is
+        full), so that what was committed can still be sealed. Returns how many."""
+        with self._lock:
+            lost = len(self._buffer)
+            self._buffer.clear()
+            self.dropped += lost
+        return lost
+
     def close(self) -> None:
         """Commit and seal what is left; later samples are dropped. Idempotent."""
         with self._store._write_lock:

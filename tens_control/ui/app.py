@@ -247,7 +247,7 @@ class TensApp(App[int]):
 
         clock = self.clock if self.clock is not None else RealClock()
         patient = self.options.patient or load_config().patient
-        store = Store.open(self.options.db, clock=clock, patient=patient)
+        store = Store.open(self.options.db, clock=clock, patient=patient, make_folders=False)
         try:
             controller = SessionController(store, clock, patient=patient)
         except BaseException:

@@ -168,7 +168,7 @@ def make_review_app(
     directory), opened read-only; ``today`` (the day the figures run to) defaults to today.
     Raises a :class:`~tens_control.store.StoreError` with one clear message when it cannot be
     opened."""
-    store = Store.open(db, read_only=True)
+    store = Store.open_to_read(db)
     source = ReviewSource(store, tz, today=today)
     if patient is not None and patient not in source.pseudonyms():
         source.close()
