@@ -72,6 +72,7 @@ class Clinic:
         self.dir = tmp / "clinic"
         self.dir.mkdir()
         self.db = tmp / "home" / "tens.sqlite3"
+        self.db.parent.mkdir()  # a --db in a folder that does not exist is refused
         self.capsys = capsys
 
     def keygen(self, name: str, file: str) -> Path:
