@@ -212,6 +212,24 @@ _SOURCE_WORDS: dict[CapSource, str] = {
 }
 
 
+class HabituationAnswer(StrEnum):
+    """The answers to "Is the feeling still strong but comfortable?"."""
+
+    COMFORTABLE = "comfortable"
+    FADED = "faded"
+    """Not strong enough any more (the patient then raises it)."""
+    TOO_STRONG = "too_strong"
+    """Too strong or uncomfortable (every channel is lowered one step at once)."""
+
+
+HABITUATION_RESPONSES: dict[HabituationAnswer, str] = {
+    HabituationAnswer.COMFORTABLE: "yes: still strong but comfortable",
+    HabituationAnswer.FADED: "no: not strong enough any more",
+    HabituationAnswer.TOO_STRONG: "no: too strong or uncomfortable",
+}
+"""How each answer is logged (``habituation_prompt`` records)."""
+
+
 class SessionError(TensControlError):
     """A session action cannot be done now. The message says why and what to do."""
 
@@ -266,6 +284,9 @@ class ChannelView:
     """Where the ramp is heading (what the patient asked for)."""
     set_ma: float
     """What the device acknowledged."""
+    commanded_ma: float
+    """The last amplitude sent (0 at once after a stop, a pause or a decrease to 0, before the
+    device has confirmed it)."""
     measured_ma: float | None
     """Measured current from telemetry (None: not reported by this device, or no live reading
     because the output is off)."""
@@ -280,6 +301,11 @@ class ChannelView:
     @property
     def stimulating(self) -> bool:
         return self.set_ma > 0 or (self.measured_ma is not None and self.measured_ma > 0)
+
+    @property
+    def stopping(self) -> bool:
+        """Output was stopped (0 sent) but the device has not confirmed it yet."""
+        return self.set_ma > 0 and self.commanded_ma <= 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +360,9 @@ class Snapshot:
     session_id: str | None
     paused_for_lead_off: bool
     habituation_pending: bool
+    output_stopped: bool
+    """The output was stopped (stop, emergency stop, pause or end): every channel was sent 0,
+    even if the device has not confirmed it yet (then :attr:`stopping`)."""
     prescription_version: int | None
     """None: over-the-counter defaults."""
     patient: str
@@ -342,6 +371,14 @@ class Snapshot:
     def stimulating(self) -> bool:
         """True whenever any channel is above 0 mA (the STIMULATING indicator, S11)."""
         return any(ch.stimulating for ch in self.channels)
+
+    @property
+    def stopping(self) -> bool:
+        """Output was stopped and some channel still awaits the device's confirmation of 0 mA
+        (S11: shown as STOPPING, neither as stimulating nor as off)."""
+        return any(ch.set_ma > 0 for ch in self.channels) and (
+            self.output_stopped or all(ch.commanded_ma <= 0 for ch in self.channels)
+        )
 
     def channel(self, number: int) -> ChannelView:
         for ch in self.channels:
@@ -708,6 +745,7 @@ class SessionController:
         elapsed: float | None = None
         channels: tuple[ChannelView, ...] = ()
         device_view: DeviceView | None = None
+        stopped = governor is None or governor.state is not GovernorState.RUNNING
         if governor is not None and self._device is not None:
             device_view = self._device_view(self._device, governor)
             if state in (SessionState.RUNNING, SessionState.PAUSED):
@@ -737,6 +775,7 @@ class SessionController:
             session_id=session,
             paused_for_lead_off=paused_lead_off,
             habituation_pending=hab_pending,
+            output_stopped=stopped,
             prescription_version=None if rx.is_over_the_counter else rx.version,
             patient=self.patient,
         )
@@ -785,6 +824,7 @@ class SessionController:
             active=active,
             target_ma=status.target_ma,
             set_ma=status.set_ma,
+            commanded_ma=status.commanded_ma,
             measured_ma=status.measured_ma if live else None,
             impedance_ohm=status.impedance_ohm if live else None,
             lead_off=status.lead_off,
@@ -924,7 +964,10 @@ class SessionController:
     # ================================================================== governor events
     def _on_governor_event(self, event: GovernorEvent) -> None:
         """The governor's ``on_event`` (any thread): queue it; never blocks on the disk."""
-        session = self._f.session if self._f.state is not SessionState.ENDED else None
+        ended = self._f.state is SessionState.ENDED
+        # the device's confirmation of the stop that ended a session belongs to that session
+        confirms = event.kind is SafetyEventKind.STOP_CONFIRMED
+        session = self._f.session if not ended or confirms else None
         command = self._command()
         self._jobs.submit(partial(self._handle_event, event, session, command))
 
@@ -977,6 +1020,12 @@ class SessionController:
             with self._lock:
                 self._f.banners["comms-lost"] = message
             self._notify(MessageUpdate(now, message, True))
+        elif kind is SafetyEventKind.STOP_CONFIRMED:
+            # S11: the indicator learns a confirmed 0 mA from the device, not from a redraw
+            governor = self._governor
+            if governor is not None:
+                for number in governor.channels:
+                    self._channel_update(number)
         elif isinstance(event, DeviceReported) and event.event == "battery_low":
             message = Message(
                 "battery-low",
@@ -1022,17 +1071,28 @@ class SessionController:
         else:
             where = str(channel)
         minutes = _fmt(self._lead_off_timeout_s / 60.0)
-        text = (
-            f"Electrode off on channel {where}: the output was stopped at once and the session "
-            "is paused. Press the pads firmly onto clean, dry skin and check that the leads are "
-            f"plugged in, then resume; the intensity starts again from zero. If you do not resume "
-            f"within {minutes} minutes, the session ends."
-        )
+        if self._lead_off_timeout_s > 0:
+            text = (
+                f"Electrode off on channel {where}: the output was stopped at once and the "
+                "session is paused. Press the pads firmly onto clean, dry skin and check that "
+                "the leads are plugged in, then resume; the intensity starts again from zero. "
+                f"If you do not resume within {minutes} minutes, the session ends."
+            )
+        else:
+            # nobody can resume (a headless run): the session ends as lead-off at once
+            text = (
+                f"Electrode off on channel {where}: the output was stopped at once, and the "
+                "session ends (it cannot be resumed here). Press the pads firmly onto clean, "
+                "dry skin and check the leads before you continue the session."
+            )
         message = Message("lead-off", MessageLevel.ALARM, text)
         with self._lock:
             self._f.banners["lead-off"] = message
         self._notify(MessageUpdate(self._clock.now(), message, True))
         self._cancel_lead_off_timer()
+        if self._lead_off_timeout_s <= 0:
+            self._lead_off_expired()
+            return
         self._lead_off_timer = self._clock.call_later(
             self._lead_off_timeout_s, self._lead_off_expired
         )
@@ -1173,28 +1233,51 @@ class SessionController:
             hab.timer.cancel()
             hab.timer = None
 
-    def answer_habituation(self, still_ok: bool) -> None:
-        """The patient's answer to "still strong but comfortable?". After "no", intensity
-        changes in the next minute are logged as the habituation adjustment."""
+    def answer_habituation(self, answer: HabituationAnswer | bool) -> None:
+        """The patient's answer to "still strong but comfortable?" (``True``: comfortable,
+        ``False``: faded). After "faded" or "too strong", intensity changes in the next minute
+        are logged as the habituation adjustment; "too strong" also lowers every channel of the
+        session by one step at once (a decrease is never delayed)."""
         self._set_command("habituation")
+        if isinstance(answer, bool):
+            answer = HabituationAnswer.COMFORTABLE if answer else HabituationAnswer.FADED
         hab = self._habituation
         if hab is None or not hab.pending:
             raise SessionStateError("there is no habituation question waiting for an answer")
         hab.pending = False
         session = self._f.session
-        if still_ok:
-            response = "yes: still strong but comfortable"
-        else:
-            response = "no: not strong enough any more"
+        if answer is not HabituationAnswer.COMFORTABLE:
             hab.adjust_until = self._clock.now() + self._adjust_window_s
+        if answer is HabituationAnswer.FADED:
             self._message(
                 "habituation",
                 MessageLevel.INFO,
                 "Raise the intensity a little, one step at a time, until it feels strong but "
                 "comfortable again.",
             )
-        self._log_record(HabituationPrompt(response=response), session)
+        self._log_record(HabituationPrompt(response=HABITUATION_RESPONSES[answer]), session)
+        if answer is HabituationAnswer.TOO_STRONG:
+            self._lower_all("habituation adjustment (too strong)")
+            self._message(
+                "habituation",
+                MessageLevel.INFO,
+                "Lowered by one step. Press ↓ to lower it more; it should feel strong but "
+                "comfortable, never painful.",
+            )
         self._barrier()
+
+    def _lower_all(self, why: str) -> None:
+        """One step down on every channel of the running session that is above 0."""
+        governor = self._governor
+        prepared = self._f.prepared
+        if governor is None or prepared is None or self._f.state is not SessionState.RUNNING:
+            return
+        for number in prepared.channels:
+            try:
+                if governor.channel_status(number).target_ma > 0:
+                    governor.step_down(number, who="patient", why=why)
+            except (SafetyRejection, GovernorStateError):
+                continue
 
     def _why(self, default: str) -> str:
         hab = self._habituation
@@ -1948,6 +2031,16 @@ class SessionController:
             lambda: governor.step_down(channel, who="patient", why=why) if governor else 0.0,
         )
 
+    def hold(self, channel: int, *, why: str = "key released") -> None:
+        """S16: stop a rise on ``channel`` where it is (the patient let go of the key, or
+        pressed another). Never lowers the output; nothing happens when it is not rising."""
+        self._set_command("hold")
+        governor = self._governor
+        if governor is None or self._f.state is not SessionState.RUNNING:
+            return
+        governor.hold(channel, who="patient", why=why)
+        self._barrier()
+
     def set_target(
         self, channel: int, milliamps: float, *, who: str = "patient", why: str = ""
     ) -> IntensityResult:
@@ -1983,6 +2076,17 @@ class SessionController:
             governor = self._governor
             if governor is None or self._f.state is not SessionState.PAUSED:
                 raise SessionStateError(f"cannot resume while {self._f.state.value}")
+            still_off = self._electrodes_still_off(governor)
+            if still_off:
+                where = ", ".join(str(n) for n in still_off)
+                text = (
+                    f"the electrode on channel {where} is still off the skin, so the session "
+                    "stays paused: press the pad firmly onto clean, dry skin and check that the "
+                    "lead is plugged in, then resume"
+                )
+                self._message("resume", MessageLevel.WARNING, text[:1].upper() + text[1:] + ".")
+                self._barrier()
+                raise SessionStateError(text)
             try:
                 governor.resume()
             except GovernorStateError as error:
@@ -1992,6 +2096,22 @@ class SessionController:
                 self._barrier()
                 raise
             self._barrier()
+
+    def _electrodes_still_off(self, governor: SafetyGovernor) -> list[int]:
+        """The session's channels whose electrode the device still reports off (only devices
+        that detect lead-off can say so; on others the patient's word is all there is)."""
+        if not governor.lead_off_detection:
+            return []
+        prepared = self._f.prepared
+        channels = prepared.channels if prepared is not None else governor.channels
+        off = []
+        for number in channels:
+            try:
+                if governor.channel_status(number).lead_off:
+                    off.append(number)
+            except DriverError:
+                continue
+        return off
 
     def stop(self) -> None:
         """End the session now (stopped by user): every output 0, STOP written before this
@@ -2085,6 +2205,7 @@ __all__ = [
     "DeviceView",
     "EndReason",
     "EndedUpdate",
+    "HabituationAnswer",
     "HabituationDue",
     "IntensityResult",
     "Listener",

@@ -30,6 +30,7 @@ from drivers.safety.events import (
     SafetyEvent,
     SafetyEventKind,
     Started,
+    StopConfirmed,
     Stopped,
     StopReason,
     TargetChanged,
@@ -84,6 +85,7 @@ __all__ = [
     "SafetyRejection",
     "Started",
     "StopReason",
+    "StopConfirmed",
     "Stopped",
     "TargetChanged",
 ]

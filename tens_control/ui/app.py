@@ -138,6 +138,9 @@ class TensApp(App[int]):
         Binding("space", "emergency_stop", "STOP", show=False, priority=True, id="estop-space"),
         Binding("ctrl+e", "emergency_stop", "STOP", show=False, priority=True, id="estop-ctrl-e"),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+        # Ctrl+C in a terminal means "stop this now": output first, then quit (never Textual's
+        # "press ctrl+q to quit" while the output stays on)
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True, id="interrupt"),
         Binding("q", "quit", "Quit", show=False),
     ]
 

@@ -43,18 +43,19 @@ def output_line(snapshot: Snapshot | None) -> tuple[str, str]:
     if snapshot is None or not snapshot.channels:
         return "Output off", "off"
     state = str(snapshot.state)
+    if snapshot.stopping:
+        if snapshot.end_reason is not None and str(snapshot.end_reason) == "comms_lost":
+            # STOP was sent but the device cannot confirm it; its own watchdog switches it off
+            return "STOP sent — device not answering", "paused"
+        # S11: stopped, not yet confirmed by the device: neither stimulating nor off
+        return "■ STOPPING — confirming 0 mA", "stopping"
     if snapshot.stimulating:
         parts = [
             f"{ch.channel}: {fmt_ma(ch.set_ma)} mA"
             for ch in snapshot.channels
             if ch.active or ch.set_ma > 0
         ]
-        if state in ("running", "paused"):
-            return "■ STIMULATING  " + "  ".join(parts), "stimulating"
-        if snapshot.end_reason is not None and str(snapshot.end_reason) == "comms_lost":
-            # STOP was sent but the device cannot confirm it; its own watchdog switches it off
-            return "STOP sent — device not answering", "paused"
-        return "■ STOPPING  " + "  ".join(parts), "stimulating"
+        return "■ STIMULATING  " + "  ".join(parts), "stimulating"
     if state == "paused":
         return "‖ PAUSED — output off", "paused"
     return "Output off", "off"
