@@ -44,7 +44,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 from functools import partial
 from typing import Any, Protocol
@@ -67,13 +67,13 @@ from drivers.safety import (
     StopReason,
 )
 from tens_control import pain as pain_mod
+from tens_control.allowance import daily_use
 from tens_control.config import saved_device
 from tens_control.device import OpenedDevice, open_device
 from tens_control.errors import TensControlError
 from tens_control.prescription import (
     Prescription,
     PrescriptionError,
-    daily_limit_reason,
     minutes_left_today,
     over_the_counter,
     parse_prescription,
@@ -1597,23 +1597,14 @@ class SessionController:
         return _Prepared(chosen, float(minutes), channels, placements, screening_uid, note, trust)
 
     def _check_daily(self, rx: Prescription, minutes: float, source: str) -> None:
-        store = self._store
-        today = store.sessions_today(self.patient)
-        used = store.minutes_today(self.patient)
-        last = store.last_session(self.patient)
-        since: timedelta | None = None
-        if last is not None:
-            since = (
-                timedelta(0)
-                if last.ended_at is None
-                else max(timedelta(0), self._wall() - last.ended_at)
-            )
-        reason = daily_limit_reason(rx, today, used, since)
+        use = daily_use(self._store, self.patient, self._wall())
+        used = use.minutes
+        reason = use.block_reason(rx)
         if reason is not None:
             raise self._refuse(
                 "daily limit",
                 reason,
-                value=today,
+                value=use.sessions,
                 limit=rx.sessions_per_day,
                 source=source,
             )

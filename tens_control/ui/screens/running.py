@@ -53,6 +53,7 @@ class RunningScreen(TensScreen):
         with VerticalScroll(id="running-body", can_focus=False):
             yield Static("", id="stim-indicator", markup=False)
             yield Static("", id="session-line", markup=False)
+            yield Static("", id="running-error", markup=False)
             yield Container(id="channels")
 
     def on_mount(self) -> None:
@@ -127,15 +128,16 @@ class RunningScreen(TensScreen):
             indicator.update(f"Output off — session {state}")
             indicator.set_classes("off")
         program = snapshot.program.title if snapshot.program is not None else "Session"
-        extra = ""
-        if self.resuming:
-            extra = " · resuming…"
-        elif self.error:
-            extra = f" · {self.error}"
+        extra = " · resuming…" if self.resuming else ""
         line.update(
             f"{program} · time left {fmt_clock(snapshot.remaining_s)} · {state.upper()}"
             f" · STOP: {STOP_KEYS}{extra}"
         )
+        error = self.query_one("#running-error", Static)
+        # a refusal (a resume while the pad is still off) on its own line, wrapped: it says
+        # what to do, and must not be cut at 80 columns
+        error.update(self.error)
+        error.display = bool(self.error) and state != "ended"
         reports = snapshot.device.measured_output if snapshot.device is not None else False
         running = state == "running"
         for view in active:
