@@ -84,8 +84,8 @@ __all__ = [
     "SafetyGovernor",
     "SafetyRejection",
     "Started",
-    "StopReason",
     "StopConfirmed",
+    "StopReason",
     "Stopped",
     "TargetChanged",
 ]

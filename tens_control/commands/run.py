@@ -9,8 +9,8 @@ rating. Once a second it prints one plain line::
 
 Ctrl-C stops at once (logged as stopped by user). A lead-off stops the output at once and, as a
 headless run cannot be resumed, ends the session as lead-off. Exit status: 0 when the session
-completed, 1 when it ended for another reason (printed as one line), 2 for a usage error (nothing written),
-130 after Ctrl-C.
+completed, 1 when it ended for another reason (printed as one line), 2 for a usage error (nothing
+written), 130 after Ctrl-C.
 """
 
 from __future__ import annotations
