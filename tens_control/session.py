@@ -1314,6 +1314,30 @@ class SessionController:
             raise
         return rx
 
+    def refresh_prescription(self) -> bool:
+        """Read the stored prescription again between sessions (a clinician may have imported
+        a new one while the app runs); True if the one in force changed. During a session, or
+        when the stored one does not read (the next ``prepare`` says why), nothing changes. A
+        new one with other pad sizes than the connected device was set up with is taken at the
+        next connect (``prepare`` asks for it)."""
+        with self._op_lock:
+            if self._closed or self._f.state in (SessionState.RUNNING, SessionState.PAUSED):
+                return False
+            try:
+                rx = self._load_prescription()
+            except PrescriptionError:
+                return False
+            if rx == self._rx:
+                return False
+            governor = self._governor
+            info = governor.info if governor is not None else None
+            if governor is not None and info is not None:
+                if self._areas(rx, info) != self._areas(self._rx, info):
+                    return False
+                governor.set_layers((rx.to_cap_layer(),))
+            self._rx = rx
+            return True
+
     def _areas(self, rx: Prescription, info: DeviceInfo) -> dict[int, float]:
         if rx.channels:
             return {c.channel: c.area_cm2 for c in rx.channels}
