@@ -178,3 +178,39 @@ async def test_resume_while_the_pad_is_still_off_keeps_the_alarm(tmp_path: Path)
             assert _delivered(rig) == 0.0  # from 0 again: never back to where it was
     finally:
         rig.close()
+
+
+SCREENS_80 = {
+    "home": (),
+    "history": ("h",),
+    "diary": ("d",),
+    "help": ("question_mark",),
+    "connect": ("c",),
+    "setup": ("n",),
+    "rating": ("n", "enter"),
+    "ready": ("n", "enter", "5", "5"),
+    "running": ("n", "enter", "5", "5", "enter"),
+}
+
+
+@pytest.mark.parametrize("where", sorted(SCREENS_80))
+async def test_every_footer_fits_at_80_columns(tmp_path: Path, where: str) -> None:
+    """Issue 12 (18): each key the footer shows is there whole at 80×24 ("b Bac" was cut)."""
+    rig = make_ui_rig(tmp_path, rx=prescription())
+    app = rig.app
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot, app)
+            await press(pilot, app, *SCREENS_80[where])
+            await advance(pilot, rig, 0.5)
+            footer = screen_text(app).splitlines()[-1]
+            shown = [
+                binding.description
+                for _, binding, _, _ in app.screen.active_bindings.values()
+                if binding.show
+            ]
+            assert shown
+            for label in shown:
+                assert label in footer, (label, footer)
+    finally:
+        rig.close()

@@ -21,7 +21,7 @@ from textual.widgets import Static
 from tens_control.ui.hold import RaiseKey
 from tens_control.ui.messages import TaskDone
 from tens_control.ui.screens.base import TensScreen
-from tens_control.ui.text import STOP_KEYS, fmt_clock, fmt_ma
+from tens_control.ui.text import STOP_KEYS, fmt_clock, fmt_ma, level_text
 from tens_control.ui.widgets.channel import ChannelPanel
 
 CHANNEL_KEYS = [Binding(str(n), f"select({n})", f"Channel {n}", show=False) for n in range(1, 9)]
@@ -112,7 +112,10 @@ class RunningScreen(TensScreen):
             indicator.update("■ STOPPING — waiting for the device to confirm 0 mA")
             indicator.set_classes("stopping")
         elif snapshot.stimulating:
-            values = "   ".join(f"channel {c.channel}: {fmt_ma(c.set_ma)} mA" for c in active)
+            values = "   ".join(
+                f"channel {c.channel}: {fmt_ma(c.set_ma)} mA ({level_text(c.set_ma)})"
+                for c in active
+            )
             indicator.update(f"■ STIMULATING ■   {values}")
             indicator.set_classes("stimulating")
         elif state == "paused" and snapshot.paused_for_lead_off:
@@ -213,7 +216,10 @@ class RunningScreen(TensScreen):
     def task_done(self, message: TaskDone) -> None:
         if message.task == "resume":
             self.resuming = False
-            self.error = "" if message.error is None else message.error
+            error = "" if message.error is None else message.error.rstrip()
+            if error and not error.endswith((".", "!", "?")):
+                error += ". Press P to try again."
+            self.error = error
         elif message.task == "intensity" and message.error is None:
             result = message.result
             channel = getattr(result, "channel", None)
