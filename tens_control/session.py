@@ -2099,8 +2099,6 @@ class SessionController:
                     "stays paused: press the pad firmly onto clean, dry skin and check that the "
                     "lead is plugged in, then resume"
                 )
-                self._message("resume", MessageLevel.WARNING, text[:1].upper() + text[1:] + ".")
-                self._barrier()
                 raise SessionStateError(text)
             try:
                 governor.resume()

@@ -139,8 +139,7 @@ async def test_home_labels_ratings_before_and_after_sessions(tmp_path: Path) -> 
         async with app.run_test(size=(80, 24)) as pilot:
             await settle(pilot, app)
             text = screen_text(app)
-            assert "before sessions: 7 6" in text
-            assert "after sessions:  4 3" in text
+            assert "before sessions: 7 6   after sessions: 4 3" in text
             assert "chart: before each session" in text
     finally:
         rig.close()

@@ -251,9 +251,10 @@ class TensApp(App[int]):
         clock = self.clock if self.clock is not None else RealClock()
         patient = self.options.patient or load_config().patient
         # recover=False: the controller closes the sessions a crash left open, and says so
-        store = Store.open(self.options.db, clock=clock, patient=patient, recover=False)
+        wall = self.options.wall
+        store = Store.open(self.options.db, clock=clock, wall=wall, patient=patient, recover=False)
         try:
-            controller = SessionController(store, clock, patient=patient)
+            controller = SessionController(store, clock, patient=patient, wall=wall)
         except BaseException:
             store.close()
             raise

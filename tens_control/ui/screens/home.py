@@ -12,7 +12,6 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Static
 
-from tens_control.allowance import daily_use
 from tens_control.ui.screens.base import KeyFooter, TensScreen
 from tens_control.ui.text import fmt_minutes
 from tens_control.ui.widgets.chart import ScaleChart
@@ -88,6 +87,7 @@ def load_home_data(
 ) -> HomeData:
     """Read everything the home screen shows (any thread); ``now`` and ``tz`` place the
     run-in days (the machine's zone by default)."""
+    from tens_control.allowance import daily_use  # late: the first screen starts faster
     from tens_control.screening import SHORT_LABELS, Question
 
     patient = controller.patient
@@ -164,23 +164,27 @@ def load_home_data(
     )
 
 
-PAIN_SHOWN = 10
-"""Ratings shown in words per row."""
+PAIN_SHOWN = 8
+"""Ratings shown in words of each kind (before, after, other)."""
 
 
 def pain_summary(ratings: Sequence[PainRating]) -> tuple[tuple[str, ...], tuple[int, ...]]:
     """(rows in words, the charted values) of one pain's ratings, oldest first. Before and after
     a session are never mixed: each row says which it is."""
-    rows: list[str] = []
     groups = (
         ("before sessions", [r for r in ratings if r.when.value == "before"]),
         ("after sessions", [r for r in ratings if r.when.value == "after"]),
         ("other times", [r for r in ratings if r.when.value not in ("before", "after")]),
     )
+    parts = []
     for name, group in groups:
         numbers = [str(r.nrs) for r in group if r.nrs is not None][-PAIN_SHOWN:]
         if numbers:
-            rows.append(f"{name + ':':<17}{' '.join(numbers)}")
+            parts.append(f"{name}: {' '.join(numbers)}")
+    # before and after on one line (80 × 24 has room for it), other times below
+    rows = ["   ".join(p for p in parts if not p.startswith("other"))]
+    rows += [p for p in parts if p.startswith("other")]
+    rows = [r for r in rows if r]
     charted = groups[0][1] or list(ratings)
     return tuple(rows), tuple(int(r.nrs) for r in charted[-30:] if r.nrs is not None)
 
@@ -324,7 +328,8 @@ class HomeScreen(TensScreen):
             spark.display = False
         else:
             chart = "before each session" if data.pain_lines[0].startswith("before") else "all"
-            head = f"Your {data.ratings_label} at rest (0–10, oldest first; chart: {chart}):"
+            label = data.ratings_label[:1].upper() + data.ratings_label[1:]
+            head = f"{label} at rest, 0–10, oldest first (chart: {chart})"
             set_text(pain, "\n".join((head, *data.pain_lines)))
             spark.set_values([float(n) for n in data.ratings])
             spark.display = True

@@ -86,9 +86,18 @@ class StatusBar(Vertical):
         with Horizontal(classes="status-row"):
             yield Static(f"tens-control › {self._title}", id="status-title")
             yield Static(f"■ STOP: {STOP_KEYS}", id="status-stop")
+        # composed with what is true now (a screen pushed mid-session must not say "Loading…"
+        # until the next redraw); before the back end is open that is "Loading…"
+        app = self.app
+        snapshot = getattr(app, "snapshot", None)
+        if snapshot is not None:
+            failed = bool(getattr(app, "backend_error", ""))
+            device = device_line(snapshot, True, bool(getattr(app, "connecting", False)), failed)
+            self._shown = (*device, *output_line(snapshot))
+        device_text, device_class, output_text, output_class = self._shown
         with Horizontal(classes="status-row"):
-            yield Static("Loading…", id="status-device", classes="pending")
-            yield Static("Output off", id="status-output", classes="off")
+            yield Static(device_text, id="status-device", classes=device_class)
+            yield Static(output_text, id="status-output", classes=output_class)
 
     def on_mount(self) -> None:
         redraw = getattr(self.screen, "refresh_view", None)
