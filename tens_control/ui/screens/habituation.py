@@ -22,7 +22,7 @@ ANSWERS = {"comfortable": "Yes", "faded": "Faded", "too_strong": "Too strong"}
 class HabituationModal(TensModal[str]):
     TITLE_TEXT = "Session — a quick question"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("y", "answer('comfortable')", "Yes"),
+        Binding("y", "answer('comfortable')", "Yes", key_display="Y"),
         Binding("n,f", "answer('faded')", "Faded", key_display="N"),
         Binding("t,down", "answer('too_strong')", "Too strong", key_display="T"),
     ]
