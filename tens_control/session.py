@@ -45,7 +45,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from functools import partial
 from typing import Any, Protocol
@@ -68,13 +68,13 @@ from drivers.safety import (
     StopReason,
 )
 from tens_control import pain as pain_mod
+from tens_control.allowance import daily_use
 from tens_control.config import saved_device
 from tens_control.device import OpenedDevice, open_device
 from tens_control.errors import TensControlError
 from tens_control.prescription import (
     Prescription,
     PrescriptionError,
-    daily_limit_reason,
     minutes_left_today,
     over_the_counter,
     parse_prescription,
@@ -213,6 +213,24 @@ _SOURCE_WORDS: dict[CapSource, str] = {
 }
 
 
+class HabituationAnswer(StrEnum):
+    """The answers to "Is the feeling still strong but comfortable?"."""
+
+    COMFORTABLE = "comfortable"
+    FADED = "faded"
+    """Not strong enough any more (the patient then raises it)."""
+    TOO_STRONG = "too_strong"
+    """Too strong or uncomfortable (every channel is lowered one step at once)."""
+
+
+HABITUATION_RESPONSES: dict[HabituationAnswer, str] = {
+    HabituationAnswer.COMFORTABLE: "yes: still strong but comfortable",
+    HabituationAnswer.FADED: "no: not strong enough any more",
+    HabituationAnswer.TOO_STRONG: "no: too strong or uncomfortable",
+}
+"""How each answer is logged (``habituation_prompt`` records)."""
+
+
 class SessionError(TensControlError):
     """A session action cannot be done now. The message says why and what to do."""
 
@@ -267,6 +285,9 @@ class ChannelView:
     """Where the ramp is heading (what the patient asked for)."""
     set_ma: float
     """What the device acknowledged."""
+    commanded_ma: float
+    """The last amplitude sent (0 at once after a stop, a pause or a decrease to 0, before the
+    device has confirmed it)."""
     measured_ma: float | None
     """Measured current from telemetry (None: not reported by this device, or no live reading
     because the output is off)."""
@@ -281,6 +302,11 @@ class ChannelView:
     @property
     def stimulating(self) -> bool:
         return self.set_ma > 0 or (self.measured_ma is not None and self.measured_ma > 0)
+
+    @property
+    def stopping(self) -> bool:
+        """Output was stopped (0 sent) but the device has not confirmed it yet."""
+        return self.set_ma > 0 and self.commanded_ma <= 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,6 +361,9 @@ class Snapshot:
     session_id: str | None
     paused_for_lead_off: bool
     habituation_pending: bool
+    output_stopped: bool
+    """The output was stopped (stop, emergency stop, pause or end): every channel was sent 0,
+    even if the device has not confirmed it yet (then :attr:`stopping`)."""
     prescription_version: int | None
     """None: over-the-counter defaults."""
     patient: str
@@ -343,6 +372,14 @@ class Snapshot:
     def stimulating(self) -> bool:
         """True whenever any channel is above 0 mA (the STIMULATING indicator, S11)."""
         return any(ch.stimulating for ch in self.channels)
+
+    @property
+    def stopping(self) -> bool:
+        """Output was stopped and some channel still awaits the device's confirmation of 0 mA
+        (S11: shown as STOPPING, neither as stimulating nor as off)."""
+        return any(ch.set_ma > 0 for ch in self.channels) and (
+            self.output_stopped or all(ch.commanded_ma <= 0 for ch in self.channels)
+        )
 
     def channel(self, number: int) -> ChannelView:
         for ch in self.channels:
@@ -711,6 +748,7 @@ class SessionController:
         elapsed: float | None = None
         channels: tuple[ChannelView, ...] = ()
         device_view: DeviceView | None = None
+        stopped = governor is None or governor.state is not GovernorState.RUNNING
         if governor is not None and self._device is not None:
             device_view = self._device_view(self._device, governor)
             if state in (SessionState.RUNNING, SessionState.PAUSED):
@@ -740,6 +778,7 @@ class SessionController:
             session_id=session,
             paused_for_lead_off=paused_lead_off,
             habituation_pending=hab_pending,
+            output_stopped=stopped,
             prescription_version=None if rx.is_over_the_counter else rx.version,
             patient=self.patient,
         )
@@ -788,6 +827,7 @@ class SessionController:
             active=active,
             target_ma=status.target_ma,
             set_ma=status.set_ma,
+            commanded_ma=status.commanded_ma,
             measured_ma=status.measured_ma if live else None,
             impedance_ohm=status.impedance_ohm if live else None,
             lead_off=status.lead_off,
@@ -928,7 +968,10 @@ class SessionController:
     # ================================================================== governor events
     def _on_governor_event(self, event: GovernorEvent) -> None:
         """The governor's ``on_event`` (any thread): queue it; never blocks on the disk."""
-        session = self._f.session if self._f.state is not SessionState.ENDED else None
+        ended = self._f.state is SessionState.ENDED
+        # the device's confirmation of the stop that ended a session belongs to that session
+        confirms = event.kind is SafetyEventKind.STOP_CONFIRMED
+        session = self._f.session if not ended or confirms else None
         command = self._command()
         self._jobs.submit(partial(self._handle_event, event, session, command))
 
@@ -981,6 +1024,12 @@ class SessionController:
             with self._lock:
                 self._f.banners["comms-lost"] = message
             self._notify(MessageUpdate(now, message, True))
+        elif kind is SafetyEventKind.STOP_CONFIRMED:
+            # S11: the indicator learns a confirmed 0 mA from the device, not from a redraw
+            governor = self._governor
+            if governor is not None:
+                for number in governor.channels:
+                    self._channel_update(number)
         elif isinstance(event, DeviceReported) and event.event == "battery_low":
             message = Message(
                 "battery-low",
@@ -1026,17 +1075,28 @@ class SessionController:
         else:
             where = str(channel)
         minutes = _fmt(self._lead_off_timeout_s / 60.0)
-        text = (
-            f"Electrode off on channel {where}: the output was stopped at once and the session "
-            "is paused. Press the pads firmly onto clean, dry skin and check that the leads are "
-            f"plugged in, then resume; the intensity starts again from zero. If you do not resume "
-            f"within {minutes} minutes, the session ends."
-        )
+        if self._lead_off_timeout_s > 0:
+            text = (
+                f"Electrode off on channel {where}: the output was stopped at once and the "
+                "session is paused. Press the pads firmly onto clean, dry skin and check that "
+                "the leads are plugged in, then resume; the intensity starts again from zero. "
+                f"If you do not resume within {minutes} minutes, the session ends."
+            )
+        else:
+            # nobody can resume (a headless run): the session ends as lead-off at once
+            text = (
+                f"Electrode off on channel {where}: the output was stopped at once, and the "
+                "session ends (it cannot be resumed here). Press the pads firmly onto clean, "
+                "dry skin and check the leads before you continue the session."
+            )
         message = Message("lead-off", MessageLevel.ALARM, text)
         with self._lock:
             self._f.banners["lead-off"] = message
         self._notify(MessageUpdate(self._clock.now(), message, True))
         self._cancel_lead_off_timer()
+        if self._lead_off_timeout_s <= 0:
+            self._lead_off_expired()
+            return
         self._lead_off_timer = self._clock.call_later(
             self._lead_off_timeout_s, self._lead_off_expired
         )
@@ -1180,28 +1240,51 @@ class SessionController:
             hab.timer.cancel()
             hab.timer = None
 
-    def answer_habituation(self, still_ok: bool) -> None:
-        """The patient's answer to "still strong but comfortable?". After "no", intensity
-        changes in the next minute are logged as the habituation adjustment."""
+    def answer_habituation(self, answer: HabituationAnswer | bool) -> None:
+        """The patient's answer to "still strong but comfortable?" (``True``: comfortable,
+        ``False``: faded). After "faded" or "too strong", intensity changes in the next minute
+        are logged as the habituation adjustment; "too strong" also lowers every channel of the
+        session by one step at once (a decrease is never delayed)."""
         self._set_command("habituation")
+        if isinstance(answer, bool):
+            answer = HabituationAnswer.COMFORTABLE if answer else HabituationAnswer.FADED
         hab = self._habituation
         if hab is None or not hab.pending:
             raise SessionStateError("there is no habituation question waiting for an answer")
         hab.pending = False
         session = self._f.session
-        if still_ok:
-            response = "yes: still strong but comfortable"
-        else:
-            response = "no: not strong enough any more"
+        if answer is not HabituationAnswer.COMFORTABLE:
             hab.adjust_until = self._clock.now() + self._adjust_window_s
+        if answer is HabituationAnswer.FADED:
             self._message(
                 "habituation",
                 MessageLevel.INFO,
                 "Raise the intensity a little, one step at a time, until it feels strong but "
                 "comfortable again.",
             )
-        self._log_record(HabituationPrompt(response=response), session)
+        self._log_record(HabituationPrompt(response=HABITUATION_RESPONSES[answer]), session)
+        if answer is HabituationAnswer.TOO_STRONG:
+            self._lower_all("habituation adjustment (too strong)")
+            self._message(
+                "habituation",
+                MessageLevel.INFO,
+                "Lowered by one step. Press ↓ to lower it more; it should feel strong but "
+                "comfortable, never painful.",
+            )
         self._barrier()
+
+    def _lower_all(self, why: str) -> None:
+        """One step down on every channel of the running session that is above 0."""
+        governor = self._governor
+        prepared = self._f.prepared
+        if governor is None or prepared is None or self._f.state is not SessionState.RUNNING:
+            return
+        for number in prepared.channels:
+            try:
+                if governor.channel_status(number).target_ma > 0:
+                    governor.step_down(number, who="patient", why=why)
+            except (SafetyRejection, GovernorStateError):
+                continue
 
     def _why(self, default: str) -> str:
         hab = self._habituation
@@ -1237,6 +1320,30 @@ class SessionController:
             self._rx_note = str(error)
             raise
         return rx
+
+    def refresh_prescription(self) -> bool:
+        """Read the stored prescription again between sessions (a clinician may have imported
+        a new one while the app runs); True if the one in force changed. During a session, or
+        when the stored one does not read (the next ``prepare`` says why), nothing changes. A
+        new one with other pad sizes than the connected device was set up with is taken at the
+        next connect (``prepare`` asks for it)."""
+        with self._op_lock:
+            if self._closed or self._f.state in (SessionState.RUNNING, SessionState.PAUSED):
+                return False
+            try:
+                rx = self._load_prescription()
+            except PrescriptionError:
+                return False
+            if rx == self._rx:
+                return False
+            governor = self._governor
+            info = governor.info if governor is not None else None
+            if governor is not None and info is not None:
+                if self._areas(rx, info) != self._areas(self._rx, info):
+                    return False
+                governor.set_layers((rx.to_cap_layer(),))
+            self._rx = rx
+            return True
 
     def _areas(self, rx: Prescription, info: DeviceInfo) -> dict[int, float]:
         if rx.channels:
@@ -1557,23 +1664,14 @@ class SessionController:
         return _Prepared(chosen, float(minutes), channels, placements, screening_uid, note, trust)
 
     def _check_daily(self, rx: Prescription, minutes: float, source: str) -> None:
-        store = self._store
-        today = store.sessions_today(self.patient)
-        used = store.minutes_today(self.patient)
-        last = store.last_session(self.patient)
-        since: timedelta | None = None
-        if last is not None:
-            since = (
-                timedelta(0)
-                if last.ended_at is None
-                else max(timedelta(0), self._wall() - last.ended_at)
-            )
-        reason = daily_limit_reason(rx, today, used, since)
+        use = daily_use(self._store, self.patient, self._wall())
+        used = use.minutes
+        reason = use.block_reason(rx)
         if reason is not None:
             raise self._refuse(
                 "daily limit",
                 reason,
-                value=today,
+                value=use.sessions,
                 limit=rx.sessions_per_day,
                 source=source,
             )
@@ -2009,6 +2107,16 @@ class SessionController:
             lambda: governor.step_down(channel, who="patient", why=why) if governor else 0.0,
         )
 
+    def hold(self, channel: int, *, why: str = "key released") -> None:
+        """S16: stop a rise on ``channel`` where it is (the patient let go of the key, or
+        pressed another). Never lowers the output; nothing happens when it is not rising."""
+        self._set_command("hold")
+        governor = self._governor
+        if governor is None or self._f.state is not SessionState.RUNNING:
+            return
+        governor.hold(channel, who="patient", why=why)
+        self._barrier()
+
     def set_target(
         self, channel: int, milliamps: float, *, who: str = "patient", why: str = ""
     ) -> IntensityResult:
@@ -2044,6 +2152,15 @@ class SessionController:
             governor = self._governor
             if governor is None or self._f.state is not SessionState.PAUSED:
                 raise SessionStateError(f"cannot resume while {self._f.state.value}")
+            still_off = self._electrodes_still_off(governor)
+            if still_off:
+                where = ", ".join(str(n) for n in still_off)
+                text = (
+                    f"the electrode on channel {where} is still off the skin, so the session "
+                    "stays paused: press the pad firmly onto clean, dry skin and check that the "
+                    "lead is plugged in, then resume"
+                )
+                raise SessionStateError(text)
             try:
                 governor.resume()
             except GovernorStateError as error:
@@ -2053,6 +2170,22 @@ class SessionController:
                 self._barrier()
                 raise
             self._barrier()
+
+    def _electrodes_still_off(self, governor: SafetyGovernor) -> list[int]:
+        """The session's channels whose electrode the device still reports off (only devices
+        that detect lead-off can say so; on others the patient's word is all there is)."""
+        if not governor.lead_off_detection:
+            return []
+        prepared = self._f.prepared
+        channels = prepared.channels if prepared is not None else governor.channels
+        off = []
+        for number in channels:
+            try:
+                if governor.channel_status(number).lead_off:
+                    off.append(number)
+            except DriverError:
+                continue
+        return off
 
     def stop(self) -> None:
         """End the session now (stopped by user): every output 0, STOP written before this
@@ -2147,6 +2280,7 @@ __all__ = [
     "DeviceView",
     "EndReason",
     "EndedUpdate",
+    "HabituationAnswer",
     "HabituationDue",
     "IntensityResult",
     "Listener",

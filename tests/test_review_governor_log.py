@@ -76,6 +76,7 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Logged]:
         rig.advance(0.5)
         assert c.snapshot().paused_for_lead_off
         rig.sim.inject("leadon", channel=1)
+        rig.advance(0.2)  # the device's telemetry says the pad is back on
         c.resume()
         rig.advance(1.0)
         assert c.set_target(1, 4.0).accepted

@@ -97,10 +97,17 @@ def test_headless_run_reports_lead_off_as_its_end(
     assert err.startswith("tens-control: session ended: lead-off")
     assert len(err.splitlines()) == 1
     assert "message lead-off: Electrode off on channel 1" in out.out
-    assert "state=paused" in out.out
+    # issue 12 (6): a headless run cannot be resumed, so it ends at once, saying so, instead of
+    # waiting out the UI's ten minutes for a resume that cannot come
+    assert "cannot be resumed here" in out.out
+    assert "then resume" not in out.out
+    status = [line for line in out.out.splitlines() if line.startswith("time=")]
+    assert all(float(line.split()[0].removeprefix("time=")) < 22.0 for line in status)
     with Store.open(tmp_path / "db.sqlite3", create=False, recover=False) as store:
         (session,) = store.sessions()
         assert session.end_reason is EndReason.LEAD_OFF
+        assert session.minutes is not None
+        assert 19.0 / 60 <= session.minutes <= 21.0 / 60  # the stimulation it had, no more
 
 
 @pytest.mark.parametrize(
@@ -221,7 +228,7 @@ def test_status_line_marks_missing_readings() -> None:
     from drivers.limits import CapSource
     from tens_control.session import ChannelView, SessionState, Snapshot
 
-    view = ChannelView(1, True, 5.0, 4.0, None, None, False, 40.0, CapSource.PRESCRIPTION, "x")
+    view = ChannelView(1, True, 5.0, 4.0, 4.0, None, None, False, 40.0, CapSource.PRESCRIPTION, "x")
     snap = Snapshot(
         time=12.04,
         state=SessionState.PAUSED,
@@ -237,6 +244,7 @@ def test_status_line_marks_missing_readings() -> None:
         session_id=None,
         paused_for_lead_off=False,
         habituation_pending=False,
+        output_stopped=True,
         prescription_version=None,
         patient="p",
     )

@@ -217,8 +217,14 @@ def test_lead_off_pauses_with_instructions_and_resume_starts_from_zero(rig: Rig)
     assert "pads" in banner.text  # says what to do
     faults = [r for r in rig.records("lead_off", session) if isinstance(r, LeadOff)]
     assert faults[0].channel == 1
-    # the electrode goes back on; resume starts from 0
+    # while the electrode is still off, resume is refused (the alarm stays)
+    with pytest.raises(SessionStateError, match="still off the skin"):
+        rig.c.resume()
+    assert rig.c.snapshot().state is SessionState.PAUSED
+    assert "lead-off" in {m.key for m in rig.c.snapshot().banners}
+    # the electrode goes back on (the device reports it); resume starts from 0
     rig.sim.inject("leadon", channel=1)
+    rig.advance(0.2)
     t_resume = rig.clock.now()
     rig.c.resume()
     assert any(isinstance(u, BannerCleared) and u.key == "lead-off" for u in rig.updates)

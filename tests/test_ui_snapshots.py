@@ -58,7 +58,7 @@ def rig(tmp_path: Path) -> Iterator[UiRig]:
         the_rig.close()
 
 
-def _past_sessions(rig: UiRig, ratings: list[tuple[int, int]]) -> None:
+def _past_sessions(rig: UiRig, ratings: list[tuple[int, int]], gap_s: float = 4 * 3600.0) -> None:
     """Sessions run through the controller before the UI starts (for home and history)."""
     c = rig.controller
     c.connect()
@@ -72,10 +72,10 @@ def _past_sessions(rig: UiRig, ratings: list[tuple[int, int]]) -> None:
         c.record_pain(after, when=RatingTime.AFTER, pain=PainSite.PHANTOM)
         c.record_pain(None, when=RatingTime.AFTER, pain=PainSite.RESIDUAL_LIMB)
         c.finish()
-        # four hours later, the device reconnected (not kept connected: a virtual clock that
+        # the gap later, the device reconnected (not kept connected: a virtual clock that
         # advances through hours with the simulator polled every few ms takes minutes)
         c.disconnect()
-        rig.clock.advance(4 * 3600.0)
+        rig.clock.advance(gap_s)
         c.connect()
 
 
@@ -256,3 +256,55 @@ def test_diary_new_entry(snap_compare: SnapCompare, rig: UiRig) -> None:
 
 def test_help(snap_compare: SnapCompare, rig: UiRig) -> None:
     assert snap_compare(rig.app, terminal_size=(100, 40), run_before=_steps(rig, "question_mark"))
+
+
+# ------------------------------------------------------------ issue 12, at 80×24 and 100×30
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)])
+def test_running_session_with_levels(
+    snap_compare: SnapCompare, rig: UiRig, size: tuple[int, int]
+) -> None:
+    """The level beside the mA, the live current on a fixed 0-to-limit scale."""
+    assert snap_compare(rig.app, terminal_size=size, run_before=_to_running(rig, ma=12))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)])
+def test_habituation_prompt_with_too_strong(
+    snap_compare: SnapCompare, rig: UiRig, size: tuple[int, int]
+) -> None:
+    async def ask(pilot: Pilot[Any]) -> None:
+        rig.app.push_screen(HabituationModal("Is the feeling still strong but comfortable?"))
+
+    assert snap_compare(rig.app, terminal_size=size, run_before=_to_running(rig, more=ask))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)])
+def test_resume_refused_while_the_pad_is_off(
+    snap_compare: SnapCompare, rig: UiRig, size: tuple[int, int]
+) -> None:
+    async def lead_off_then_p(pilot: Pilot[Any]) -> None:
+        rig.sim.inject("leadoff", channel=1)
+        rig.clock.advance(0.5)
+        await settle(pilot, rig.app)
+        await pilot.press("p")
+        await settle(pilot, rig.app)
+        rig.clock.advance(0.5)
+        await settle(pilot, rig.app)
+
+    assert snap_compare(
+        rig.app, terminal_size=size, run_before=_to_running(rig, more=lead_off_then_p)
+    )
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)])
+def test_home_when_the_day_is_used_up(
+    snap_compare: SnapCompare, tmp_path: Path, size: tuple[int, int]
+) -> None:
+    """Two sessions of two allowed: home says so instead of offering N; ratings labelled."""
+    rig = make_ui_rig(tmp_path, rx=prescription(sessions_per_day=2))
+    try:
+        _past_sessions(rig, [(7, 5), (6, 3)], gap_s=600.0)
+        assert snap_compare(rig.app, terminal_size=size, run_before=_steps(rig))
+    finally:
+        rig.close()

@@ -84,6 +84,7 @@ class SafetyEventKind(StrEnum):
     COMMS_LOST = "comms_lost"
     DEVICE_EVENT = "device_event"
     STOPPED = "stopped"
+    STOP_CONFIRMED = "stop_confirmed"
     EMERGENCY_STOP = "emergency_stop"
     CLOSED = "closed"
 
@@ -272,6 +273,13 @@ class Stopped(SafetyEvent):
     reason: StopReason
 
 
+class StopConfirmed(SafetyEvent):
+    """The device acknowledged a stop (or pause) while some output was on: every output is
+    confirmed at 0 mA. Until then a stopped output is *stopping*, not off (S11)."""
+
+    kind: Literal[SafetyEventKind.STOP_CONFIRMED] = SafetyEventKind.STOP_CONFIRMED
+
+
 class EmergencyStop(SafetyEvent):
     """``emergency_stop()`` was called (followed by STOPPED, reason EMERGENCY)."""
 
@@ -306,6 +314,7 @@ GovernorEvent = Annotated[
     | CommsLost
     | DeviceReported
     | Stopped
+    | StopConfirmed
     | EmergencyStop
     | Closed,
     Field(discriminator="kind"),

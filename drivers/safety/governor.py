@@ -69,6 +69,7 @@ from drivers.safety.events import (
     Rejected,
     Resumed,
     Started,
+    StopConfirmed,
     Stopped,
     StopReason,
     TargetChanged,
@@ -542,8 +543,16 @@ class SafetyGovernor:
     def _stop_done(self, pending: Pending) -> None:
         with self._driver.locked():
             if pending.error is None:
+                was_on = any(ch.acked > 0 for ch in self._channels.values())
                 for ch in self._channels.values():
                     ch.acked = 0.0
+                if was_on:
+                    self._emit(
+                        StopConfirmed(
+                            time=self._now(),
+                            detail="the device acknowledged the stop: every output at 0 mA",
+                        )
+                    )
             elif self._state in (GovernorState.RUNNING, GovernorState.PAUSED):
                 self._command_failed(pending.error, "stop")
             else:

@@ -7,9 +7,10 @@ rating. Once a second it prints one plain line::
 
     time=12.0 state=running left_s=1788.0 ch1_ma=4.0 ch1_target_ma=10.0 ch1_measured_ma=3.98 ...
 
-Ctrl-C stops at once (logged as stopped by user). Exit status: 0 when the session completed,
-1 when it ended for another reason (printed as one line), 2 for a usage error (nothing written),
-130 after Ctrl-C.
+Ctrl-C stops at once (logged as stopped by user). A lead-off stops the output at once and, as a
+headless run cannot be resumed, ends the session as lead-off. Exit status: 0 when the session
+completed, 1 when it ended for another reason (printed as one line), 2 for a usage error (nothing
+written), 130 after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -333,6 +334,8 @@ def _run_session(
             patient=patient,
             wall=wall,
             on_logged=_print_logged if args.print_log else None,
+            # nobody can resume a headless run: a lead-off ends the session at once
+            lead_off_timeout_s=0.0,
         )
     except BaseException:
         opened.driver.close()

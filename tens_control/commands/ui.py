@@ -53,6 +53,8 @@ def add_parser(sub: Any) -> None:
     )
     # for tests and demonstrations: a shorter session than prescribed (never longer)
     p.add_argument("--session-minutes", type=float, default=None, help=argparse.SUPPRESS)
+    # for the end-to-end test of a week of use: the calendar runs this many days ahead
+    p.add_argument("--days-ahead", type=float, default=None, help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,7 +70,18 @@ def run(args: argparse.Namespace) -> int:
         device = "sim://tsp"
     from tens_control.ui.app import UiOptions, make_app, run_ui
 
+    wall = None
+    days = getattr(args, "days_ahead", None)
+    if days is not None:
+        from datetime import UTC, datetime, timedelta
+
+        ahead = timedelta(days=days)
+
+        def wall() -> datetime:
+            return datetime.now(UTC) + ahead
+
     options = UiOptions(
+        wall=wall,
         device=device,
         protocol=getattr(args, "protocol", None),
         profile=getattr(args, "profile", None),

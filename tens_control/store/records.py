@@ -53,6 +53,7 @@ from drivers.safety.events import Paused as Paused
 from drivers.safety.events import Rejected as Rejected
 from drivers.safety.events import Resumed as Resumed
 from drivers.safety.events import Started as Started
+from drivers.safety.events import StopConfirmed as StopConfirmed
 from drivers.safety.events import Stopped as Stopped
 from drivers.safety.events import TargetChanged as TargetChanged
 from tens_control.pain import AdverseKind as AdverseKind
@@ -563,6 +564,7 @@ GovernorRecord = (
     | CommsLost
     | DeviceReported
     | Stopped
+    | StopConfirmed
     | EmergencyStop
     | Closed
 )

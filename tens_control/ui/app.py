@@ -138,6 +138,9 @@ class TensApp(App[int]):
         Binding("space", "emergency_stop", "STOP", show=False, priority=True, id="estop-space"),
         Binding("ctrl+e", "emergency_stop", "STOP", show=False, priority=True, id="estop-ctrl-e"),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+        # Ctrl+C in a terminal means "stop this now": output first, then quit (never Textual's
+        # "press ctrl+q to quit" while the output stays on)
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True, id="interrupt"),
         Binding("q", "quit", "Quit", show=False),
     ]
 
@@ -247,9 +250,18 @@ class TensApp(App[int]):
 
         clock = self.clock if self.clock is not None else RealClock()
         patient = self.options.patient or load_config().patient
-        store = Store.open(self.options.db, clock=clock, patient=patient, make_folders=False)
+        # recover=False: the controller closes the sessions a crash left open, and says so
+        wall = self.options.wall
+        store = Store.open(
+            self.options.db,
+            clock=clock,
+            wall=wall,
+            patient=patient,
+            recover=False,
+            make_folders=False,
+        )
         try:
-            controller = SessionController(store, clock, patient=patient)
+            controller = SessionController(store, clock, patient=patient, wall=wall)
         except BaseException:
             store.close()
             raise

@@ -45,6 +45,26 @@ SAFETY_REMINDERS: tuple[str, ...] = (
 )
 
 
+LEVEL_MA = 2.0
+"""One intensity level, in mA: the simple number beside the mA (level 1 is up to 2 mA, level
+10 up to 20 mA). The keys still move by the device's finer step; the level is for saying and
+remembering ("I had it at level 6"), as home TENS units do."""
+
+
+def level(ma: float) -> int:
+    """The intensity level of ``ma`` (0 only at 0 mA)."""
+    if not math.isfinite(ma) or ma <= 0:
+        return 0
+    return max(1, math.ceil(ma / LEVEL_MA - 1e-9))
+
+
+def level_text(ma: float, cap_ma: float | None = None) -> str:
+    """``level 3`` or ``level 3 of 20`` (the cap's level)."""
+    if cap_ma is None or cap_ma <= 0:
+        return f"level {level(ma)}"
+    return f"level {level(ma)} of {level(cap_ma)}"
+
+
 def fmt_ma(value: float | None, missing: str = "—") -> str:
     """Milliamps with at most one decimal (``12.5``, ``0``), or ``missing``."""
     if value is None or not math.isfinite(value):

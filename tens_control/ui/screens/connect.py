@@ -71,8 +71,8 @@ class ConnectScreen(TensScreen):
     TITLE_TEXT = "Connect a device"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "reconnect", "Reconnect"),
-        Binding("s", "save", "Save as my device"),
-        Binding("u", "type_address", "Type address"),
+        Binding("s", "save", "Save device"),
+        Binding("u", "type_address", "Address"),
         Binding("f", "find", "Find ports again", show=False),
         Binding("b", "back", "Back"),
     ]

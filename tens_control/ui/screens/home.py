@@ -17,11 +17,16 @@ from tens_control.ui.text import fmt_minutes
 from tens_control.ui.widgets.chart import ScaleChart
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from tens_control.session import SessionController
+    from tens_control.store.records import PainRating
     from tens_control.store.store import Store
 
 LOADING = "Loading…"
 STILL_LOADING = "tens-control is still starting (loading your records). Try again in a moment."
+RELOAD_S = 5.0
+"""How often the home screen reads the store again while it is shown."""
 MAX_PAINT_CHECKS = 20
 """Refreshes to wait for the keys to be laid out before starting the back end anyway."""
 
@@ -38,8 +43,15 @@ class HomeData:
     prescription: str = ""
     first_program: str = ""
     ratings: tuple[int, ...] = ()
-    """Recent pain ratings (numbers only: skipped ratings are left out), oldest first."""
+    """The charted pain ratings (numbers only: skipped ratings are left out), oldest first:
+    those before each session (the pain the sessions start from), else every rating."""
     ratings_label: str = ""
+    pain_lines: tuple[str, ...] = ()
+    """The recent ratings in words, each row labelled (before / after sessions, other)."""
+    blocked: str = ""
+    """Why no session may start now (daily limits, the gap between sessions); "" if one may."""
+    short_stops: int = 0
+    """Sessions stopped early today that do not count against the allowance."""
     last_session: str = ""
     screening: str = "none"
     """none, clear, blocked, overridden."""
@@ -77,10 +89,13 @@ def load_home_data(
 ) -> HomeData:
     """Read everything the home screen shows (any thread); ``now`` and ``tz`` place the
     run-in days (the machine's zone by default)."""
+    from tens_control.allowance import daily_use  # late: the first screen starts faster
     from tens_control.screening import SHORT_LABELS, Question
 
     patient = controller.patient
+    controller.refresh_prescription()  # a clinician may have imported one meanwhile
     rx = controller.prescription
+    now = now or datetime.now().astimezone()
     if rx.is_over_the_counter:
         rx_text = "No prescription on record: over-the-counter defaults"
     else:
@@ -90,7 +105,6 @@ def load_home_data(
         r for r in store.pain_ratings(patient) if r.nrs is not None and r.context.value == "rest"
     ]
     primary = [r for r in ratings if r.pain.value == "phantom"] or ratings
-    recent = tuple(int(r.nrs) for r in primary[-30:] if r.nrs is not None)
     label = ""
     if primary:
         label = {
@@ -98,10 +112,11 @@ def load_home_data(
             "residual_limb": "residual-limb pain",
             "other": "pain",
         }.get(primary[-1].pain.value, "pain")
+    pain_lines, recent = pain_summary(primary)
+    use = daily_use(store, patient, now, tz)
     from tens_control.ui.screens.pgic import pgic_due
 
     last = store.last_session(patient)
-    now = now or datetime.now().astimezone()
     run_in = rx.run_in_days if last is None else 0
     run_in_rated, rated_today, complete = 0, False, False
     if run_in:
@@ -136,8 +151,8 @@ def load_home_data(
         labels = tuple(SHORT_LABELS[q] for q in open_yes)
         state = "blocked" if open_yes else ("overridden" if yes else "clear")
     return HomeData(
-        sessions_today=store.sessions_today(patient),
-        minutes_today=store.minutes_today(patient),
+        sessions_today=use.sessions,
+        minutes_today=use.minutes,
         sessions_per_day=rx.sessions_per_day,
         minutes_per_day=rx.minutes_per_day,
         session_minutes=rx.session_minutes,
@@ -145,6 +160,9 @@ def load_home_data(
         first_program=programs[0].title if programs else "",
         ratings=recent,
         ratings_label=label,
+        pain_lines=pain_lines,
+        blocked=use.block_reason(rx) or "",
+        short_stops=use.short_stops,
         last_session=last_text,
         screening=state,
         screening_labels=labels,
@@ -155,6 +173,31 @@ def load_home_data(
         pgic_due=due,
         reminder=reminder_text,
     )
+
+
+PAIN_SHOWN = 8
+"""Ratings shown in words of each kind (before, after, other)."""
+
+
+def pain_summary(ratings: Sequence[PainRating]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """(rows in words, the charted values) of one pain's ratings, oldest first. Before and after
+    a session are never mixed: each row says which it is."""
+    groups = (
+        ("before sessions", [r for r in ratings if r.when.value == "before"]),
+        ("after sessions", [r for r in ratings if r.when.value == "after"]),
+        ("other times", [r for r in ratings if r.when.value not in ("before", "after")]),
+    )
+    parts = []
+    for name, group in groups:
+        numbers = [str(r.nrs) for r in group if r.nrs is not None][-PAIN_SHOWN:]
+        if numbers:
+            parts.append(f"{name}: {' '.join(numbers)}")
+    # before and after on one line (80 × 24 has room for it), other times below
+    rows = ["   ".join(p for p in parts if not p.startswith("other"))]
+    rows += [p for p in parts if p.startswith("other")]
+    rows = [r for r in rows if r]
+    charted = groups[0][1] or list(ratings)
+    return tuple(rows), tuple(int(r.nrs) for r in charted[-30:] if r.nrs is not None)
 
 
 class HomeScreen(TensScreen):
@@ -194,6 +237,10 @@ class HomeScreen(TensScreen):
     def on_mount(self) -> None:
         self.reload()
         self.call_after_refresh(self._check_first_paint)
+        if self.tapp.options.live:
+            # what another process changed meanwhile (a clinician imported a prescription;
+            # midnight renewed the daily allowance) shows without a key press
+            self.set_interval(RELOAD_S, self._reload_if_shown, name="home-reload")
 
     def _check_first_paint(self) -> None:
         """Runs after a refresh: once the keys are laid out, the whole first frame has been
@@ -206,6 +253,10 @@ class HomeScreen(TensScreen):
             self.call_after_refresh(self._check_first_paint)
             return
         self.tapp.first_screen_painted()
+
+    def _reload_if_shown(self) -> None:
+        if self.is_current:
+            self.reload()
 
     def on_screen_resume(self) -> None:
         self.reload()
@@ -269,6 +320,8 @@ class HomeScreen(TensScreen):
         else:
             allowed = f" of {data.sessions_per_day} allowed" if data.sessions_per_day else ""
             today.append(f"Sessions today: {data.sessions_today}{allowed}")
+            if data.short_stops:
+                today.append(f"(stopped early, not counted: {data.short_stops})")
             per_day = f" of {data.minutes_per_day}" if data.minutes_per_day else ""
             today.append(f"Minutes today: {round(data.minutes_today)}{per_day}")
             today.append(f"One session: {fmt_minutes(data.session_minutes)}")
@@ -287,12 +340,10 @@ class HomeScreen(TensScreen):
             spark.set_values([])
             spark.display = False
         else:
-            numbers = " ".join(str(n) for n in data.ratings[-12:])
-            set_text(
-                pain,
-                f"Last {min(12, len(data.ratings))} ratings of {data.ratings_label} "
-                f"at rest (0–10, oldest first): {numbers}",
-            )
+            chart = "before each session" if data.pain_lines[0].startswith("before") else "all"
+            label = data.ratings_label[:1].upper() + data.ratings_label[1:]
+            head = f"{label} at rest, 0–10, oldest first (chart: {chart})"
+            set_text(pain, "\n".join((head, *data.pain_lines)))
             spark.set_values([float(n) for n in data.ratings])
             spark.display = True
         # next
@@ -337,7 +388,10 @@ class HomeScreen(TensScreen):
             what = ""
             if data is not None and data.first_program:
                 what = f": {data.first_program}, {fmt_minutes(data.session_minutes)}"
-            out.append(f"N  start a session{what}")
+            if data is not None and data.blocked:
+                out.append(f"No session now: {data.blocked}.")
+            else:
+                out.append(f"N  start a session{what}")
             out.append("C  change or reconnect the device")
         out.append("H  history and pain trend    D  diary    ?  help and safety    Q  quit")
         if data is not None and data.last_session:
@@ -362,6 +416,9 @@ class HomeScreen(TensScreen):
             return
         if app.snapshot is None or app.snapshot.device is None:
             self.notify("Connect a device first: press C.", severity="warning")
+            return
+        if self.data is not None and self.data.blocked:
+            self.notify(f"No session now: {self.data.blocked}.", severity="warning", timeout=8)
             return
         app.start_session_flow()
 
@@ -405,15 +462,20 @@ def run_in_text(data: HomeData) -> str:
     never blocks a session."""
     n, k = data.run_in_days, min(data.run_in_rated, data.run_in_days)
     if data.run_in_complete:
-        return f"Run-in done ({n} days rated): you can start your sessions."
+        return f"Run-in done ({days(n)} rated): you can start your sessions."
     if data.rated_today and k >= n:
-        return f"Today's pain rating is done ({n} of {n} days): start your sessions tomorrow."
+        return f"Today's pain rating is done ({n} of {days(n)}): start your sessions tomorrow."
     if data.rated_today:
-        return f"Today's pain rating is done ({k} of {n} days of the run-in). Rate again tomorrow."
+        return f"Today's pain rating is done ({k} of {days(n)} of the run-in). Rate again tomorrow."
     return (
-        f"R  rate today's pain: one rating a day for {n} days before your first session "
+        f"R  rate today's pain: one rating a day for {days(n)} before your first session "
         f"({k} of {n} done)"
     )
+
+
+def days(n: int) -> str:
+    """``1 day``, ``3 days``."""
+    return f"{n} day" if n == 1 else f"{n} days"
 
 
 def card(id: str, title: str) -> Vertical:

@@ -11,7 +11,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Digits, Sparkline, Static
 
-from tens_control.ui.text import CAP_SHORT, CAP_WORDS, fmt_ma, fmt_ohm
+from tens_control.ui.text import CAP_SHORT, CAP_WORDS, fmt_ma, fmt_ohm, level_text
+from tens_control.ui.widgets.chart import ScaleChart
 
 if TYPE_CHECKING:
     from tens_control.session import ChannelView
@@ -70,8 +71,9 @@ class ChannelPanel(Vertical):
         yield Static("", classes="line limit-line", markup=False)
         yield Static("", classes="line message-line", markup=False)
         with Horizontal(classes="line"):
-            yield Static("current   ", classes="spark-label")
-            yield Sparkline([], classes="current-spark", summary_function=max)
+            yield Static("current   ", classes="spark-label current-label")
+            # a fixed scale, 0 to the limit: a steady 5 mA looks steady, a steady 40 mA full
+            yield ScaleChart(axis=False, classes="current-spark")
         with Horizontal(classes="line"):
             yield Static("impedance ", classes="spark-label")
             yield Sparkline([], classes="impedance-spark", summary_function=max)
@@ -101,10 +103,10 @@ class ChannelPanel(Vertical):
             )
             return
         marker = "▶ " if selected else "  "
-        state = " — ELECTRODE OFF" if view.lead_off else ""
-        chosen = "  (selected)" if selected else ""
+        state = "PAD OFF" if view.lead_off else level_text(view.set_ma, view.cap_ma)
+        chosen = " (selected)" if selected else ""
         self.query_one(".channel-title", Static).update(
-            f"{marker}Channel {view.channel}{state}{chosen}"
+            f"{marker}Channel {view.channel} · {state}{chosen}"
         )
         self.set_class(selected, "selected")
         self.query_one(".set-digits", Digits).update(fmt_ma(view.set_ma, "0"))
@@ -119,9 +121,9 @@ class ChannelPanel(Vertical):
         msg.update(message)
         msg.display = bool(message)
         ohm = f" · {fmt_ohm(view.impedance_ohm)}" if view.impedance_ohm is not None else ""
-        self.query_one(".spark-label", Static).update("current   ")
-        spark = self.query_one(".current-spark", Sparkline)
-        spark.data = list(current)
+        top = view.cap_ma if view.cap_ma > 0 else max([1.0, *current])
+        self.query_one(".current-label", Static).update(f"current 0–{fmt_ma(top)} mA")
+        self.query_one(".current-spark", ScaleChart).set_values(current, top)
         imp = self.query_one(".impedance-spark", Sparkline)
         imp.data = list(impedance)
         labels = self.query(".spark-label")

@@ -32,7 +32,9 @@ def bar_rows(values: Sequence[float], height: int, top: float) -> list[str]:
 
 
 class ScaleChart(Widget):
-    """Bars for ``values`` on a fixed 0..``top`` scale (the newest value at the right)."""
+    """Bars for ``values`` on a fixed 0..``top`` scale (the newest value at the right).
+
+    ``axis=False``: no axis labels (the caller labels the scale), one column per value."""
 
     DEFAULT_CSS = """
     ScaleChart {
@@ -42,18 +44,34 @@ class ScaleChart(Widget):
     """
 
     def __init__(
-        self, values: Sequence[float] = (), *, top: float = 10.0, id: str | None = None
+        self,
+        values: Sequence[float] = (),
+        *,
+        top: float = 10.0,
+        axis: bool = True,
+        id: str | None = None,
+        classes: str | None = None,
     ) -> None:
-        super().__init__(id=id)
+        super().__init__(id=id, classes=classes)
         self.values: list[float] = list(values)
         self.top = top
+        self.axis = axis
 
-    def set_values(self, values: Sequence[float]) -> None:
-        self.values = list(values)
+    def set_values(self, values: Sequence[float], top: float | None = None) -> None:
+        new = list(values)
+        if new == self.values and (top is None or top == self.top):
+            return
+        self.values = new
+        if top is not None:
+            self.top = top
         self.refresh()
 
     def render(self) -> Text:
         height = max(1, self.size.height)
+        if not self.axis:
+            width = max(1, self.size.width)
+            rows = bar_rows(self.values[-width:], height, self.top)
+            return Text("\n".join(rows), no_wrap=True, overflow="crop")
         width = max(1, self.size.width - 4)
         gap = 1 if len(self.values) * 2 <= width else 0
         per = 1 + gap

@@ -43,18 +43,19 @@ def output_line(snapshot: Snapshot | None) -> tuple[str, str]:
     if snapshot is None or not snapshot.channels:
         return "Output off", "off"
     state = str(snapshot.state)
+    if snapshot.stopping:
+        if snapshot.end_reason is not None and str(snapshot.end_reason) == "comms_lost":
+            # STOP was sent but the device cannot confirm it; its own watchdog switches it off
+            return "STOP sent — device not answering", "paused"
+        # S11: stopped, not yet confirmed by the device: neither stimulating nor off
+        return "■ STOPPING — confirming 0 mA", "stopping"
     if snapshot.stimulating:
         parts = [
             f"{ch.channel}: {fmt_ma(ch.set_ma)} mA"
             for ch in snapshot.channels
             if ch.active or ch.set_ma > 0
         ]
-        if state in ("running", "paused"):
-            return "■ STIMULATING  " + "  ".join(parts), "stimulating"
-        if snapshot.end_reason is not None and str(snapshot.end_reason) == "comms_lost":
-            # STOP was sent but the device cannot confirm it; its own watchdog switches it off
-            return "STOP sent — device not answering", "paused"
-        return "■ STOPPING  " + "  ".join(parts), "stimulating"
+        return "■ STIMULATING  " + "  ".join(parts), "stimulating"
     if state == "paused":
         return "‖ PAUSED — output off", "paused"
     return "Output off", "off"
@@ -85,9 +86,18 @@ class StatusBar(Vertical):
         with Horizontal(classes="status-row"):
             yield Static(f"tens-control › {self._title}", id="status-title")
             yield Static(f"■ STOP: {STOP_KEYS}", id="status-stop")
+        # composed with what is true now (a screen pushed mid-session must not say "Loading…"
+        # until the next redraw); before the back end is open that is "Loading…"
+        app = self.app
+        snapshot = getattr(app, "snapshot", None)
+        if snapshot is not None:
+            failed = bool(getattr(app, "backend_error", ""))
+            device = device_line(snapshot, True, bool(getattr(app, "connecting", False)), failed)
+            self._shown = (*device, *output_line(snapshot))
+        device_text, device_class, output_text, output_class = self._shown
         with Horizontal(classes="status-row"):
-            yield Static("Loading…", id="status-device", classes="pending")
-            yield Static("Output off", id="status-output", classes="off")
+            yield Static(device_text, id="status-device", classes=device_class)
+            yield Static(output_text, id="status-output", classes=output_class)
 
     def on_mount(self) -> None:
         redraw = getattr(self.screen, "refresh_view", None)

@@ -72,7 +72,7 @@ def figure_lines(view: PatientView) -> list[Line]:
         lines.append(
             Line(
                 "Adherence days",
-                f"{a.days_fully_adherent} of {a.days} days fully adherent; "
+                f"{a.days_fully_adherent} of {plural(a.days, 'day')} fully adherent; "
                 f"{a.days_without_session} without a session; {a.days_over_prescription} over "
                 "the prescription",
             )
@@ -266,7 +266,9 @@ def weeks_drawer(o: PainOutcome | None, reason: str) -> Drawer:
             label = f"wk {w.index:<2}{mark}{span_text(w.start, w.end)[:14]:<14}"
             if w.mean is None:
                 verdict = "non-responder" if tp is not None and tp.reached else "no mean"
-                out.append(f"{label}   –  {w.rated_days} rated days (needs ≥ 3): {verdict}")
+                out.append(
+                    f"{label}   –  {plural(w.rated_days, 'rated day')} (needs ≥ 3): {verdict}"
+                )
                 continue
             bar = plot.hbar(w.mean, 10.0, bar_w)
             note = f"{signed(w.pct_change, 0)} %" if w.pct_change is not None else ""
