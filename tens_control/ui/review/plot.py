@@ -142,7 +142,7 @@ class DayAxis:
         last = f"{last_day.day} {last_day:%b}"
         width = self.width
         if width < len(first) + len(last) + 1:
-            body = first[:width]
+            body = first  # whole, even if wider than a narrow chart (never "7 De")
         else:
             body = first + " " * (width - len(first) - len(last)) + last
         return " " * (gutter + 1) + body
