@@ -41,7 +41,7 @@ from tens_control.review.analytics import (
     per_session_changes,
 )
 from tens_control.review.model import PatientData, series_label
-from tens_control.review.wording import day_text, num, span_text
+from tens_control.review.wording import day_text, num, plural, span_text
 
 CHART_NAMES = ("pain", "weekly", "amplitude", "timeline")
 WIDTH = 526.0
@@ -780,7 +780,11 @@ def weekly_chart(
             )
         said.append(
             f"week {w.index} ({day_text(w.start)}) "
-            + (f"{w.mean:.1f}" if w.mean is not None else f"no mean ({w.rated_days} rated days)")
+            + (
+                f"{w.mean:.1f}"
+                if w.mean is not None
+                else f"no mean ({plural(w.rated_days, 'rated day')})"
+            )
         )
     c.fill("".join(blue), AFTER, INK, 0.4)
     lines = ""

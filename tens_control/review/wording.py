@@ -135,6 +135,8 @@ def ago_text(days: int | None) -> str:
         return "today"
     if days == 1:
         return "yesterday"
+    if days == -1:
+        return "tomorrow"
     if days < 0:
         return f"in {-days} days"
     return f"{days} days ago"
