@@ -173,6 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    storage = sys.modules.get("tens_control.commands.storage")
+    if storage is not None:  # a database made before this command (a caller's) is not its news
+        storage.CREATED.clear()
     args_list = hoist_global_options(sys.argv[1:] if argv is None else argv)
     if not args_list or (args_list[0].startswith("-") and args_list[0] not in ("-h", "--help")):
         args_list = [DEFAULT_COMMAND, *args_list]

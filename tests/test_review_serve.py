@@ -236,7 +236,7 @@ def test_the_served_command_is_the_review_whatever_the_file_is_called(
     db = tmp_path / name
     argv = shlex.split(serve.review_command(db, today=date(2026, 3, 30)))
     assert argv[:4] == [sys.executable, "-m", "tens_control", "review"]
-    args = build_parser().parse_args(argv[3:])
+    args = build_parser(only="review").parse_args(argv[3:])
     assert args.command == "review"
     assert not args.serve  # a tab never serves, and never runs anything but the review
     assert Path(args.db) == db.resolve()

@@ -186,7 +186,9 @@ def test_a_vanished_pty_gives_one_clear_line(tmp_path: Path, db: Path, env: dict
     )
     assert done.returncode == 2
     line = _one_clear_line(done.stderr)
-    assert f"port {sim.url} does not exist" in line
+    assert f"port {sim.url} " in line
+    if not os.path.exists(sim.url):  # (a test running beside this one may take the pty number)
+        assert f"port {sim.url} does not exist" in line
 
 
 @pytest.mark.timeout(120)
